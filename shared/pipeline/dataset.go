@@ -1,0 +1,77 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// DatasetStatus is where a dataset is in its life: uploaded, checked, usable.
+type DatasetStatus string
+
+const (
+	DatasetAwaitingUpload DatasetStatus = "awaiting_upload"
+	DatasetValidating     DatasetStatus = "validating"
+	DatasetReady          DatasetStatus = "ready"
+	DatasetInvalid        DatasetStatus = "invalid"
+)
+
+// Dataset is one uploaded chat JSONL file and what validation found in it.
+type Dataset struct {
+	ID        string        `json:"id"`
+	Owner     string        `json:"owner"`
+	Name      string        `json:"name"`
+	Status    DatasetStatus `json:"status"`
+	SizeBytes int64         `json:"size_bytes"`
+	// SHA256 is the hex digest the client declared, if any.
+	SHA256 string `json:"sha256,omitempty"`
+	// ObjectKey is where the file lives in the blob store.
+	ObjectKey string `json:"object_key"`
+	// UploadID is the multipart upload in progress, if any.
+	UploadID string `json:"upload_id,omitempty"`
+	// ObjectETag is the ETag of the object validation last ran on, so that a
+	// duplicate upload event is recognised.
+	ObjectETag string `json:"object_etag,omitempty"`
+	// Validation is the summary of the last validation (stats, counts),
+	// stored as the validator produced it.
+	Validation json.RawMessage `json:"validation,omitempty"`
+	// Error explains an invalid dataset in one sentence when no report exists
+	// (for example an upload whose size differs from the declared size).
+	Error     string    `json:"error,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Version increases on every write; stores use it for conditional writes.
+	Version int64 `json:"version"`
+}
+
+// Dataset limits.
+const (
+	// MaxDatasetBytes is the largest dataset accepted (500 MiB, as the
+	// platform this replaces allowed).
+	MaxDatasetBytes = 500 << 20
+	// MaxNameLength is the longest dataset or job name, in characters.
+	MaxNameLength = 200
+)
+
+// ValidateName checks a user-given dataset or job name: 1..200 characters of
+// printable text, no control characters, no path separators.
+func ValidateName(field, name string) error {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return Errorf(EInvalid, "%s is required", field)
+	case !utf8.ValidString(name):
+		return Errorf(EInvalid, "%s must be valid UTF-8", field)
+	case utf8.RuneCountInString(name) > MaxNameLength:
+		return Errorf(EInvalid, "%s must be at most %d characters, got %d", field, MaxNameLength, utf8.RuneCountInString(name))
+	case strings.ContainsAny(name, `/\`):
+		return Errorf(EInvalid, "%s must not contain / or \\", field)
+	}
+	for i, r := range name {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return Errorf(EInvalid, "%s has a control or invalid character at byte %d", field, i)
+		}
+	}
+	return nil
+}
