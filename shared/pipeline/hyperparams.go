@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -198,6 +199,7 @@ func ResolveHyperparameters(preset string, o HyperparameterOverrides) (Hyperpara
 	return h, nil
 }
 
+// formatNumber writes v in plain decimal (0.00001, not 1e-05).
 func formatNumber(v float64) string {
-	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.6g", v), "0"), ".")
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }

@@ -1,0 +1,255 @@
+package httpapi
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/brightrun/brightrun/shared/pipeline"
+)
+
+// DatasetView is a dataset as the API shows it.
+type DatasetView struct {
+	ID         string                 `json:"id"`
+	Name       string                 `json:"name"`
+	Status     pipeline.DatasetStatus `json:"status"`
+	SizeBytes  int64                  `json:"size_bytes"`
+	SHA256     string                 `json:"sha256,omitempty"`
+	Validation json.RawMessage        `json:"validation,omitempty"`
+	Error      string                 `json:"error,omitempty"`
+	CreatedAt  time.Time              `json:"created_at"`
+	UpdatedAt  time.Time              `json:"updated_at"`
+}
+
+func viewDataset(d *pipeline.Dataset) DatasetView {
+	return DatasetView{
+		ID: d.ID, Name: d.Name, Status: d.Status, SizeBytes: d.SizeBytes, SHA256: d.SHA256,
+		Validation: d.Validation, Error: d.Error, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
+	}
+}
+
+type createDatasetRequest struct {
+	Name      *string `json:"name"`
+	SizeBytes *int64  `json:"size_bytes"`
+	SHA256    string  `json:"sha256,omitempty"`
+}
+
+// Upload tells the client how to send the file: one PUT, or parts.
+type Upload struct {
+	// Type is "single" or "multipart".
+	Type    string                  `json:"type"`
+	Request *pipeline.SignedRequest `json:"request,omitempty"`
+	// Multipart fields.
+	UploadID    string       `json:"upload_id,omitempty"`
+	PartSize    int64        `json:"part_size,omitempty"`
+	Parts       []UploadPart `json:"parts,omitempty"`
+	CompleteURL string       `json:"complete_path,omitempty"`
+}
+
+// UploadPart is one part's presigned PUT.
+type UploadPart struct {
+	PartNumber int   `json:"part_number"`
+	SizeBytes  int64 `json:"size_bytes"`
+	pipeline.SignedRequest
+}
+
+type createDatasetResponse struct {
+	Dataset DatasetView `json:"dataset"`
+	Upload  Upload      `json:"upload"`
+}
+
+func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner string) error {
+	var req createDatasetRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Name == nil {
+		return pipeline.Errorf(pipeline.EInvalid, "name is required")
+	}
+	if err := pipeline.ValidateName("name", *req.Name); err != nil {
+		return err
+	}
+	switch {
+	case req.SizeBytes == nil:
+		return pipeline.Errorf(pipeline.EInvalid, "size_bytes is required")
+	case *req.SizeBytes <= 0:
+		return pipeline.Errorf(pipeline.EInvalid, "size_bytes must be at least 1, got %d", *req.SizeBytes)
+	case *req.SizeBytes > pipeline.MaxDatasetBytes:
+		return &pipeline.Error{Code: pipeline.ETooLarge,
+			Message: fmt.Sprintf("size_bytes is %d: datasets are limited to %d bytes (500 MiB)", *req.SizeBytes, pipeline.MaxDatasetBytes)}
+	}
+	sha := strings.ToLower(req.SHA256)
+	if sha != "" {
+		if b, err := hex.DecodeString(sha); err != nil || len(b) != 32 {
+			return pipeline.Errorf(pipeline.EInvalid, "sha256 must be 64 hex digits, got %q", req.SHA256)
+		}
+	}
+	now := s.now()
+	id := pipeline.NewID("ds", now)
+	d := &pipeline.Dataset{
+		ID: id, Owner: owner, Name: strings.TrimSpace(*req.Name), Status: pipeline.DatasetAwaitingUpload,
+		SizeBytes: *req.SizeBytes, SHA256: sha, ObjectKey: DatasetKey(owner, id), CreatedAt: now, UpdatedAt: now,
+	}
+	up, err := s.planUpload(r, d)
+	if err != nil {
+		return err
+	}
+	if err := s.Store.CreateDataset(r.Context(), d); err != nil {
+		return fmt.Errorf("create dataset: %w", err)
+	}
+	s.log().InfoContext(r.Context(), "dataset created", "owner", owner, "dataset_id", id, "size_bytes", d.SizeBytes, "upload", up.Type)
+	writeJSON(w, http.StatusCreated, createDatasetResponse{Dataset: viewDataset(d), Upload: up})
+	return nil
+}
+
+// planUpload presigns one PUT, or starts a multipart upload and presigns
+// every part, depending on the size.
+func (s *Server) planUpload(r *http.Request, d *pipeline.Dataset) (Upload, error) {
+	cfg := s.config()
+	ctx := r.Context()
+	if d.SizeBytes < cfg.MultipartThreshold {
+		req, err := s.Blobs.PresignPut(ctx, d.ObjectKey, d.SizeBytes, d.SHA256, cfg.UploadURLTTL)
+		if err != nil {
+			return Upload{}, fmt.Errorf("presign upload: %w", err)
+		}
+		return Upload{Type: "single", Request: &req}, nil
+	}
+	uploadID, err := s.Blobs.CreateMultipart(ctx, d.ObjectKey)
+	if err != nil {
+		return Upload{}, fmt.Errorf("start multipart upload: %w", err)
+	}
+	d.UploadID = uploadID
+	up := Upload{Type: "multipart", UploadID: uploadID, PartSize: cfg.PartSize, CompleteURL: "/v1/datasets/" + d.ID + "/complete"}
+	for n, off := 1, int64(0); off < d.SizeBytes; n, off = n+1, off+cfg.PartSize {
+		size := min(cfg.PartSize, d.SizeBytes-off)
+		req, err := s.Blobs.PresignPart(ctx, d.ObjectKey, uploadID, n, size, cfg.UploadURLTTL)
+		if err != nil {
+			return Upload{}, fmt.Errorf("presign part %d: %w", n, err)
+		}
+		up.Parts = append(up.Parts, UploadPart{PartNumber: n, SizeBytes: size, SignedRequest: req})
+	}
+	return up, nil
+}
+
+type completeRequest struct {
+	Parts []pipeline.CompletedPart `json:"parts"`
+}
+
+func (s *Server) completeDataset(w http.ResponseWriter, r *http.Request, owner string) error {
+	var req completeRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	d, err := s.Store.GetDataset(r.Context(), owner, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if d.UploadID == "" {
+		// Completed before (a client retry): answer as the first time did.
+		if _, err := s.Blobs.Stat(r.Context(), d.ObjectKey); err == nil {
+			writeJSON(w, http.StatusOK, viewDataset(d))
+			return nil
+		}
+		return pipeline.Errorf(pipeline.EPrecondition, "dataset %s has no multipart upload to complete", d.ID)
+	}
+	if len(req.Parts) == 0 {
+		return pipeline.Errorf(pipeline.EInvalid, "parts is required: one {part_number, etag} per uploaded part")
+	}
+	info, err := s.Blobs.CompleteMultipart(r.Context(), d.ObjectKey, d.UploadID, req.Parts)
+	if err != nil {
+		return fmt.Errorf("complete multipart upload: %w", err)
+	}
+	fresh, err := pipeline.UpdateDataset(r.Context(), s.Store, owner, d.ID, func(d *pipeline.Dataset) error {
+		if d.UploadID == "" {
+			return pipeline.ErrNoChange
+		}
+		d.UploadID = ""
+		d.UpdatedAt = s.now()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record completed upload: %w", err)
+	}
+	s.log().InfoContext(r.Context(), "multipart upload completed", "owner", owner, "dataset_id", d.ID, "size_bytes", info.Size)
+	writeJSON(w, http.StatusOK, viewDataset(fresh))
+	return nil
+}
+
+type listDatasetsResponse struct {
+	Datasets   []DatasetView `json:"datasets"`
+	NextCursor string        `json:"next_cursor,omitempty"`
+}
+
+// page reads ?cursor= and ?limit=.
+func page(r *http.Request) (pipeline.Page, error) {
+	p := pipeline.Page{Cursor: r.URL.Query().Get("cursor")}
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > pipeline.MaxPageSize {
+			return p, pipeline.Errorf(pipeline.EInvalid, "limit must be an integer from 1 to %d, got %q", pipeline.MaxPageSize, l)
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+func (s *Server) listDatasets(w http.ResponseWriter, r *http.Request, owner string) error {
+	p, err := page(r)
+	if err != nil {
+		return err
+	}
+	list, next, err := s.Store.ListDatasets(r.Context(), owner, p)
+	if err != nil {
+		return err
+	}
+	out := listDatasetsResponse{Datasets: make([]DatasetView, 0, len(list)), NextCursor: next}
+	for _, d := range list {
+		out.Datasets = append(out.Datasets, viewDataset(d))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getDataset(w http.ResponseWriter, r *http.Request, owner string) error {
+	d, err := s.Store.GetDataset(r.Context(), owner, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewDataset(d))
+	return nil
+}
+
+// deleteDataset removes the object first, then the record, so that a
+// failure half-way leaves a record the caller can delete again.
+func (s *Server) deleteDataset(w http.ResponseWriter, r *http.Request, owner string) error {
+	ctx := r.Context()
+	d, err := s.Store.GetDataset(ctx, owner, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if d.UploadID != "" {
+		if err := s.Blobs.AbortMultipart(ctx, d.ObjectKey, d.UploadID); err != nil && pipeline.ErrorCode(err) != pipeline.ENotFound {
+			return fmt.Errorf("abort multipart upload: %w", err)
+		}
+	}
+	for _, key := range []string{d.ObjectKey, ReportKey(d.ObjectKey)} {
+		if err := s.Blobs.Delete(ctx, key); err != nil {
+			return fmt.Errorf("delete %s: %w", key, err)
+		}
+	}
+	if err := s.Store.DeleteDataset(ctx, owner, d.ID); err != nil && pipeline.ErrorCode(err) != pipeline.ENotFound {
+		return fmt.Errorf("delete dataset record: %w", err)
+	}
+	s.log().InfoContext(ctx, "dataset deleted", "owner", owner, "dataset_id", d.ID)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ReportKey is where a dataset's full validation report is stored.
+func ReportKey(datasetKey string) string {
+	return strings.TrimSuffix(datasetKey, ".jsonl") + ".report.json"
+}

@@ -1,0 +1,50 @@
+package httpapi
+
+import "net/http"
+
+// Function names: each Lambda serves the routes of its function; the local
+// stack serves them all.
+const (
+	FnUploads  = "uploads"
+	FnEstimate = "estimate"
+	FnJobs     = "jobs"
+	FnWebhook  = "webhook"
+)
+
+// Route is one endpoint of the API.
+type Route struct {
+	Function string
+	Method   string
+	Path     string
+	handler  http.Handler
+}
+
+// Routes lists the whole API in one place.
+func (s *Server) Routes() []Route {
+	return []Route{
+		{FnUploads, "POST", "/v1/datasets", s.authed(s.createDataset)},
+		{FnUploads, "GET", "/v1/datasets", s.authed(s.listDatasets)},
+		{FnUploads, "GET", "/v1/datasets/{id}", s.authed(s.getDataset)},
+		{FnUploads, "POST", "/v1/datasets/{id}/complete", s.authed(s.completeDataset)},
+		{FnUploads, "DELETE", "/v1/datasets/{id}", s.authed(s.deleteDataset)},
+	}
+}
+
+// Handler serves the routes of the named functions (all when none is
+// named), /healthz, and the error shape for anything else.
+func (s *Server) Handler(functions ...string) http.Handler {
+	want := map[string]bool{}
+	for _, f := range functions {
+		want[f] = true
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	for _, rt := range s.Routes() {
+		if len(want) == 0 || want[rt.Function] {
+			mux.Handle(rt.Method+" "+rt.Path, rt.handler)
+		}
+	}
+	return s.recoverer(notFoundShape(mux))
+}
