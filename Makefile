@@ -1,0 +1,47 @@
+# Bright Run LoRA pipeline. `make run` runs the whole pipeline on this
+# machine; `make test` runs every test. See README.md.
+
+GO        ?= go
+PYTHON    ?= python3
+FUNCTIONS := $(notdir $(wildcard functions/*))
+BIN       := bin
+LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
+
+.PHONY: run test test-go test-python lint build build-cli bench fuzz clean
+
+## run: the local stack (API on 127.0.0.1:8080, state in .local/)
+run:
+	$(GO) run ./cmd/localstack
+
+## test: lint, then every Go and Python test
+test: lint test-go test-python
+
+test-go:
+	$(GO) test -count=1 ./...
+
+test-python:
+	@if [ -d gpu-image/tests ]; then $(PYTHON) -m pytest -q gpu-image/tests; fi
+
+## lint: gofmt and go vet must be clean
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## build: every function as a static linux/arm64 bootstrap, and the CLI
+build: build-cli
+	@for fn in $(FUNCTIONS); do \
+		GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(BIN)/lambda/$$fn/bootstrap ./functions/$$fn || exit 1; \
+		printf '%-12s %s bytes\n' $$fn $$(stat -c %s $(BIN)/lambda/$$fn/bootstrap); \
+	done
+
+build-cli:
+	@if [ -d cmd/brightrun ]; then $(GO) build -o $(BIN)/brightrun ./cmd/brightrun; fi
+	$(GO) build -o $(BIN)/localstack ./cmd/localstack
+
+## bench: Go benchmarks (validator, tokenizer, estimator)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./shared/...
+
+clean:
+	rm -rf $(BIN)
