@@ -36,7 +36,7 @@ var (
 // NewStore returns the store kept in db.
 func NewStore(db *DB) (*Store, error) {
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{datasets.records, datasets.byTime, jobs.records, jobs.byTime, jobs.byStatus} {
+		for _, name := range append([][]byte{datasets.records, datasets.byTime, jobs.records, jobs.byTime, jobs.byStatus}, jobLogBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -92,6 +92,9 @@ func (s *Store) create(k kind, owner, id string, created time.Time, status strin
 			return err
 		}
 		if k.byStatus != nil {
+			if err := tx.Bucket(bucketJobsGlobal).Put(globalStatusKey(&pipeline.Job{Owner: owner, ID: id, Status: pipeline.JobStatus(status), CreatedAt: created}), nil); err != nil {
+				return err
+			}
 			return tx.Bucket(k.byStatus).Put(statusKey(owner, pipeline.JobStatus(status), created, id), nil)
 		}
 		return nil
@@ -139,8 +142,14 @@ func (s *Store) update(k kind, owner, id string, version int64, status string, s
 			return err
 		}
 		if k.byStatus != nil && string(cur.Status) != status {
-			idx := tx.Bucket(k.byStatus)
+			idx, global := tx.Bucket(k.byStatus), tx.Bucket(bucketJobsGlobal)
 			if err := idx.Delete(statusKey(owner, cur.Status, cur.CreatedAt, id)); err != nil {
+				return err
+			}
+			if err := global.Delete(globalStatusKey(&pipeline.Job{Owner: owner, ID: id, Status: cur.Status, CreatedAt: cur.CreatedAt})); err != nil {
+				return err
+			}
+			if err := global.Put(globalStatusKey(&pipeline.Job{Owner: owner, ID: id, Status: pipeline.JobStatus(status), CreatedAt: cur.CreatedAt}), nil); err != nil {
 				return err
 			}
 			return idx.Put(statusKey(owner, pipeline.JobStatus(status), cur.CreatedAt, id), nil)
@@ -166,6 +175,9 @@ func (s *Store) delete(k kind, owner, id string) error {
 		}
 		if k.byStatus != nil {
 			if err := tx.Bucket(k.byStatus).Delete(statusKey(owner, cur.Status, cur.CreatedAt, id)); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketJobsGlobal).Delete(globalStatusKey(&pipeline.Job{Owner: owner, ID: id, Status: cur.Status, CreatedAt: cur.CreatedAt})); err != nil {
 				return err
 			}
 		}
@@ -330,4 +342,52 @@ func (s *Store) ListJobs(ctx context.Context, owner string, f pipeline.JobFilter
 		return nil
 	})
 	return out, next, err
+}
+
+// descend walks the keys under prefix newest (greatest) first from the
+// cursor, decoding each value with decode.
+func (s *Store) descend(bucket, prefix []byte, p pipeline.Page, decode func(v []byte) error) (string, error) {
+	p = p.Clamp()
+	var start []byte
+	if p.Cursor != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(p.Cursor)
+		if err != nil || !bytes.HasPrefix(raw, prefix) {
+			return "", pipeline.Errorf(pipeline.EInvalid, "cursor is not one this list returned")
+		}
+		start = raw
+	}
+	var next string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		k, v := seekBefore(c, prefix, start)
+		n := 0
+		var last []byte
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+			if n == p.Limit {
+				next = base64.RawURLEncoding.EncodeToString(last)
+				return nil
+			}
+			if err := decode(v); err != nil {
+				return err
+			}
+			last = append(last[:0], k...)
+			n++
+		}
+		return nil
+	})
+	return next, err
+}
+
+// seekBefore positions c on the last key under prefix (start == nil), or on
+// the last key strictly before start.
+func seekBefore(c *bolt.Cursor, prefix, start []byte) ([]byte, []byte) {
+	target := start
+	if target == nil {
+		target = append(append([]byte{}, prefix...), 0xff)
+	}
+	k, _ := c.Seek(target)
+	if k == nil {
+		return c.Last()
+	}
+	return c.Prev()
 }

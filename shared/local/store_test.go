@@ -28,3 +28,13 @@ func TestStoreConformance(t *testing.T) {
 		return s
 	})
 }
+
+func TestJobLogConformance(t *testing.T) {
+	storetest.RunJobLog(t, func(t *testing.T) storetest.FullStore {
+		s, err := local.NewStore(MustOpenDB(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
