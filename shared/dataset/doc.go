@@ -1,0 +1,33 @@
+// Package dataset validates chat JSONL training datasets in one streaming
+// pass.
+//
+// Each line of a dataset holds one conversation:
+//
+//	{"messages": [{"role": "system", "content": "..."}, {"role": "user", "content": "..."}, {"role": "assistant", "content": "...", "weight": 0}]}
+//
+// [Validate] reads any [io.Reader] once, in constant memory, and never
+// stops at the first problem: it reports every issue with a stable [Code],
+// the 1-based line, the message index where one applies and a plain
+// message, counts the tokens of the valid examples with a [chat.Counter],
+// and summarises the dataset in a [Report]. A UTF-8 byte order mark, CRLF
+// line ends and blank lines are accepted.
+//
+// # Decoding
+//
+// Lines are decoded by a hand-written scanner that accepts exactly what
+// encoding/json accepts (a fuzz test holds it to json.Valid and
+// json.Unmarshal) at several times its speed. Keys match exactly ("Role"
+// is an unknown key, not "role"); a repeated key keeps its last value, as
+// in encoding/json. A weight must be a JSON number equal to 0 or 1 in any
+// spelling (1, 1.0, 1e0); true, "1" and null are invalid_weight. Content
+// must be a string: multimodal content arrays are invalid_content.
+//
+// # Memory
+//
+// Validate holds one line of at most [Options.MaxLineBytes] (8 MiB by
+// default; longer lines are skipped in chunks), two 62 KiB histograms, at
+// most [Options.MaxIssues] issues per severity, and the duplicate
+// detector: 16-byte hashes with a line number, 30 to 50 bytes per
+// distinct example, capped at [Options.MaxUniqueExamples] (1,700,000 by
+// default: about 48 MiB).
+package dataset
