@@ -2,13 +2,14 @@ package httpapi
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/dataset"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -19,7 +20,7 @@ type DatasetView struct {
 	Status     pipeline.DatasetStatus `json:"status"`
 	SizeBytes  int64                  `json:"size_bytes"`
 	SHA256     string                 `json:"sha256,omitempty"`
-	Validation json.RawMessage        `json:"validation,omitempty"`
+	Validation *dataset.Summary       `json:"validation,omitempty"`
 	Error      string                 `json:"error,omitempty"`
 	CreatedAt  time.Time              `json:"created_at"`
 	UpdatedAt  time.Time              `json:"updated_at"`
@@ -252,4 +253,27 @@ func (s *Server) deleteDataset(w http.ResponseWriter, r *http.Request, owner str
 // ReportKey is where a dataset's full validation report is stored.
 func ReportKey(datasetKey string) string {
 	return strings.TrimSuffix(datasetKey, ".jsonl") + ".report.json"
+}
+
+// getReport streams the dataset's full validation report.
+func (s *Server) getReport(w http.ResponseWriter, r *http.Request, owner string) error {
+	d, err := s.Store.GetDataset(r.Context(), owner, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if d.Validation == nil {
+		return pipeline.Errorf(pipeline.EPrecondition, "dataset %s has no report yet: it is %s", d.ID, d.Status)
+	}
+	rc, info, err := s.Blobs.Open(r.Context(), ReportKey(d.ObjectKey))
+	if err != nil {
+		return fmt.Errorf("open report: %w", err)
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, rc); err != nil {
+		s.log().WarnContext(r.Context(), "report cut short", "dataset_id", d.ID, "err", err)
+	}
+	return nil
 }

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/local"
 	"github.com/brightrun/brightrun/shared/pipeline"
@@ -22,6 +24,8 @@ type testAPI struct {
 	srv   *httptest.Server
 	store *local.Store
 	blobs *local.Blobs
+	queue *local.Queue
+	api   *httpapi.Server
 }
 
 func newTestAPI(t *testing.T, cfg httpapi.Config) *testAPI {
@@ -41,14 +45,19 @@ func newTestAPI(t *testing.T, cfg httpapi.Config) *testAPI {
 		t.Fatal(err)
 	}
 	tokens, _ := httpapi.ParseDevTokens("alice:alice-token,bob:bob-token")
-	api := &httpapi.Server{Store: store, Blobs: blobs, Auth: tokens, Config: cfg}
+	queue, err := local.NewQueue(db, "jobs", local.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &httpapi.Server{Store: store, Blobs: blobs, Auth: tokens, Config: cfg, JobLog: store, Queue: queue, Catalog: catalog.Default(),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	mux := http.NewServeMux()
 	mux.Handle(local.BlobsPath, blobs)
 	mux.Handle("/", api.Handler())
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	blobs.SetBaseURL(srv.URL)
-	return &testAPI{T: t, srv: srv, store: store, blobs: blobs}
+	return &testAPI{T: t, srv: srv, store: store, blobs: blobs, queue: queue, api: api}
 }
 
 // call makes an API request as the user with token (none when ""), and
@@ -74,7 +83,7 @@ func (a *testAPI) call(method, path, token, body string, out any) int {
 			a.Errorf("%s %s = %d with body %q, want the error shape", method, path, resp.StatusCode, data)
 		}
 	}
-	if out != nil && len(data) > 0 {
+	if out != nil && len(data) > 0 && resp.StatusCode != http.StatusNoContent {
 		if err := json.Unmarshal(data, out); err != nil {
 			a.Fatalf("%s %s: decode %q: %v", method, path, data, err)
 		}
@@ -348,5 +357,12 @@ func TestDatasetKeyRoundTrips(t *testing.T) {
 		if _, _, err := httpapi.ParseDatasetKey(key); err == nil {
 			t.Errorf("ParseDatasetKey(%q) succeeded, want an error", key)
 		}
+	}
+}
+
+func decodeBody(t *testing.T, resp *http.Response, out any) {
+	t.Helper()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("decode response: %v", err)
 	}
 }

@@ -25,8 +25,26 @@ func (s *Server) Routes() []Route {
 		{FnUploads, "POST", "/v1/datasets", s.authed(s.createDataset)},
 		{FnUploads, "GET", "/v1/datasets", s.authed(s.listDatasets)},
 		{FnUploads, "GET", "/v1/datasets/{id}", s.authed(s.getDataset)},
+		{FnUploads, "GET", "/v1/datasets/{id}/report", s.authed(s.getReport)},
 		{FnUploads, "POST", "/v1/datasets/{id}/complete", s.authed(s.completeDataset)},
 		{FnUploads, "DELETE", "/v1/datasets/{id}", s.authed(s.deleteDataset)},
+
+		{FnEstimate, "GET", "/v1/presets", s.authed(s.listPresets)},
+		{FnEstimate, "GET", "/v1/gpus", s.authed(s.listGPUs)},
+		{FnEstimate, "GET", "/v1/models", s.authed(s.listModels)},
+		{FnEstimate, "POST", "/v1/estimates", s.authed(s.createEstimate)},
+
+		{FnJobs, "POST", "/v1/jobs", s.authed(s.createJob)},
+		{FnJobs, "GET", "/v1/jobs", s.authed(s.listJobs)},
+		{FnJobs, "GET", "/v1/jobs/{id}", s.authed(s.getJob)},
+		{FnJobs, "POST", "/v1/jobs/{id}/cancel", s.authed(s.cancelJob)},
+		{FnJobs, "GET", "/v1/jobs/{id}/events", s.authed(s.listEvents)},
+		{FnJobs, "GET", "/v1/jobs/{id}/metrics", s.authed(s.listMetrics)},
+		{FnJobs, "GET", "/v1/jobs/{id}/artifacts", s.authed(s.listArtifacts)},
+		{FnJobs, "GET", "/v1/notifications", s.authed(s.listNotifications)},
+
+		{FnWebhook, "POST", "/v1/callbacks/worker", http.HandlerFunc(s.workerCallback)},
+		{FnWebhook, "POST", "/v1/callbacks/runpod/{token}", http.HandlerFunc(s.runpodWebhook)},
 	}
 }
 

@@ -10,14 +10,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
 // Server holds what the handlers need.
 type Server struct {
-	Store  pipeline.Store
-	Blobs  pipeline.Blobs
-	Auth   Authenticator
+	Store   pipeline.Store
+	Blobs   pipeline.Blobs
+	Auth    Authenticator
+	JobLog  pipeline.JobLog
+	Queue   pipeline.Queue
+	Catalog *catalog.Catalog
+	// Canceller, when set, cancels a running job's GPU run at once;
+	// otherwise the worker learns of the cancel from its next callback.
+	Canceller Canceller
+	// CallbackSecret is the master secret per-job callback secrets derive from.
+	CallbackSecret []byte
+	// Runs confirms a RunPod webhook's news with RunPod (nil: left to
+	// scheduled reconciliation).
+	Runs   RunChecker
 	Log    *slog.Logger
 	Now    func() time.Time
 	Config Config

@@ -142,13 +142,19 @@ func (b *Blobs) presign(o op, ttl time.Duration) (pipeline.SignedRequest, error)
 }
 
 // PresignPut returns a PUT URL for exactly size bytes (and, when sha256Hex
-// is given, exactly that content).
+// is given, exactly that content). A negative size leaves the size open (up
+// to MaxUnboundedPut): for files whose size is not known in advance, such
+// as a trained adapter.
 func (b *Blobs) PresignPut(ctx context.Context, key string, size int64, sha256Hex string, ttl time.Duration) (pipeline.SignedRequest, error) {
-	if size < 0 {
-		return pipeline.SignedRequest{}, pipeline.Errorf(pipeline.EInvalid, "size must not be negative")
+	o := op{method: http.MethodPut, key: key, kind: "put", sha: strings.ToLower(sha256Hex)}
+	if size >= 0 {
+		o.size = strconv.FormatInt(size, 10)
 	}
-	return b.presign(op{method: http.MethodPut, key: key, kind: "put", size: strconv.FormatInt(size, 10), sha: strings.ToLower(sha256Hex)}, ttl)
+	return b.presign(o, ttl)
 }
+
+// MaxUnboundedPut is the most a PUT URL presigned without a size accepts.
+const MaxUnboundedPut = 32 << 30
 
 // PresignGet returns a GET URL for the object.
 func (b *Blobs) PresignGet(ctx context.Context, key string, ttl time.Duration) (pipeline.SignedRequest, error) {
@@ -440,6 +446,10 @@ func (b *Blobs) serveGet(w http.ResponseWriter, r *http.Request, key string) {
 }
 
 func (b *Blobs) servePut(w http.ResponseWriter, r *http.Request, o op) {
+	if o.size == "" {
+		b.serveUnboundedPut(w, r, o)
+		return
+	}
 	size, _ := strconv.ParseInt(o.size, 10, 64)
 	if r.ContentLength != size {
 		blobError(w, http.StatusForbidden, "SignatureDoesNotMatch",
@@ -492,6 +502,34 @@ func (b *Blobs) servePut(w http.ResponseWriter, r *http.Request, o op) {
 	}
 }
 
+func (b *Blobs) serveUnboundedPut(w http.ResponseWriter, r *http.Request, o op) {
+	if r.ContentLength > MaxUnboundedPut {
+		blobError(w, http.StatusBadRequest, "EntityTooLarge", fmt.Sprintf("uploads are limited to %d bytes", int64(MaxUnboundedPut)))
+		return
+	}
+	info, err := b.writeObject(o.key, func(dst io.Writer) error {
+		n, err := io.Copy(dst, io.LimitReader(r.Body, MaxUnboundedPut+1))
+		if err != nil {
+			return fmt.Errorf("read upload: %w", err)
+		}
+		if n > MaxUnboundedPut || r.ContentLength >= 0 && n != r.ContentLength {
+			return errSizeMismatch
+		}
+		return nil
+	}, "")
+	if errors.Is(err, errSizeMismatch) {
+		blobError(w, http.StatusBadRequest, "IncompleteBody", "the body is not the size its Content-Length declares, or over the limit")
+		return
+	}
+	if err != nil {
+		slog.Error("store upload", "key", o.key, "err", err)
+		blobError(w, http.StatusInternalServerError, "InternalError", "could not store the upload")
+		return
+	}
+	w.Header().Set("ETag", `"`+info.ETag+`"`)
+	w.WriteHeader(http.StatusOK)
+}
+
 var (
 	errSizeMismatch     = errors.New("body size differs from the signed size")
 	errChecksumMismatch = errors.New("body sha256 differs from the signed one")
@@ -533,4 +571,22 @@ func blobError(w http.ResponseWriter, status int, code, msg string) {
 func xmlEscape(s string) string {
 	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;")
 	return r.Replace(s)
+}
+
+// Put stores body (exactly size bytes) at key. It does not call OnCreated:
+// like an S3 notification filtered to uploads, that is for client uploads.
+func (b *Blobs) Put(ctx context.Context, key string, body io.Reader, size int64) (pipeline.ObjectInfo, error) {
+	if err := checkKey(key); err != nil {
+		return pipeline.ObjectInfo{}, err
+	}
+	return b.writeObject(key, func(w io.Writer) error {
+		n, err := io.Copy(w, io.LimitReader(body, size+1))
+		if err != nil {
+			return fmt.Errorf("write %s: %w", key, err)
+		}
+		if n != size {
+			return fmt.Errorf("write %s: body has %d bytes, want %d", key, n, size)
+		}
+		return nil
+	}, "")
 }

@@ -17,7 +17,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/ingest"
 	"github.com/brightrun/brightrun/shared/local"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
@@ -32,7 +34,9 @@ type Config struct {
 	DevTokens string
 	// API tunables.
 	API httpapi.Config
-	Log *slog.Logger
+	// Getenv reads further settings (BRIGHTRUN_PRICES_FILE, ...); default os.Getenv.
+	Getenv func(string) string
+	Log    *slog.Logger
 }
 
 // Defaults.
@@ -51,6 +55,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		return def
 	}
 	return Config{
+		Getenv:    getenv,
 		Addr:      or("BRIGHTRUN_ADDR", DefaultAddr),
 		DataDir:   or("BRIGHTRUN_DATA", DefaultDataDir),
 		DevTokens: or("BRIGHTRUN_DEV_TOKENS", DefaultDevTokens),
@@ -64,7 +69,9 @@ type Stack struct {
 	Queue  *local.Queue
 	Blobs  *local.Blobs
 	API    *httpapi.Server
-	Tokens httpapi.DevTokens
+	// Validator runs after every upload, as the validate Lambda does on S3 events.
+	Validator *ingest.Validator
+	Tokens    httpapi.DevTokens
 
 	db       *local.DB
 	log      *slog.Logger
@@ -81,6 +88,9 @@ type Stack struct {
 func Open(cfg Config) (*Stack, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.Getenv == nil {
+		cfg.Getenv = os.Getenv
 	}
 	tokens, err := httpapi.ParseDevTokens(cfg.DevTokens)
 	if err != nil {
@@ -116,7 +126,17 @@ func (s *Stack) build() error {
 		return err
 	}
 	s.Blobs.OnCreated = s.objectCreated
-	s.API = &httpapi.Server{Store: s.Store, Blobs: s.Blobs, Auth: s.Tokens, Log: s.log, Config: s.Config.API}
+	cat, err := catalog.FromEnv(s.Config.Getenv)
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	s.API = &httpapi.Server{Store: s.Store, Blobs: s.Blobs, Auth: s.Tokens, Log: s.log, Config: s.Config.API,
+		JobLog: s.Store, Queue: s.Queue, Catalog: cat}
+	counter, err := ingest.Qwen3Counter()
+	if err != nil {
+		return err
+	}
+	s.Validator = &ingest.Validator{Store: s.Store, Blobs: s.Blobs, Counter: counter, Log: s.log}
 	return nil
 }
 
@@ -191,7 +211,13 @@ func (s *Stack) goBackground(fn func(ctx context.Context)) {
 	}()
 }
 
-// objectCreated is the local stand-in for S3's ObjectCreated event.
+// objectCreated is the local stand-in for S3's ObjectCreated event: it
+// validates the upload in the background, as the validate Lambda would.
 func (s *Stack) objectCreated(info pipeline.ObjectInfo) {
 	s.log.Info("object created", "key", info.Key, "size_bytes", info.Size, "etag", info.ETag)
+	s.goBackground(func(ctx context.Context) {
+		if err := s.Validator.ValidateObject(ctx, info); err != nil {
+			s.log.Error("validate upload", "key", info.Key, "err", err)
+		}
+	})
 }

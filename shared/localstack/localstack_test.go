@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/brightrun/brightrun/shared/localstack"
 )
@@ -92,6 +95,56 @@ func TestUploadSurvivesRestart(t *testing.T) {
 	rc.Close()
 	if info.Size != 1234 || !bytes.Equal(got, body) {
 		t.Errorf("object after a restart is %d bytes, want the 1234 uploaded", info.Size)
+	}
+}
+
+// An upload through the local stack is validated in the background and
+// ends ready, with its report served by the API.
+func TestUploadIsValidated(t *testing.T) {
+	s := MustStart(t, t.TempDir())
+	defer s.Close(context.Background())
+	sample, err := os.ReadFile("../../testdata/datasets/sample.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct {
+		Dataset struct{ ID string }
+		Upload  struct {
+			Request struct{ Method, URL string }
+		}
+	}
+	body := fmt.Sprintf(`{"name":"sample","size_bytes":%d}`, len(sample))
+	if status := call(t, "POST", s.URL()+"/v1/datasets", body, &created); status != 201 {
+		t.Fatalf("POST /v1/datasets = %d, want 201", status)
+	}
+	req, _ := http.NewRequest(created.Upload.Request.Method, created.Upload.Request.URL, bytes.NewReader(sample))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var d struct {
+		Status     string
+		Validation struct {
+			Examples int64
+			Tokens   struct{ Total, Trained int64 }
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for d.Status != "ready" && d.Status != "invalid" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		call(t, "GET", s.URL()+"/v1/datasets/"+created.Dataset.ID, "", &d)
+	}
+	if d.Status != "ready" || d.Validation.Examples != 40 || d.Validation.Tokens.Trained == 0 {
+		t.Fatalf("dataset after upload = %+v, want ready with 40 examples and trained tokens", d)
+	}
+	var report struct {
+		Valid  bool
+		Issues []any
+		Tokens struct{ Total int64 }
+	}
+	if status := call(t, "GET", s.URL()+"/v1/datasets/"+created.Dataset.ID+"/report", "", &report); status != 200 || !report.Valid || report.Tokens.Total != d.Validation.Tokens.Total {
+		t.Errorf("GET report = %d %+v, want 200, valid, %d tokens", status, report, d.Validation.Tokens.Total)
 	}
 }
 

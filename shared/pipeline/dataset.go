@@ -1,11 +1,12 @@
 package pipeline
 
 import (
-	"encoding/json"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/brightrun/brightrun/shared/dataset"
 )
 
 // DatasetStatus is where a dataset is in its life: uploaded, checked, usable.
@@ -34,9 +35,12 @@ type Dataset struct {
 	// ObjectETag is the ETag of the object validation last ran on, so that a
 	// duplicate upload event is recognised.
 	ObjectETag string `json:"object_etag,omitempty"`
-	// Validation is the summary of the last validation (stats, counts),
-	// stored as the validator produced it.
-	Validation json.RawMessage `json:"validation,omitempty"`
+	// ContentSHA256 is the hex sha256 of the stored object, computed while
+	// validating it.
+	ContentSHA256 string `json:"content_sha256,omitempty"`
+	// Validation is the summary of the last validation: counts, tokens,
+	// stats. The full report (every issue) is a blob beside the object.
+	Validation *dataset.Summary `json:"validation,omitempty"`
 	// Error explains an invalid dataset in one sentence when no report exists
 	// (for example an upload whose size differs from the declared size).
 	Error     string    `json:"error,omitempty"`

@@ -99,9 +99,57 @@ type Job struct {
 	IdempotencyKey string    `json:"idempotency_key,omitempty"`
 	RequestHash    string    `json:"request_hash,omitempty"`
 	Error          *JobError `json:"error,omitempty"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
-	Version        int64     `json:"version"`
+	// Estimate is what the job was expected to take and cost when created.
+	Estimate *JobEstimate `json:"estimate,omitempty"`
+	// Progress is the latest metric point reported.
+	Progress *MetricPoint `json:"progress,omitempty"`
+	// Stage is the worker's current stage (download, load, train, save, upload).
+	Stage     string     `json:"stage,omitempty"`
+	Artifacts []Artifact `json:"artifacts,omitempty"`
+	// Cost is the actual cost, recorded when the job ends.
+	Cost *JobCost `json:"cost,omitempty"`
+	// HeartbeatAt is when the last callback or status check heard of the job.
+	HeartbeatAt *time.Time `json:"heartbeat_at,omitempty"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	Version     int64      `json:"version"`
+}
+
+// Range is a low / expected / high figure.
+type Range struct {
+	Low      float64 `json:"low"`
+	Expected float64 `json:"expected"`
+	High     float64 `json:"high"`
+}
+
+// JobEstimate is the part of an estimate a job keeps.
+type JobEstimate struct {
+	GPU                     string  `json:"gpu"`
+	PriceUSDPerSecond       float64 `json:"price_usd_per_second"`
+	TotalSteps              int     `json:"total_steps"`
+	DurationSeconds         Range   `json:"duration_seconds"`
+	CostUSD                 Range   `json:"cost_usd"`
+	ExecutionTimeoutSeconds int64   `json:"execution_timeout_seconds"`
+	PricesDate              string  `json:"prices_date"`
+	EstimatorVersion        string  `json:"estimator_version"`
+}
+
+// Artifact is one file of a trained adapter.
+type Artifact struct {
+	Name      string `json:"name"`
+	Key       string `json:"key"`
+	SizeBytes int64  `json:"size_bytes"`
+	SHA256    string `json:"sha256"`
+}
+
+// JobCost is what a job actually cost, beside its estimate.
+type JobCost struct {
+	BilledSeconds     float64 `json:"billed_seconds"`
+	PriceUSDPerSecond float64 `json:"price_usd_per_second"`
+	USD               float64 `json:"usd"`
+	EstimatedUSD      float64 `json:"estimated_usd"`
 }
 
 // JobError is why a job failed, classified, with advice for the user.

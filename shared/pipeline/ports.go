@@ -125,3 +125,9 @@ type Blobs interface {
 	Open(ctx context.Context, key string) (io.ReadCloser, ObjectInfo, error)
 	Delete(ctx context.Context, key string) error
 }
+
+// ObjectWriter stores an object the server itself produces (a validation
+// report). Uploads from clients go through presigned URLs instead.
+type ObjectWriter interface {
+	Put(ctx context.Context, key string, body io.Reader, size int64) (ObjectInfo, error)
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/dataset"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -28,7 +29,7 @@ func Run(t *testing.T, newStore func(t *testing.T) pipeline.Store) {
 
 var base = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
-func dataset(owner string, i int) *pipeline.Dataset {
+func newDataset(owner string, i int) *pipeline.Dataset {
 	at := base.Add(time.Duration(i) * time.Second)
 	return &pipeline.Dataset{
 		ID: fmt.Sprintf("ds_%04d", i), Owner: owner, Name: fmt.Sprintf("set %d", i),
@@ -61,9 +62,9 @@ func wantCode(t *testing.T, what string, err error, code string) {
 
 func testDatasetRoundTrip(t *testing.T, s pipeline.Store) {
 	ctx := context.Background()
-	d := dataset("alice", 1)
+	d := newDataset("alice", 1)
 	d.SHA256 = "ab12"
-	d.Validation = []byte(`{"examples":12}`)
+	d.Validation = &dataset.Summary{Examples: 12, Tokens: dataset.Tokens{Total: 3400, Trained: 1200}}
 	must(t, s.CreateDataset(ctx, d))
 	if d.Version != 1 {
 		t.Errorf("Version after create = %d, want 1", d.Version)
@@ -71,7 +72,7 @@ func testDatasetRoundTrip(t *testing.T, s pipeline.Store) {
 	got, err := s.GetDataset(ctx, "alice", d.ID)
 	must(t, err)
 	if got.Name != d.Name || got.SizeBytes != d.SizeBytes || got.SHA256 != d.SHA256 || got.ObjectKey != d.ObjectKey ||
-		!got.CreatedAt.Equal(d.CreatedAt) || got.Version != 1 || string(got.Validation) != string(d.Validation) || got.Owner != "alice" {
+		!got.CreatedAt.Equal(d.CreatedAt) || got.Version != 1 || got.Validation == nil || got.Validation.Tokens != d.Validation.Tokens || got.Validation.Examples != 12 || got.Owner != "alice" {
 		t.Errorf("GetDataset = %+v, want %+v", got, d)
 	}
 	_, err = s.GetDataset(ctx, "alice", "ds_missing")
@@ -80,8 +81,8 @@ func testDatasetRoundTrip(t *testing.T, s pipeline.Store) {
 
 func testCreateConflict(t *testing.T, s pipeline.Store) {
 	ctx := context.Background()
-	must(t, s.CreateDataset(ctx, dataset("alice", 1)))
-	d := dataset("alice", 1)
+	must(t, s.CreateDataset(ctx, newDataset("alice", 1)))
+	d := newDataset("alice", 1)
 	d.Name = "other"
 	wantCode(t, "CreateDataset(same id)", s.CreateDataset(ctx, d), pipeline.EConflict)
 	got, err := s.GetDataset(ctx, "alice", d.ID)
@@ -95,13 +96,13 @@ func testCreateConflict(t *testing.T, s pipeline.Store) {
 
 func testOwnerIsolation(t *testing.T, s pipeline.Store) {
 	ctx := context.Background()
-	must(t, s.CreateDataset(ctx, dataset("alice", 1)))
+	must(t, s.CreateDataset(ctx, newDataset("alice", 1)))
 	must(t, s.CreateJob(ctx, job("alice", 1, pipeline.JobQueued)))
 	_, err := s.GetDataset(ctx, "bob", "ds_0001")
 	wantCode(t, "bob GetDataset(alice's)", err, pipeline.ENotFound)
 	_, err = s.GetJob(ctx, "bob", "job_0001")
 	wantCode(t, "bob GetJob(alice's)", err, pipeline.ENotFound)
-	steal := dataset("bob", 1)
+	steal := newDataset("bob", 1)
 	steal.Version = 1
 	wantCode(t, "bob UpdateDataset(alice's id)", s.UpdateDataset(ctx, steal), pipeline.ENotFound)
 	wantCode(t, "bob DeleteDataset(alice's)", s.DeleteDataset(ctx, "bob", "ds_0001"), pipeline.ENotFound)
@@ -119,7 +120,7 @@ func testOwnerIsolation(t *testing.T, s pipeline.Store) {
 
 func testStaleUpdate(t *testing.T, s pipeline.Store) {
 	ctx := context.Background()
-	d := dataset("alice", 1)
+	d := newDataset("alice", 1)
 	must(t, s.CreateDataset(ctx, d))
 	stale := *d
 	d.Status = pipeline.DatasetValidating
@@ -137,7 +138,7 @@ func testStaleUpdate(t *testing.T, s pipeline.Store) {
 	if got.Status != pipeline.DatasetValidating || got.Version != 2 {
 		t.Errorf("after a stale update: status %q version %d, want %q 2", got.Status, got.Version, pipeline.DatasetValidating)
 	}
-	missing := dataset("alice", 9)
+	missing := newDataset("alice", 9)
 	missing.Version = 1
 	wantCode(t, "UpdateDataset(missing)", s.UpdateDataset(ctx, missing), pipeline.ENotFound)
 }
@@ -186,13 +187,13 @@ func testPagination(t *testing.T, s pipeline.Store) {
 	const n = 23
 	// Created out of order, with two sharing a timestamp.
 	for _, i := range []int{5, 1, 9, 2, 14, 3, 22, 4, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18, 19, 20, 21, 0} {
-		d := dataset("alice", i)
+		d := newDataset("alice", i)
 		if i == 21 {
 			d.CreatedAt = base.Add(20 * time.Second)
 		}
 		must(t, s.CreateDataset(ctx, d))
 	}
-	must(t, s.CreateDataset(ctx, dataset("bob", 100)))
+	must(t, s.CreateDataset(ctx, newDataset("bob", 100)))
 	var got []string
 	cursor := ""
 	for pages := 0; ; pages++ {
@@ -235,8 +236,8 @@ func testPagination(t *testing.T, s pipeline.Store) {
 func testForeignCursor(t *testing.T, s pipeline.Store) {
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		must(t, s.CreateDataset(ctx, dataset("alice", i)))
-		must(t, s.CreateDataset(ctx, dataset("bob", i+10)))
+		must(t, s.CreateDataset(ctx, newDataset("alice", i)))
+		must(t, s.CreateDataset(ctx, newDataset("bob", i+10)))
 	}
 	_, next, err := s.ListDatasets(ctx, "alice", pipeline.Page{Limit: 1})
 	must(t, err)
@@ -258,7 +259,7 @@ func testForeignCursor(t *testing.T, s pipeline.Store) {
 func testDelete(t *testing.T, s pipeline.Store) {
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		must(t, s.CreateDataset(ctx, dataset("alice", i)))
+		must(t, s.CreateDataset(ctx, newDataset("alice", i)))
 	}
 	must(t, s.DeleteDataset(ctx, "alice", "ds_0001"))
 	_, err := s.GetDataset(ctx, "alice", "ds_0001")
@@ -270,7 +271,7 @@ func testDelete(t *testing.T, s pipeline.Store) {
 		t.Errorf("list after delete = %v, want [ds_0002 ds_0000]", ids(list))
 	}
 	// The id can be used again.
-	must(t, s.CreateDataset(ctx, dataset("alice", 1)))
+	must(t, s.CreateDataset(ctx, newDataset("alice", 1)))
 }
 
 func ids(list []*pipeline.Dataset) []string {

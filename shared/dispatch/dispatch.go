@@ -1,0 +1,351 @@
+// Package dispatch submits queued jobs to the GPU provider (RunPod
+// Serverless). It claims a job with a conditional transition that bumps the
+// attempt number (the fencing token), presigns the dataset download and the
+// adapter uploads, submits, and records the run id. Duplicate deliveries
+// submit once; a job cancelled before its turn is skipped; a crash between
+// submitting and recording is survived: the redelivered message claims a
+// new attempt, and the superseded attempt's worker is refused and told to
+// stop at its first callback.
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/brightrun/brightrun/shared/catalog"
+	"github.com/brightrun/brightrun/shared/contract"
+	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/pipeline"
+	"github.com/brightrun/brightrun/shared/runpod"
+)
+
+// GPU is what dispatching needs of the GPU provider.
+type GPU interface {
+	Run(ctx context.Context, req runpod.RunRequest) (runpod.JobStatus, error)
+	Cancel(ctx context.Context, id string) (runpod.JobStatus, error)
+}
+
+// Presigner hands out the URLs the worker uses.
+type Presigner interface {
+	PresignGet(ctx context.Context, key string, ttl time.Duration) (pipeline.SignedRequest, error)
+	PresignPut(ctx context.Context, key string, size int64, sha256Hex string, ttl time.Duration) (pipeline.SignedRequest, error)
+}
+
+// Dispatcher submits jobs.
+type Dispatcher struct {
+	Store   pipeline.Store
+	JobLog  pipeline.JobLog
+	Blobs   Presigner
+	GPU     GPU
+	Catalog *catalog.Catalog
+	// PublicURL is the API's base URL as the worker and RunPod reach it.
+	PublicURL string
+	// CallbackSecret is the master secret of callback signing and of the
+	// RunPod webhook tokens.
+	CallbackSecret []byte
+	// MaxAttempts is how many failed submissions fail the job (and, with
+	// the queue's redrive policy set to the same number, send the message
+	// to the dead-letter queue). Default 5.
+	MaxAttempts int
+	// QueueAllowance is how long a submitted job may wait for a worker
+	// before RunPod's ttl deletes it. Default 2 h.
+	QueueAllowance time.Duration
+	// ProgressEverySteps and ProgressEverySeconds set the worker's
+	// callback interval. Defaults 10 steps, 30 s.
+	ProgressEverySteps   int
+	ProgressEverySeconds float64
+	Log                  *slog.Logger
+	Now                  func() time.Time
+}
+
+func (d *Dispatcher) now() time.Time {
+	if d.Now != nil {
+		return d.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (d *Dispatcher) log() *slog.Logger {
+	if d.Log != nil {
+		return d.Log
+	}
+	return slog.Default()
+}
+
+func (d *Dispatcher) maxAttempts() int {
+	if d.MaxAttempts > 0 {
+		return d.MaxAttempts
+	}
+	return 5
+}
+
+// HandleSQSEvent dispatches a batch, reporting the messages to retry as
+// partial batch failures.
+func (d *Dispatcher) HandleSQSEvent(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	var resp events.SQSEventResponse
+	for _, m := range ev.Records {
+		receives := 1
+		if n, err := fmt.Sscan(m.Attributes["ApproximateReceiveCount"], &receives); n != 1 || err != nil {
+			receives = 1
+		}
+		if err := d.HandleMessage(ctx, []byte(m.Body), receives); err != nil {
+			d.log().ErrorContext(ctx, "dispatch failed: the message will be retried", "message_id", m.MessageId, "err", err)
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
+		}
+	}
+	return resp, nil
+}
+
+// HandleMessage dispatches the job of one queue message, delivered for the
+// receives-th time. A nil error means the message is done (delete it).
+func (d *Dispatcher) HandleMessage(ctx context.Context, body []byte, receives int) error {
+	var msg pipeline.JobMessage
+	if err := json.Unmarshal(body, &msg); err != nil || msg.Owner == "" || msg.JobID == "" {
+		d.log().ErrorContext(ctx, "malformed jobs queue message dropped", "body", string(body))
+		return nil
+	}
+	log := d.log().With("owner", msg.Owner, "job_id", msg.JobID, "receives", receives)
+	j, err := d.Store.GetJob(ctx, msg.Owner, msg.JobID)
+	if pipeline.ErrorCode(err) == pipeline.ENotFound {
+		log.WarnContext(ctx, "queued job no longer exists: message dropped")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case j.Status.Terminal() || j.Status == pipeline.JobCancelRequested:
+		log.InfoContext(ctx, "job needs no dispatch", "status", j.Status)
+		return nil
+	case j.Status != pipeline.JobQueued && j.Status != pipeline.JobDispatching:
+		log.InfoContext(ctx, "duplicate delivery: job already submitted", "status", j.Status, "run_id", j.RunPodID)
+		return nil
+	}
+
+	// Claim: a new attempt. A claim of a job left in dispatching (a crash
+	// before recording) supersedes the earlier attempt.
+	claimed, err := pipeline.TransitionJob(ctx, d.Store, j.Owner, j.ID, pipeline.JobDispatching, func(cur *pipeline.Job) error {
+		if cur.Status != pipeline.JobQueued && cur.Status != pipeline.JobDispatching {
+			return errNotDispatchable
+		}
+		cur.Attempt++
+		cur.UpdatedAt = d.now()
+		return nil
+	})
+	if errors.Is(err, errNotDispatchable) || pipeline.ErrorCode(err) == pipeline.EPrecondition {
+		log.InfoContext(ctx, "job moved on before it was claimed")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log = log.With("attempt", claimed.Attempt)
+	d.event(ctx, claimed, "dispatching", fmt.Sprintf("attempt %d submitted to the GPU provider", claimed.Attempt))
+
+	req, err := d.runRequest(ctx, claimed)
+	if err != nil {
+		return d.failed(ctx, claimed, receives, false, "spec", err)
+	}
+	st, err := d.GPU.Run(ctx, req)
+	if err != nil {
+		retryable := errors.Is(err, runpod.ErrUnavailable) || errors.Is(err, runpod.ErrRateLimited) || errors.Is(err, runpod.ErrOutcomeUnknown)
+		return d.failed(ctx, claimed, receives, retryable, "submit", err)
+	}
+	log = log.With("run_id", st.ID)
+
+	// Record the run, if the job is still this attempt's and still wanted.
+	rec, err := pipeline.TransitionJob(ctx, d.Store, claimed.Owner, claimed.ID, pipeline.JobSubmitted, func(cur *pipeline.Job) error {
+		if cur.Attempt != claimed.Attempt || cur.Status != pipeline.JobDispatching {
+			return errNotDispatchable
+		}
+		now := d.now()
+		cur.RunPodID, cur.HeartbeatAt, cur.UpdatedAt = st.ID, &now, now
+		return nil
+	})
+	if errors.Is(err, errNotDispatchable) || pipeline.ErrorCode(err) == pipeline.EPrecondition {
+		// Cancelled (or re-claimed) while we submitted: stop the run we started.
+		cur, _ := d.Store.GetJob(ctx, claimed.Owner, claimed.ID)
+		if cur != nil && cur.Status == pipeline.JobCancelRequested && cur.Attempt == claimed.Attempt {
+			_, _ = pipeline.TransitionJob(ctx, d.Store, cur.Owner, cur.ID, pipeline.JobCancelled, func(j *pipeline.Job) error {
+				now := d.now()
+				j.RunPodID, j.FinishedAt, j.UpdatedAt = st.ID, &now, now
+				return nil
+			})
+		}
+		if _, cerr := d.GPU.Cancel(ctx, st.ID); cerr != nil {
+			log.ErrorContext(ctx, "cancel the run of a job that moved on", "err", cerr)
+			return cerr
+		}
+		log.InfoContext(ctx, "job moved on while submitting: its run was cancelled")
+		return nil
+	}
+	if err != nil {
+		// The run exists but is not recorded: cancel it so that the retry
+		// does not leave a paid run behind, then retry.
+		if _, cerr := d.GPU.Cancel(ctx, st.ID); cerr != nil {
+			log.ErrorContext(ctx, "cancel an unrecorded run", "err", cerr)
+		}
+		return fmt.Errorf("record run %s: %w", st.ID, err)
+	}
+	d.event(ctx, rec, "submitted", "submitted to RunPod as "+st.ID)
+	log.InfoContext(ctx, "job submitted")
+	return nil
+}
+
+var errNotDispatchable = errors.New("job is not dispatchable")
+
+// failed handles a failed submission: retried (error returned, the message
+// comes back) until the attempts are spent, then the job fails with the
+// reason and the message goes to the dead-letter queue.
+func (d *Dispatcher) failed(ctx context.Context, j *pipeline.Job, receives int, retryable bool, what string, cause error) error {
+	if retryable && receives < d.maxAttempts() {
+		d.event(ctx, j, "dispatch_retry", fmt.Sprintf("%s failed (try %d of %d): %v", what, receives, d.maxAttempts(), cause))
+		return fmt.Errorf("%s: %w", what, cause)
+	}
+	reason := fmt.Sprintf("could not submit the job to the GPU provider: %v", cause)
+	if retryable {
+		reason = fmt.Sprintf("could not submit the job to the GPU provider after %d tries: %v", receives, cause)
+	}
+	_, err := pipeline.TransitionJob(ctx, d.Store, j.Owner, j.ID, pipeline.JobFailed, func(cur *pipeline.Job) error {
+		now := d.now()
+		cur.Error = &pipeline.JobError{Code: "dispatch_failed", Message: reason, Advice: "Create the job again later; if it keeps failing, check the RunPod endpoint and API key."}
+		cur.FinishedAt, cur.UpdatedAt = &now, now
+		return nil
+	})
+	if err != nil && pipeline.ErrorCode(err) != pipeline.EPrecondition {
+		return err
+	}
+	d.event(ctx, j, "failed", reason)
+	d.notify(ctx, j, reason)
+	d.log().ErrorContext(ctx, "job failed at dispatch", "job_id", j.ID, "err", cause)
+	if retryable {
+		// Let the message reach the dead-letter queue as the record of it.
+		return fmt.Errorf("%s: %w", what, cause)
+	}
+	return nil
+}
+
+func (d *Dispatcher) event(ctx context.Context, j *pipeline.Job, typ, msg string) {
+	if d.JobLog == nil {
+		return
+	}
+	e := &pipeline.Event{ID: fmt.Sprintf("%s:%d:%s", typ, j.Attempt, pipeline.NewID("ev", d.now())), Owner: j.Owner, JobID: j.ID,
+		Attempt: j.Attempt, Type: typ, Message: msg, Time: d.now()}
+	if _, err := d.JobLog.AppendEvent(ctx, e); err != nil {
+		d.log().WarnContext(ctx, "append job event", "job_id", j.ID, "err", err)
+	}
+}
+
+func (d *Dispatcher) notify(ctx context.Context, j *pipeline.Job, msg string) {
+	if d.JobLog == nil {
+		return
+	}
+	n := &pipeline.Notification{ID: pipeline.NewID("ntf", d.now()), Owner: j.Owner, JobID: j.ID, Type: "job_failed", Message: msg, CreatedAt: d.now()}
+	if err := d.JobLog.CreateNotification(ctx, n); err != nil {
+		d.log().WarnContext(ctx, "store notification", "job_id", j.ID, "err", err)
+	}
+}
+
+// runRequest builds the RunPod request of the job's current attempt.
+func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.RunRequest, error) {
+	ds, err := d.Store.GetDataset(ctx, j.Owner, j.DatasetID)
+	if err != nil {
+		return runpod.RunRequest{}, fmt.Errorf("dataset %s: %w", j.DatasetID, err)
+	}
+	if ds.Validation == nil || ds.ContentSHA256 == "" {
+		return runpod.RunRequest{}, fmt.Errorf("dataset %s has no validation record", ds.ID)
+	}
+	m, err := d.Catalog.Model(j.BaseModel)
+	if err != nil {
+		return runpod.RunRequest{}, err
+	}
+	g, err := d.Catalog.GPU(j.GPUType)
+	if err != nil {
+		return runpod.RunRequest{}, err
+	}
+	q := m.QuantizationFor(g)
+	exec := 24 * time.Hour
+	if j.Estimate != nil && j.Estimate.ExecutionTimeoutSeconds > 0 {
+		exec = time.Duration(j.Estimate.ExecutionTimeoutSeconds) * time.Second
+	}
+	exec = min(exec, runpod.MaxExecutionTimeout)
+	queue := d.QueueAllowance
+	if queue <= 0 {
+		queue = 2 * time.Hour
+	}
+	ttl := min(exec+queue, runpod.MaxTTL)
+	// URLs must outlive the queue wait and the run.
+	urlTTL := min(ttl, 7*24*time.Hour)
+	get, err := d.Blobs.PresignGet(ctx, ds.ObjectKey, urlTTL)
+	if err != nil {
+		return runpod.RunRequest{}, fmt.Errorf("presign dataset download: %w", err)
+	}
+	upload := func(name string) (contract.Upload, error) {
+		req, err := d.Blobs.PresignPut(ctx, httpapi.ArtifactKey(j.Owner, j.ID, j.Attempt, name), -1, "", urlTTL)
+		if err != nil {
+			return contract.Upload{}, fmt.Errorf("presign %s upload: %w", name, err)
+		}
+		return contract.Upload{URL: req.URL, Method: req.Method, Headers: withoutLength(req.Headers)}, nil
+	}
+	cfgUp, err := upload(contract.ArtifactAdapterConfig)
+	if err != nil {
+		return runpod.RunRequest{}, err
+	}
+	modelUp, err := upload(contract.ArtifactAdapterModel)
+	if err != nil {
+		return runpod.RunRequest{}, err
+	}
+	every, seconds := d.ProgressEverySteps, d.ProgressEverySeconds
+	if every <= 0 {
+		every = 10
+	}
+	if seconds <= 0 {
+		seconds = 30
+	}
+	h := j.Hyperparameters
+	spec := contract.JobSpec{
+		Version: contract.Version, JobID: j.ID, Attempt: j.Attempt,
+		BaseModel: contract.BaseModel{ID: m.ID, VolumePath: m.WeightsFor(q).Path, Quantization: string(q), ChatRule: m.ChatRule,
+			LoRATargets: m.LoRATargetModules},
+		Dataset: contract.Dataset{URL: get.URL, SHA256: ds.ContentSHA256, SizeBytes: ds.SizeBytes, Format: contract.DatasetFormatChatJSONL,
+			Examples: ds.Validation.Examples, TokensTotal: ds.Validation.Tokens.Total, TokensTrained: ds.Validation.Tokens.Trained},
+		Hyperparameters: contract.Hyperparameters{LearningRate: h.LearningRate, BatchSize: h.BatchSize, GradientAccumulation: h.GradientAccumulation,
+			Epochs: h.Epochs, LoRARank: h.LoRARank, LoRAAlpha: h.LoRAAlpha, LoRADropout: h.LoRADropout, MaxSeqLength: h.MaxSeqLength, WarmupRatio: h.WarmupRatio},
+		Callback: contract.CallbackTarget{URL: httpapi.WorkerCallbackURL(d.PublicURL, j.Owner),
+			Secret:             contract.FormatSecret(contract.DeriveSecret(d.CallbackSecret, j.ID)),
+			ProgressEverySteps: every, ProgressEverySeconds: seconds},
+		Artifacts:        contract.Artifacts{AdapterConfig: cfgUp, AdapterModel: modelUp},
+		TimeLimitSeconds: int(exec / time.Second),
+	}
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return runpod.RunRequest{}, err
+	}
+	if _, err := contract.ParseJobSpec(raw); err != nil {
+		return runpod.RunRequest{}, fmt.Errorf("job spec: %w", err)
+	}
+	return runpod.RunRequest{
+		Input:   spec,
+		Webhook: d.PublicURL + "/v1/callbacks/runpod/" + httpapi.WebhookToken(d.CallbackSecret, j.Owner, j.ID, j.Attempt),
+		Policy:  runpod.Policy{ExecutionTimeout: exec, TTL: ttl},
+	}, nil
+}
+
+func withoutLength(h map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range h {
+		if !strings.EqualFold(k, "Content-Length") {
+			out[k] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}

@@ -1,0 +1,245 @@
+package dispatch_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/brightrun/brightrun/shared/catalog"
+	"github.com/brightrun/brightrun/shared/contract"
+	"github.com/brightrun/brightrun/shared/dataset"
+	"github.com/brightrun/brightrun/shared/dispatch"
+	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/local"
+	"github.com/brightrun/brightrun/shared/pipeline"
+	"github.com/brightrun/brightrun/shared/runpod"
+)
+
+// fakeGPU is a function-field fake of the GPU provider.
+type fakeGPU struct {
+	mu        sync.Mutex
+	runs      []runpod.RunRequest
+	cancelled []string
+	run       func(n int, req runpod.RunRequest) (runpod.JobStatus, error)
+}
+
+func (g *fakeGPU) Run(ctx context.Context, req runpod.RunRequest) (runpod.JobStatus, error) {
+	g.mu.Lock()
+	g.runs = append(g.runs, req)
+	n := len(g.runs)
+	g.mu.Unlock()
+	if g.run != nil {
+		return g.run(n, req)
+	}
+	return runpod.JobStatus{ID: fmt.Sprintf("rp-%d", n), Status: runpod.StatusInQueue}, nil
+}
+
+func (g *fakeGPU) Cancel(ctx context.Context, id string) (runpod.JobStatus, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cancelled = append(g.cancelled, id)
+	return runpod.JobStatus{ID: id, Status: runpod.StatusCancelled}, nil
+}
+
+type env struct {
+	store *local.Store
+	gpu   *fakeGPU
+	d     *dispatch.Dispatcher
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := local.OpenDB(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, _ := local.NewStore(db)
+	blobs, _ := local.NewBlobs(local.BlobsOptions{Dir: dir, BaseURL: "http://127.0.0.1:9", Secret: bytes.Repeat([]byte("s"), 32)})
+	gpu := &fakeGPU{}
+	d := &dispatch.Dispatcher{Store: store, JobLog: store, Blobs: blobs, GPU: gpu, Catalog: catalog.Default(),
+		PublicURL: "http://127.0.0.1:8080", CallbackSecret: []byte("master-secret-for-tests"), MaxAttempts: 3,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx := context.Background()
+	now := time.Now().UTC()
+	ds := &pipeline.Dataset{ID: "ds_1", Owner: "alice", Name: "d", Status: pipeline.DatasetReady, SizeBytes: 1000,
+		ObjectKey: httpapi.DatasetKey("alice", "ds_1"), ContentSHA256: strings.Repeat("ab", 32), CreatedAt: now,
+		Validation: &dataset.Summary{Valid: true, Examples: 100, Tokens: dataset.Tokens{Total: 50000, Trained: 20000}}}
+	if err := store.CreateDataset(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	return &env{store: store, gpu: gpu, d: d}
+}
+
+func (e *env) job(t *testing.T, id string, status pipeline.JobStatus) []byte {
+	t.Helper()
+	hp, _ := pipeline.ResolveHyperparameters("fast", pipeline.HyperparameterOverrides{})
+	j := &pipeline.Job{ID: id, Owner: "alice", DatasetID: "ds_1", BaseModel: catalog.DefaultModelID, GPUType: "a100-80gb",
+		Preset: "fast", Hyperparameters: hp, Status: status, CreatedAt: time.Now().UTC(),
+		Estimate: &pipeline.JobEstimate{GPU: "a100-80gb", ExecutionTimeoutSeconds: 7200, PriceUSDPerSecond: 0.00076}}
+	if err := e.store.CreateJob(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(pipeline.JobMessage{Owner: "alice", JobID: id})
+	return body
+}
+
+func (e *env) get(t *testing.T, id string) *pipeline.Job {
+	t.Helper()
+	j, err := e.store.GetJob(context.Background(), "alice", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func TestDispatchSubmitsAValidSpecOnce(t *testing.T) {
+	e := newEnv(t)
+	msg := e.job(t, "job_1", pipeline.JobQueued)
+	for i := 1; i <= 3; i++ {
+		if err := e.d.HandleMessage(context.Background(), msg, i); err != nil {
+			t.Fatalf("delivery %d: %v", i, err)
+		}
+	}
+	if len(e.gpu.runs) != 1 {
+		t.Fatalf("3 deliveries made %d runs, want 1", len(e.gpu.runs))
+	}
+	j := e.get(t, "job_1")
+	if j.Status != pipeline.JobSubmitted || j.Attempt != 1 || j.RunPodID != "rp-1" {
+		t.Errorf("job = %s attempt %d run %q, want submitted, attempt 1, rp-1", j.Status, j.Attempt, j.RunPodID)
+	}
+	req := e.gpu.runs[0]
+	if req.Policy.ExecutionTimeout != 2*time.Hour || req.Policy.TTL < req.Policy.ExecutionTimeout {
+		t.Errorf("policy = %+v, want the estimate's 2 h execution timeout and a ttl covering it", req.Policy)
+	}
+	raw, _ := json.Marshal(req.Input)
+	spec, err := contract.ParseJobSpec(raw)
+	if err != nil {
+		t.Fatalf("the submitted input is not a valid job spec: %v", err)
+	}
+	if spec.Attempt != 1 || spec.Dataset.Examples != 100 || spec.Dataset.SHA256 != strings.Repeat("ab", 32) ||
+		!strings.HasPrefix(spec.BaseModel.VolumePath, "/runpod-volume/") || spec.BaseModel.Quantization != "nf4" {
+		t.Errorf("spec = %+v, want attempt 1, the dataset's counts and sha256, an NF4 model on the volume", spec)
+	}
+	secret, _ := contract.ParseSecret(spec.Callback.Secret)
+	if !bytes.Equal(secret, contract.DeriveSecret([]byte("master-secret-for-tests"), "job_1")) {
+		t.Error("the callback secret is not the one derived for the job")
+	}
+	owner, jobID, attempt, err := httpapi.ParseWebhookToken([]byte("master-secret-for-tests"), req.Webhook[strings.LastIndex(req.Webhook, "/")+1:])
+	if err != nil || owner != "alice" || jobID != "job_1" || attempt != 1 {
+		t.Errorf("webhook token names %q %q %d (%v), want alice job_1 1", owner, jobID, attempt, err)
+	}
+}
+
+func TestDispatchSkipsJobsThatNeedNone(t *testing.T) {
+	for _, st := range []pipeline.JobStatus{pipeline.JobCancelled, pipeline.JobCancelRequested, pipeline.JobFailed, pipeline.JobRunning} {
+		t.Run(string(st)+" is not submitted", func(t *testing.T) {
+			e := newEnv(t)
+			msg := e.job(t, "job_1", st)
+			if err := e.d.HandleMessage(context.Background(), msg, 1); err != nil {
+				t.Fatal(err)
+			}
+			if len(e.gpu.runs) != 0 || e.get(t, "job_1").Status != st {
+				t.Errorf("%s job: %d runs, status %s; want none and unchanged", st, len(e.gpu.runs), e.get(t, "job_1").Status)
+			}
+		})
+	}
+	e := newEnv(t)
+	if err := e.d.HandleMessage(context.Background(), []byte(`{"owner":"alice","job_id":"job_missing"}`), 1); err != nil {
+		t.Errorf("message of a missing job: %v, want it dropped", err)
+	}
+	if err := e.d.HandleMessage(context.Background(), []byte(`not json`), 1); err != nil {
+		t.Errorf("malformed message: %v, want it dropped", err)
+	}
+}
+
+func TestFailedSubmissionsRetryThenFailTheJob(t *testing.T) {
+	e := newEnv(t)
+	e.gpu.run = func(n int, req runpod.RunRequest) (runpod.JobStatus, error) {
+		return runpod.JobStatus{}, &runpod.APIError{Op: "run", StatusCode: 503, Kind: runpod.ErrUnavailable}
+	}
+	msg := e.job(t, "job_1", pipeline.JobQueued)
+	for i := 1; i <= 2; i++ {
+		if err := e.d.HandleMessage(context.Background(), msg, i); err == nil {
+			t.Fatalf("delivery %d with RunPod down: nil error, want one (the message must come back)", i)
+		}
+		if j := e.get(t, "job_1"); j.Status != pipeline.JobDispatching || j.Attempt != i {
+			t.Fatalf("after failure %d: %s attempt %d, want dispatching attempt %d", i, j.Status, j.Attempt, i)
+		}
+	}
+	if err := e.d.HandleMessage(context.Background(), msg, 3); err == nil {
+		t.Error("last delivery: nil error, want one so that the message reaches the dead-letter queue")
+	}
+	j := e.get(t, "job_1")
+	if j.Status != pipeline.JobFailed || j.Error == nil || !strings.Contains(j.Error.Message, "after 3 tries") {
+		t.Errorf("after 3 failures: %s %+v, want failed saying so", j.Status, j.Error)
+	}
+	notes, _, _ := e.store.ListNotifications(context.Background(), "alice", pipeline.Page{})
+	if len(notes) != 1 || notes[0].Type != "job_failed" {
+		t.Errorf("notifications = %+v, want one job_failed", notes)
+	}
+}
+
+func TestAJobCancelledDuringSubmitHasItsRunCancelled(t *testing.T) {
+	e := newEnv(t)
+	msg := e.job(t, "job_1", pipeline.JobQueued)
+	e.gpu.run = func(n int, req runpod.RunRequest) (runpod.JobStatus, error) {
+		// The user cancels while the request is in flight.
+		if _, err := pipeline.TransitionJob(context.Background(), e.store, "alice", "job_1", pipeline.JobCancelRequested, nil); err != nil {
+			t.Error(err)
+		}
+		return runpod.JobStatus{ID: "rp-x", Status: runpod.StatusInQueue}, nil
+	}
+	if err := e.d.HandleMessage(context.Background(), msg, 1); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(e.gpu.cancelled) != "[rp-x]" {
+		t.Errorf("cancelled runs = %v, want [rp-x]", e.gpu.cancelled)
+	}
+	if j := e.get(t, "job_1"); j.Status != pipeline.JobCancelled {
+		t.Errorf("job = %s, want cancelled", j.Status)
+	}
+}
+
+// A crash between claiming and recording leaves the job dispatching; the
+// redelivery claims a new attempt, so the first run's callbacks are
+// refused as superseded.
+func TestARedeliveryAfterACrashSupersedesTheAttempt(t *testing.T) {
+	e := newEnv(t)
+	msg := e.job(t, "job_1", pipeline.JobQueued)
+	if _, err := pipeline.TransitionJob(context.Background(), e.store, "alice", "job_1", pipeline.JobDispatching, func(j *pipeline.Job) error {
+		j.Attempt = 1
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.HandleMessage(context.Background(), msg, 2); err != nil {
+		t.Fatal(err)
+	}
+	j := e.get(t, "job_1")
+	if j.Status != pipeline.JobSubmitted || j.Attempt != 2 {
+		t.Errorf("after redelivery: %s attempt %d, want submitted attempt 2", j.Status, j.Attempt)
+	}
+}
+
+func TestANonRetryableSubmissionErrorFailsAtOnce(t *testing.T) {
+	e := newEnv(t)
+	e.gpu.run = func(n int, req runpod.RunRequest) (runpod.JobStatus, error) {
+		return runpod.JobStatus{}, &runpod.APIError{Op: "run", StatusCode: 401, Kind: runpod.ErrUnauthorized}
+	}
+	msg := e.job(t, "job_1", pipeline.JobQueued)
+	if err := e.d.HandleMessage(context.Background(), msg, 1); err != nil {
+		t.Errorf("a 401: %v, want the message done (retrying cannot help)", err)
+	}
+	if j := e.get(t, "job_1"); j.Status != pipeline.JobFailed {
+		t.Errorf("job = %s, want failed", j.Status)
+	}
+}

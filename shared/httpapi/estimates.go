@@ -1,0 +1,125 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/brightrun/brightrun/shared/catalog"
+	"github.com/brightrun/brightrun/shared/estimate"
+	"github.com/brightrun/brightrun/shared/pipeline"
+)
+
+// trainingRequest is the body of POST /v1/estimates; POST /v1/jobs adds
+// name and budget_usd.
+type trainingRequest struct {
+	DatasetID       *string                           `json:"dataset_id"`
+	Preset          string                            `json:"preset,omitempty"`
+	Hyperparameters *pipeline.HyperparameterOverrides `json:"hyperparameters,omitempty"`
+	GPUType         string                            `json:"gpu_type,omitempty"`
+	BaseModel       string                            `json:"base_model,omitempty"`
+}
+
+// plan is a resolved training request: everything a job needs.
+type plan struct {
+	dataset    *pipeline.Dataset
+	preset     string
+	hp         pipeline.Hyperparameters
+	model      catalog.Model
+	selected   estimate.Result
+	comparison estimate.Comparison
+}
+
+// resolve checks a training request against the owner's dataset, the
+// presets and the catalog, and estimates it on every GPU.
+func (s *Server) resolve(r *http.Request, owner string, req trainingRequest) (*plan, error) {
+	if req.DatasetID == nil || *req.DatasetID == "" {
+		return nil, pipeline.Errorf(pipeline.EInvalid, "dataset_id is required")
+	}
+	d, err := s.Store.GetDataset(r.Context(), owner, *req.DatasetID)
+	if err != nil {
+		return nil, err
+	}
+	if d.Status != pipeline.DatasetReady || d.Validation == nil {
+		return nil, &pipeline.Error{Code: pipeline.EPrecondition,
+			Message: fmt.Sprintf("dataset %s is %s: only a ready dataset can be trained on", d.ID, d.Status),
+			Details: map[string]string{"field": "dataset_id", "status": string(d.Status)}}
+	}
+	preset := req.Preset
+	if preset == "" {
+		preset = pipeline.DefaultPreset
+	}
+	var o pipeline.HyperparameterOverrides
+	if req.Hyperparameters != nil {
+		o = *req.Hyperparameters
+	}
+	hp, err := pipeline.ResolveHyperparameters(preset, o)
+	if err != nil {
+		return nil, err
+	}
+	modelID := req.BaseModel
+	if modelID == "" {
+		modelID = catalog.DefaultModelID
+	}
+	m, err := s.Catalog.Model(modelID)
+	if err != nil {
+		return nil, err
+	}
+	in := estimate.Input{
+		Dataset: estimate.Dataset{
+			Examples: d.Validation.Examples, TokensTotal: d.Validation.Tokens.Total, TokensTrained: d.Validation.Tokens.Trained,
+			TokensPerExampleMax: d.Validation.Stats.TokensPerExample.Max, TokensPerExampleP95: d.Validation.Stats.TokensPerExample.P95,
+		},
+		Hyperparameters: hp, Model: m.ID,
+	}
+	cmp, err := estimate.Compare(s.Catalog, in)
+	if err != nil {
+		return nil, err
+	}
+	gpu := req.GPUType
+	if gpu == "" {
+		gpu = cmp.CheapestGPU
+	}
+	in.GPU = gpu
+	sel, err := estimate.Estimate(s.Catalog, in)
+	if err != nil {
+		return nil, err
+	}
+	return &plan{dataset: d, preset: preset, hp: hp, model: m, selected: sel, comparison: cmp}, nil
+}
+
+type estimateResponse struct {
+	DatasetID string `json:"dataset_id"`
+	Preset    string `json:"preset"`
+	// Estimate is for the requested GPU, or the cheapest when none was named.
+	Estimate   estimate.Result     `json:"estimate"`
+	Comparison estimate.Comparison `json:"comparison"`
+}
+
+func (s *Server) createEstimate(w http.ResponseWriter, r *http.Request, owner string) error {
+	var req trainingRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	p, err := s.resolve(r, owner, req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, estimateResponse{DatasetID: p.dataset.ID, Preset: p.preset, Estimate: p.selected, Comparison: p.comparison})
+	return nil
+}
+
+func (s *Server) listPresets(w http.ResponseWriter, r *http.Request, owner string) error {
+	writeJSON(w, http.StatusOK, map[string]any{"presets": pipeline.Presets(), "bounds": pipeline.Bounds, "default": pipeline.DefaultPreset})
+	return nil
+}
+
+func (s *Server) listGPUs(w http.ResponseWriter, r *http.Request, owner string) error {
+	prices := s.Catalog.Prices()
+	writeJSON(w, http.StatusOK, map[string]any{"gpus": s.Catalog.GPUs(), "prices_date": prices.Date})
+	return nil
+}
+
+func (s *Server) listModels(w http.ResponseWriter, r *http.Request, owner string) error {
+	writeJSON(w, http.StatusOK, map[string]any{"models": s.Catalog.Models(), "default": catalog.DefaultModelID})
+	return nil
+}

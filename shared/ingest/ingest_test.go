@@ -1,0 +1,230 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/brightrun/brightrun/shared/dataset"
+	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/ingest"
+	"github.com/brightrun/brightrun/shared/local"
+	"github.com/brightrun/brightrun/shared/pipeline"
+)
+
+type env struct {
+	store *local.Store
+	blobs *local.Blobs
+	v     *ingest.Validator
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := local.OpenDB(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, _ := local.NewStore(db)
+	blobs, err := local.NewBlobs(local.BlobsOptions{Dir: dir + "/blobs", BaseURL: "http://unused", Secret: bytes.Repeat([]byte("k"), 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter, err := ingest.Qwen3Counter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{store: store, blobs: blobs, v: &ingest.Validator{Store: store, Blobs: blobs, Counter: counter}}
+}
+
+// upload stores a dataset record declaring declared bytes (and sha256 when
+// given) and puts content as its object, returning the S3 event for it.
+func (e *env) upload(t *testing.T, id string, content []byte, declared int64, sha string) events.S3Event {
+	t.Helper()
+	now := time.Now().UTC()
+	d := &pipeline.Dataset{ID: id, Owner: "alice", Name: id, Status: pipeline.DatasetAwaitingUpload, SizeBytes: declared,
+		SHA256: sha, ObjectKey: httpapi.DatasetKey("alice", id), CreatedAt: now, UpdatedAt: now}
+	if err := e.store.CreateDataset(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	info, err := e.blobs.Put(context.Background(), d.ObjectKey, bytes.NewReader(content), int64(len(content)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s3Event(t, info)
+}
+
+// s3Event is the fixture with the object's key (URL-encoded, as S3 sends
+// it), size and ETag.
+func s3Event(t *testing.T, info pipeline.ObjectInfo) events.S3Event {
+	t.Helper()
+	raw, err := os.ReadFile("../../testdata/events/s3-object-created.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generic map[string]any
+	if err := json.Unmarshal(raw, &generic); err != nil {
+		t.Fatal(err)
+	}
+	obj := generic["Records"].([]any)[0].(map[string]any)["s3"].(map[string]any)["object"].(map[string]any)
+	obj["key"] = url.QueryEscape(info.Key)
+	obj["size"] = info.Size
+	obj["eTag"] = info.ETag
+	raw, _ = json.Marshal(generic)
+	var ev events.S3Event
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func readFile(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile("../../testdata/datasets/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func (e *env) get(t *testing.T, id string) *pipeline.Dataset {
+	t.Helper()
+	d, err := e.store.GetDataset(context.Background(), "alice", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestAValidUploadBecomesReadyWithItsReport(t *testing.T) {
+	e := newEnv(t)
+	sample := readFile(t, "sample.jsonl")
+	sum := sha256.Sum256(sample)
+	ev := e.upload(t, "ds_good", sample, int64(len(sample)), hex.EncodeToString(sum[:]))
+	if err := e.v.HandleS3Event(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	d := e.get(t, "ds_good")
+	if d.Status != pipeline.DatasetReady || d.Validation == nil || d.Error != "" {
+		t.Fatalf("after validation: status %s, summary %v, error %q; want ready with a summary", d.Status, d.Validation, d.Error)
+	}
+	if d.Validation.Examples != 40 || d.Validation.Tokens.Total <= d.Validation.Tokens.Trained || d.Validation.Tokens.Trained == 0 {
+		t.Errorf("summary = %+v, want 40 examples and 0 < trained < total tokens", d.Validation)
+	}
+	if d.ContentSHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("content sha256 = %s, want the file's", d.ContentSHA256)
+	}
+	rc, _, err := e.blobs.Open(context.Background(), httpapi.ReportKey(d.ObjectKey))
+	if err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	defer rc.Close()
+	var report dataset.Report
+	if err := json.NewDecoder(rc).Decode(&report); err != nil {
+		t.Fatal(err)
+	}
+	if report.Tokens != d.Validation.Tokens || !report.Valid {
+		t.Errorf("stored report tokens %+v valid %v, want %+v and valid", report.Tokens, report.Valid, d.Validation.Tokens)
+	}
+}
+
+func TestABadUploadBecomesInvalidWithEveryIssue(t *testing.T) {
+	e := newEnv(t)
+	bad := readFile(t, "bad.jsonl")
+	ev := e.upload(t, "ds_bad", bad, int64(len(bad)), "")
+	if err := e.v.HandleS3Event(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	d := e.get(t, "ds_bad")
+	if d.Status != pipeline.DatasetInvalid || d.Validation == nil || len(d.Validation.ErrorCounts) < 10 {
+		t.Fatalf("after validation: status %s, summary %+v; want invalid with the error counts", d.Status, d.Validation)
+	}
+	rc, _, err := e.blobs.Open(context.Background(), httpapi.ReportKey(d.ObjectKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var report dataset.Report
+	_ = json.NewDecoder(rc).Decode(&report)
+	lines := map[int64]bool{}
+	for _, is := range report.Issues {
+		if is.Severity == dataset.SeverityError {
+			lines[is.Line] = true
+		}
+	}
+	if !lines[1] || !lines[2] || !lines[9] {
+		t.Errorf("report issues on lines %v, want lines 1, 2 and 9 among them", lines)
+	}
+}
+
+func TestADuplicateEventDoesNotValidateAgain(t *testing.T) {
+	e := newEnv(t)
+	sample := readFile(t, "sample.jsonl")
+	ev := e.upload(t, "ds_dup", sample, int64(len(sample)), "")
+	for i := 0; i < 3; i++ {
+		if err := e.v.HandleS3Event(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// created (1), validating (2), ready (3): duplicates add no write.
+	if d := e.get(t, "ds_dup"); d.Version != 3 || d.Status != pipeline.DatasetReady {
+		t.Errorf("after 3 identical events: version %d status %s, want version 3 (validated once) and ready", d.Version, d.Status)
+	}
+}
+
+func TestAnUploadOfTheWrongSizeIsInvalid(t *testing.T) {
+	e := newEnv(t)
+	sample := readFile(t, "sample.jsonl")
+	ev := e.upload(t, "ds_size", sample, int64(len(sample))+10, "")
+	if err := e.v.HandleS3Event(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	d := e.get(t, "ds_size")
+	if d.Status != pipeline.DatasetInvalid || !strings.Contains(d.Error, "were declared") {
+		t.Errorf("status %s error %q, want invalid saying what was declared", d.Status, d.Error)
+	}
+}
+
+func TestAnUploadWithAnotherSHA256IsInvalid(t *testing.T) {
+	e := newEnv(t)
+	sample := readFile(t, "sample.jsonl")
+	ev := e.upload(t, "ds_sha", sample, int64(len(sample)), strings.Repeat("ab", 32))
+	if err := e.v.HandleS3Event(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.get(t, "ds_sha"); d.Status != pipeline.DatasetInvalid || !strings.Contains(d.Error, "sha256") {
+		t.Errorf("status %s error %q, want invalid naming the sha256", d.Status, d.Error)
+	}
+}
+
+func TestADeletedDatasetIsLeftAlone(t *testing.T) {
+	e := newEnv(t)
+	sample := readFile(t, "sample.jsonl")
+	ev := e.upload(t, "ds_gone", sample, int64(len(sample)), "")
+	if err := e.store.DeleteDataset(context.Background(), "alice", "ds_gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.v.HandleS3Event(context.Background(), ev); err != nil {
+		t.Errorf("event for a deleted dataset: %v, want it ignored", err)
+	}
+	if _, err := e.store.GetDataset(context.Background(), "alice", "ds_gone"); pipeline.ErrorCode(err) != pipeline.ENotFound {
+		t.Errorf("deleted dataset came back: %v", err)
+	}
+}
+
+func TestObjectsThatAreNotDatasetsAreIgnored(t *testing.T) {
+	e := newEnv(t)
+	info, _ := e.blobs.Put(context.Background(), "adapters/x/adapter_config.json", strings.NewReader("{}"), 2)
+	if err := e.v.HandleS3Event(context.Background(), s3Event(t, info)); err != nil {
+		t.Errorf("event for a non-dataset key: %v, want it ignored", err)
+	}
+}
