@@ -39,9 +39,12 @@ build-cli:
 	@if [ -d cmd/brightrun ]; then $(GO) build -o $(BIN)/brightrun ./cmd/brightrun; fi
 	$(GO) build -o $(BIN)/localstack ./cmd/localstack
 
-## bench: Go benchmarks (validator, tokenizer, estimator)
+## bench: Go benchmarks (validator, tokenizer, estimator), then validation
+## with exact token counts on a generated 500 MB file (MB/s on one core, peak
+## RSS) against the JavaScript reference tokenizer
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./shared/...
+	$(GO) run ./tools/benchvalidate -mb $(or $(BENCH_MB),500)
 
 clean:
 	rm -rf $(BIN)
