@@ -1,0 +1,138 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// The table: one table, on-demand billing, string keys, TTL on expires_at.
+// The SAM template must declare exactly this (CreateTable builds it for
+// tests and the local stack):
+//
+//	BillingMode: PAY_PER_REQUEST
+//	AttributeDefinitions (all S): pk, sk, list_pk, list_sk, status_pk,
+//	  active_pk, active_sk, runpod_pk
+//	KeySchema: pk HASH, sk RANGE
+//	GlobalSecondaryIndexes:
+//	  by_created  list_pk HASH, list_sk RANGE      Projection ALL
+//	  by_status   status_pk HASH, list_sk RANGE    Projection ALL
+//	  active      active_pk HASH, active_sk RANGE  Projection ALL
+//	  by_runpod   runpod_pk HASH                   Projection KEYS_ONLY
+//	TimeToLiveSpecification: AttributeName expires_at, Enabled true
+//
+// Items. T(x) is a time in fixed width, 2006-01-02T15:04:05.000000000Z,
+// so that string order is time order:
+//
+//	dataset  pk OWNER#<owner>  sk DATASET#<id>
+//	         list_pk DATASET#<owner>  list_sk T(created_at)#<id>
+//	job      pk OWNER#<owner>  sk JOB#<id>
+//	         list_pk JOB#<owner>  list_sk T(created_at)#<id>
+//	         status_pk JOB#<owner>#<status>
+//	         active_pk JOB#<status>  active_sk T(last heard)#<owner>#<id>
+//	           (only while the status is not terminal; last heard is the
+//	           later of heartbeat_at and updated_at)
+//	         runpod_pk <RunPod id>  (only once the job has one)
+//	reserved pk OWNER#<owner>  sk IDEMPOTENCY#<key>  expires_at <epoch s>
+//	           (idempotency keys: shape reserved, not written yet)
+//
+// Every record item also holds version (N), the condition of every
+// update, and the record's JSON in doc (S), or gzip-compressed in doc_gz
+// (B) when the JSON is over 8 KiB. An item is at most 400 KB; a record
+// that would not fit even compressed is refused with ETooLarge.
+//
+// Access patterns:
+//   - a record by owner and id: GetItem pk, sk, strongly consistent (so
+//     another owner's id is simply not found);
+//   - an owner's datasets or jobs, newest first: Query by_created on
+//     list_pk, descending;
+//   - an owner's jobs of one status, newest first: Query by_status;
+//   - every owner's jobs of a non-terminal status not heard of since a
+//     cutoff, for reconciliation: Query active, active_sk < cutoff;
+//   - a job by RunPod id, for the RunPod webhook: Query by_runpod, then
+//     GetItem;
+//   - idempotency keys, expiring through TTL: conditional PutItem / GetItem
+//     on pk, sk.
+//
+// The indexes are eventually consistent: a list may miss a record written
+// a moment ago, never another owner's.
+const (
+	attrPK       = "pk"
+	attrSK       = "sk"
+	attrListPK   = "list_pk"
+	attrListSK   = "list_sk"
+	attrStatusPK = "status_pk"
+	attrActivePK = "active_pk"
+	attrActiveSK = "active_sk"
+	attrRunPodPK = "runpod_pk"
+	attrVersion  = "version"
+	attrDoc      = "doc"
+	attrDocGz    = "doc_gz"
+	// AttrExpiresAt is the table's TTL attribute (epoch seconds).
+	AttrExpiresAt = "expires_at"
+
+	indexByCreated = "by_created"
+	indexByStatus  = "by_status"
+	indexActive    = "active"
+	indexByRunPod  = "by_runpod"
+)
+
+// CreateTable creates the store's table with the schema above, waits until
+// it is active and turns on TTL on expires_at. It is for tests and the local
+// stack; the deployed table comes from the SAM template, which must declare
+// the same schema.
+func CreateTable(ctx context.Context, client *dynamodb.Client, name string) error {
+	str := func(names ...string) []types.AttributeDefinition {
+		var defs []types.AttributeDefinition
+		for _, n := range names {
+			defs = append(defs, types.AttributeDefinition{AttributeName: aws.String(n), AttributeType: types.ScalarAttributeTypeS})
+		}
+		return defs
+	}
+	key := func(hash, rng string) []types.KeySchemaElement {
+		k := []types.KeySchemaElement{{AttributeName: aws.String(hash), KeyType: types.KeyTypeHash}}
+		if rng != "" {
+			k = append(k, types.KeySchemaElement{AttributeName: aws.String(rng), KeyType: types.KeyTypeRange})
+		}
+		return k
+	}
+	all := &types.Projection{ProjectionType: types.ProjectionTypeAll}
+	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: str(attrPK, attrSK, attrListPK, attrListSK, attrStatusPK, attrActivePK, attrActiveSK, attrRunPodPK),
+		KeySchema:            key(attrPK, attrSK),
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
+			{IndexName: aws.String(indexByCreated), KeySchema: key(attrListPK, attrListSK), Projection: all},
+			{IndexName: aws.String(indexByStatus), KeySchema: key(attrStatusPK, attrListSK), Projection: all},
+			{IndexName: aws.String(indexActive), KeySchema: key(attrActivePK, attrActiveSK), Projection: all},
+			{IndexName: aws.String(indexByRunPod), KeySchema: key(attrRunPodPK, ""), Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}},
+		},
+	})
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return fmt.Errorf("create table %s: %w", name, err)
+	}
+	if err := dynamodb.NewTableExistsWaiter(client).Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, 2*time.Minute,
+		func(o *dynamodb.TableExistsWaiterOptions) {
+			o.MinDelay, o.MaxDelay = 100*time.Millisecond, 2*time.Second
+		}); err != nil {
+		return fmt.Errorf("wait for table %s: %w", name, err)
+	}
+	ttl, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(name)})
+	if err == nil && ttl.TimeToLiveDescription != nil && ttl.TimeToLiveDescription.TimeToLiveStatus == types.TimeToLiveStatusEnabled {
+		return nil
+	}
+	if _, err := client.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+		TableName:               aws.String(name),
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(AttrExpiresAt), Enabled: aws.Bool(true)},
+	}); err != nil {
+		return fmt.Errorf("enable TTL on %s: %w", name, err)
+	}
+	return nil
+}
