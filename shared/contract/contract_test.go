@@ -152,6 +152,19 @@ func TestInvalidJobSpecsAreRefusedWithTheField(t *testing.T) {
 	}
 }
 
+func TestTargetsMayNameLayerNumbers(t *testing.T) {
+	b := mutate(t, func(m map[string]any) {
+		obj(m, "base_model")["lora_targets"] = []string{"layers.0.self_attn.q_proj", "mlp.shared_expert.up_proj"}
+	})
+	if _, err := contract.ParseJobSpec(b); err != nil {
+		t.Errorf("ParseJobSpec(targets with layer numbers) = %v, want nil", err)
+	}
+	b = mutate(t, func(m map[string]any) { obj(m, "base_model")["lora_targets"] = []string{"0.q_proj"} })
+	if _, err := contract.ParseJobSpec(b); !errors.Is(err, contract.ErrInvalid) {
+		t.Errorf("ParseJobSpec(target starting with a digit) = %v, want ErrInvalid", err)
+	}
+}
+
 func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 	b := mutate(t, func(m map[string]any) {
 		obj(m, "hyperparameters")["epochs"] = 0

@@ -222,7 +222,7 @@ func clip(s string) string {
 var (
 	jobIDPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
 	sha256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	targetPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+	targetPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$`) // later segments may be layer numbers
 )
 
 // ValidJobID reports whether id is a job id both contracts accept: 1–128

@@ -160,15 +160,10 @@ func (d *Dispatcher) HandleMessage(ctx context.Context, body []byte, receives in
 	log = log.With("run_id", st.ID)
 
 	// Record the run, if the job is still this attempt's and still wanted.
-	rec, err := pipeline.TransitionJob(ctx, d.Store, claimed.Owner, claimed.ID, pipeline.JobSubmitted, func(cur *pipeline.Job) error {
-		if cur.Attempt != claimed.Attempt || cur.Status != pipeline.JobDispatching {
-			return errNotDispatchable
-		}
-		now := d.now()
-		cur.RunPodID, cur.HeartbeatAt, cur.UpdatedAt = st.ID, &now, now
-		return nil
-	})
-	if errors.Is(err, errNotDispatchable) || pipeline.ErrorCode(err) == pipeline.EPrecondition {
+	// The worker may have called back before this write (a fast start):
+	// then the job is already running, and only the run id is missing.
+	rec, err := d.record(ctx, claimed, st.ID)
+	if errors.Is(err, errNotDispatchable) {
 		// Cancelled (or re-claimed) while we submitted: stop the run we started.
 		cur, _ := d.Store.GetJob(ctx, claimed.Owner, claimed.ID)
 		if cur != nil && cur.Status == pipeline.JobCancelRequested && cur.Attempt == claimed.Attempt {
@@ -199,6 +194,48 @@ func (d *Dispatcher) HandleMessage(ctx context.Context, body []byte, receives in
 }
 
 var errNotDispatchable = errors.New("job is not dispatchable")
+
+// record stores the run id of the claimed attempt: dispatching → submitted,
+// or, when the worker's first callbacks came first, on the job as it is.
+// It returns errNotDispatchable when the attempt was superseded or the job
+// was cancelled meanwhile.
+func (d *Dispatcher) record(ctx context.Context, claimed *pipeline.Job, runID string) (*pipeline.Job, error) {
+	for try := 0; try < 10; try++ {
+		cur, err := d.Store.GetJob(ctx, claimed.Owner, claimed.ID)
+		if err != nil {
+			return nil, err
+		}
+		if cur.Attempt != claimed.Attempt || cur.Status == pipeline.JobCancelRequested || cur.Status == pipeline.JobCancelled {
+			return nil, errNotDispatchable
+		}
+		now := d.now()
+		if cur.Status == pipeline.JobDispatching {
+			rec, err := pipeline.TransitionJob(ctx, d.Store, cur.Owner, cur.ID, pipeline.JobSubmitted, func(j *pipeline.Job) error {
+				if j.Status != pipeline.JobDispatching || j.Attempt != claimed.Attempt {
+					return errRetry
+				}
+				j.RunPodID, j.HeartbeatAt, j.UpdatedAt = runID, &now, now
+				return nil
+			})
+			if errors.Is(err, errRetry) || pipeline.ErrorCode(err) == pipeline.EPrecondition {
+				continue
+			}
+			return rec, err
+		}
+		return pipeline.UpdateJob(ctx, d.Store, cur.Owner, cur.ID, func(j *pipeline.Job) error {
+			if j.Attempt != claimed.Attempt {
+				return errNotDispatchable
+			}
+			if j.RunPodID == "" {
+				j.RunPodID = runID
+			}
+			return nil
+		})
+	}
+	return nil, pipeline.Errorf(pipeline.EUnavailable, "job %s kept changing while its run was recorded", claimed.ID)
+}
+
+var errRetry = errors.New("retry")
 
 // failed handles a failed submission: retried (error returned, the message
 // comes back) until the attempts are spent, then the job fails with the

@@ -243,3 +243,23 @@ func TestANonRetryableSubmissionErrorFailsAtOnce(t *testing.T) {
 		t.Errorf("job = %s, want failed", j.Status)
 	}
 }
+
+// A fast worker's first callback can arrive before the dispatcher records
+// the run: the job is then already running, and keeps its run.
+func TestAWorkerThatCallsBackBeforeTheRecordKeepsItsRun(t *testing.T) {
+	e := newEnv(t)
+	msg := e.job(t, "job_1", pipeline.JobQueued)
+	e.gpu.run = func(n int, req runpod.RunRequest) (runpod.JobStatus, error) {
+		if _, err := pipeline.TransitionJob(context.Background(), e.store, "alice", "job_1", pipeline.JobRunning, nil); err != nil {
+			t.Error(err)
+		}
+		return runpod.JobStatus{ID: "rp-fast", Status: runpod.StatusInProgress}, nil
+	}
+	if err := e.d.HandleMessage(context.Background(), msg, 1); err != nil {
+		t.Fatal(err)
+	}
+	j := e.get(t, "job_1")
+	if j.Status != pipeline.JobRunning || j.RunPodID != "rp-fast" || len(e.gpu.cancelled) != 0 {
+		t.Errorf("job %s run %q, cancelled %v; want running with run rp-fast and nothing cancelled", j.Status, j.RunPodID, e.gpu.cancelled)
+	}
+}

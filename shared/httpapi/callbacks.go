@@ -93,9 +93,13 @@ func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("attempt %d of job %s was superseded by attempt %d: stop", cb.Attempt, j.ID, j.Attempt), "stop")
 		return
 	}
-	// Record the callback once: a retry of one message (same webhook-id)
-	// is acknowledged without being applied again.
-	ev := &pipeline.Event{ID: "cb:" + id, Owner: owner, JobID: j.ID, Attempt: cb.Attempt, Type: string(cb.Type), Data: cb.Data, Time: s.now()}
+	// Record the callback once: a retry of one message (same webhook-id,
+	// same body) is acknowledged without being applied again. The body's
+	// hash is part of the key because a worker that RunPod re-runs after a
+	// crash keeps the attempt and starts its seq again: its messages reuse
+	// the crashed run's webhook-ids with other bodies (sent_at differs).
+	sum := sha256.Sum256(body)
+	ev := &pipeline.Event{ID: "cb:" + id + ":" + hex.EncodeToString(sum[:8]), Owner: owner, JobID: j.ID, Attempt: cb.Attempt, Type: string(cb.Type), Data: cb.Data, Time: s.now()}
 	fresh, err := s.JobLog.AppendEvent(ctx, ev)
 	if err != nil {
 		writeError(w, r, s.log(), err)
@@ -154,6 +158,9 @@ func (s *Server) applyCallback(ctx context.Context, j *pipeline.Job, cb *contrac
 			if cur.StartedAt == nil {
 				cur.StartedAt = &now
 			}
+			// A run of this attempt starts (again, after a crash): its
+			// progress starts from the beginning.
+			cur.Progress, cur.Stage = nil, ""
 		})
 	case *contract.StageChange:
 		to := pipeline.JobRunning

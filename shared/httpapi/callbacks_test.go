@@ -33,7 +33,7 @@ func (a *testAPI) submittedJob(id string) {
 func (a *testAPI) callback(owner, job string, attempt int, seq int64, typ contract.CallbackType, data string, sign func(body []byte) http.Header) (int, httpapi.CallbackAnswer) {
 	a.Helper()
 	body := []byte(fmt.Sprintf(`{"version":1,"type":%q,"job_id":%q,"attempt":%d,"seq":%d,"sent_at":%q,"data":%s}`,
-		typ, job, attempt, seq, time.Now().UTC().Format(time.RFC3339Nano), data))
+		typ, job, attempt, seq, sentAt(seq), data))
 	var h http.Header
 	if sign != nil {
 		h = sign(body)
@@ -66,6 +66,12 @@ func (a *testAPI) job(id string) *pipeline.Job {
 		a.Fatal(err)
 	}
 	return j
+}
+
+// sentAt is a message's send time: a retry of a message (same seq)
+// repeats its body byte for byte.
+func sentAt(seq int64) string {
+	return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC).Add(time.Duration(seq) * time.Second).Format(time.RFC3339Nano)
 }
 
 const progress = `{"step":%d,"total_steps":100,"epoch":0.5,"loss":%g,"learning_rate":0.0001,"tokens_per_second":900,"gpu_memory_bytes":1000}`
@@ -214,5 +220,20 @@ func TestRunPodWebhookTokenIsRequired(t *testing.T) {
 	}
 	if j := a.job("job_e"); j.Status != pipeline.JobSubmitted {
 		t.Errorf("the webhook body alone moved the job to %s; it must be confirmed with RunPod", j.Status)
+	}
+}
+
+// RunPod re-runs a crashed worker with the same attempt: its seq starts
+// again, so its webhook-ids repeat the crashed run's with other bodies.
+func TestARerunAfterACrashIsNotTakenForARepeat(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{})
+	a.submittedJob("job_f")
+	a.callback("alice", "job_f", 2, 1, contract.TypeStarted, `{"worker_id":"w1","runpod_job_id":"rp-1","worker_version":"1","gpu":null}`, nil)
+	a.callback("alice", "job_f", 2, 2, contract.TypeProgress, fmt.Sprintf(progress, 30, 1.0), nil)
+	// The re-run, on another worker.
+	a.callback("alice", "job_f", 2, 1, contract.TypeStarted, `{"worker_id":"w2","runpod_job_id":"rp-1","worker_version":"1","gpu":null}`, nil)
+	a.callback("alice", "job_f", 2, 2, contract.TypeProgress, fmt.Sprintf(progress, 10, 2.0), nil)
+	if j := a.job("job_f"); j.Progress == nil || j.Progress.Step != 10 {
+		t.Errorf("after the re-run's first progress the job shows %+v, want step 10 of the new run", j.Progress)
 	}
 }

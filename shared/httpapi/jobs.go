@@ -59,9 +59,9 @@ func viewJob(j *pipeline.Job) JobView {
 	}
 }
 
-// idempotentJobID derives a job's id from its owner and Idempotency-Key, so
+// IdempotentJobID derives a job's id from its owner and Idempotency-Key, so
 // that retries of one request collide on the store's conditional create.
-func idempotentJobID(owner, key string) string {
+func IdempotentJobID(owner, key string) string {
 	sum := sha256.Sum256([]byte("brightrun/job/v1\x00" + owner + "\x00" + key))
 	return "job_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:16]))
 }
@@ -103,7 +103,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request, owner string)
 	if key != "" {
 		// A retry of a request that already made its job answers with that
 		// job, without estimating again.
-		if j, err := s.Store.GetJob(r.Context(), owner, idempotentJobID(owner, key)); err == nil {
+		if j, err := s.Store.GetJob(r.Context(), owner, IdempotentJobID(owner, key)); err == nil {
 			return s.replay(w, j, reqHash)
 		}
 	}
@@ -120,7 +120,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request, owner string)
 	now := s.now()
 	id := pipeline.NewID("job", now)
 	if key != "" {
-		id = idempotentJobID(owner, key)
+		id = IdempotentJobID(owner, key)
 	}
 	j := &pipeline.Job{
 		ID: id, Owner: owner, Name: strings.TrimSpace(req.Name), DatasetID: p.dataset.ID, BaseModel: p.model.ID,

@@ -14,14 +14,20 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/brightrun/brightrun/shared/catalog"
+	"github.com/brightrun/brightrun/shared/dispatch"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/ingest"
 	"github.com/brightrun/brightrun/shared/local"
 	"github.com/brightrun/brightrun/shared/pipeline"
+	"github.com/brightrun/brightrun/shared/reconcile"
+	"github.com/brightrun/brightrun/shared/runpod"
+	"github.com/brightrun/brightrun/shared/runpodemu"
 )
 
 // Config is the local stack's configuration.
@@ -36,7 +42,25 @@ type Config struct {
 	API httpapi.Config
 	// Getenv reads further settings (BRIGHTRUN_PRICES_FILE, ...); default os.Getenv.
 	Getenv func(string) string
-	Log    *slog.Logger
+	// RunPod: RunPodURL "" runs the embedded RunPod emulator (named as
+	// one: its simulated worker speaks the worker contract); otherwise the
+	// job API base (https://api.runpod.ai/v2) with RunPodAPIKey and
+	// RunPodEndpointID (BRIGHTRUN_RUNPOD_URL, RUNPOD_API_KEY,
+	// RUNPOD_ENDPOINT_ID).
+	RunPodURL, RunPodAPIKey, RunPodEndpointID string
+	// PublicURL is where RunPod's workers reach this stack's callbacks
+	// (BRIGHTRUN_PUBLIC_URL; default the listen address, fine for the
+	// emulator, not for real RunPod workers).
+	PublicURL string
+	// Emulator tunes the embedded RunPod emulator (speed, faults).
+	Emulator runpodemu.Config
+	// DispatchVisibility is how long a dispatch attempt hides its message
+	// before it is retried (default 20 s); ReconcileEvery how often
+	// reconciliation runs (default 15 s).
+	DispatchVisibility, ReconcileEvery time.Duration
+	// Reconcile tunes reconciliation (StaleAfter, CheckEvery, MaxRetries).
+	Reconcile reconcile.Reconciler
+	Log       *slog.Logger
 }
 
 // Defaults.
@@ -54,11 +78,17 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		}
 		return def
 	}
+	speed, _ := strconv.ParseFloat(getenv("BRIGHTRUN_EMULATOR_STEPS_PER_SECOND"), 64)
 	return Config{
-		Getenv:    getenv,
-		Addr:      or("BRIGHTRUN_ADDR", DefaultAddr),
-		DataDir:   or("BRIGHTRUN_DATA", DefaultDataDir),
-		DevTokens: or("BRIGHTRUN_DEV_TOKENS", DefaultDevTokens),
+		Getenv:           getenv,
+		RunPodURL:        getenv("BRIGHTRUN_RUNPOD_URL"),
+		RunPodAPIKey:     getenv("RUNPOD_API_KEY"),
+		RunPodEndpointID: getenv("RUNPOD_ENDPOINT_ID"),
+		PublicURL:        getenv("BRIGHTRUN_PUBLIC_URL"),
+		Emulator:         runpodemu.Config{StepsPerSecond: speed},
+		Addr:             or("BRIGHTRUN_ADDR", DefaultAddr),
+		DataDir:          or("BRIGHTRUN_DATA", DefaultDataDir),
+		DevTokens:        or("BRIGHTRUN_DEV_TOKENS", DefaultDevTokens),
 	}
 }
 
@@ -70,8 +100,13 @@ type Stack struct {
 	Blobs  *local.Blobs
 	API    *httpapi.Server
 	// Validator runs after every upload, as the validate Lambda does on S3 events.
-	Validator *ingest.Validator
-	Tokens    httpapi.DevTokens
+	Validator  *ingest.Validator
+	Dispatcher *dispatch.Dispatcher
+	Reconciler *reconcile.Reconciler
+	// Emulator is the embedded RunPod emulator (nil with a real RunPod).
+	Emulator *runpodemu.Emulator
+	gpu      *runpod.Client
+	Tokens   httpapi.DevTokens
 
 	db       *local.DB
 	log      *slog.Logger
@@ -137,6 +172,17 @@ func (s *Stack) build() error {
 		return err
 	}
 	s.Validator = &ingest.Validator{Store: s.Store, Blobs: s.Blobs, Counter: counter, Log: s.log}
+	callbackSecret, err := loadSecret(filepath.Join(s.Config.DataDir, "callback-master.key"))
+	if err != nil {
+		return err
+	}
+	s.API.CallbackSecret = callbackSecret
+	s.Dispatcher = &dispatch.Dispatcher{Store: s.Store, JobLog: s.Store, Blobs: s.Blobs, Catalog: cat,
+		CallbackSecret: callbackSecret, MaxAttempts: 5, Log: s.log}
+	rc := s.Config.Reconcile
+	s.Reconciler = &reconcile.Reconciler{Store: s.Store, JobLog: s.Store, Queue: s.Queue, Blobs: s.Blobs, Log: s.log,
+		StaleAfter: rc.StaleAfter, CheckEvery: rc.CheckEvery, MaxRetries: rc.MaxRetries, EnqueueGrace: rc.EnqueueGrace}
+	s.API.Runs = s.Reconciler
 	return nil
 }
 
@@ -160,10 +206,14 @@ func loadSecret(path string) ([]byte, error) {
 	return key, nil
 }
 
-// Handler is the local stack's whole HTTP surface: the API and the blob URLs.
+// Handler is the local stack's whole HTTP surface: the API, the blob URLs
+// and the RunPod emulator.
 func (s *Stack) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(local.BlobsPath, s.Blobs)
+	if s.Emulator != nil {
+		mux.Handle(EmulatorPath, http.StripPrefix(strings.TrimSuffix(EmulatorPath, "/"), s.Emulator))
+	}
 	mux.Handle("/", s.API.Handler())
 	return mux
 }
@@ -177,13 +227,116 @@ func (s *Stack) Start() error {
 	s.listener = l
 	s.url = "http://" + l.Addr().String()
 	s.Blobs.SetBaseURL(s.url)
+	if err := s.connectGPU(); err != nil {
+		l.Close()
+		return err
+	}
 	s.server = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := s.server.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("local stack server stopped", "err", err)
 		}
 	}()
+	s.goBackground(s.dispatchLoop)
+	s.goBackground(s.reconcileLoop)
 	return nil
+}
+
+// EmulatorPath is where the local stack serves the RunPod emulator.
+const EmulatorPath = "/runpod/"
+
+// connectGPU builds the RunPod client: to the embedded emulator by default.
+func (s *Stack) connectGPU() error {
+	base, key, endpoint := s.Config.RunPodURL, s.Config.RunPodAPIKey, s.Config.RunPodEndpointID
+	if base == "" {
+		emuCfg := s.Config.Emulator
+		key, endpoint = "emulator-key", "emulator"
+		emuCfg.APIKey, emuCfg.EndpointID = key, endpoint
+		if emuCfg.Logger == nil {
+			emuCfg.Logger = s.log.With("component", "runpod-emulator")
+		}
+		emu, err := runpodemu.New(emuCfg)
+		if err != nil {
+			return fmt.Errorf("start the RunPod emulator: %w", err)
+		}
+		s.Emulator = emu
+		base = s.url + EmulatorPath + "v2"
+	}
+	gpu, err := runpod.New(base, endpoint, key, runpod.WithLogger(s.log))
+	if err != nil {
+		return fmt.Errorf("RunPod settings: %w", err)
+	}
+	s.gpu = gpu
+	public := s.Config.PublicURL
+	if public == "" {
+		public = s.url
+	}
+	s.Dispatcher.GPU, s.Dispatcher.PublicURL = gpu, strings.TrimRight(public, "/")
+	s.Reconciler.GPU = gpu
+	s.API.Canceller = cancelFunc(func(ctx context.Context, id string) error {
+		_, err := gpu.Cancel(ctx, id)
+		return err
+	})
+	return nil
+}
+
+type cancelFunc func(ctx context.Context, id string) error
+
+func (f cancelFunc) Cancel(ctx context.Context, id string) error { return f(ctx, id) }
+
+// dispatchLoop consumes the jobs queue as the dispatch Lambda's SQS trigger
+// does: a message is deleted when dispatching it succeeded, and comes back
+// after its visibility timeout otherwise (to the dead-letter queue after
+// its last try).
+func (s *Stack) dispatchLoop(ctx context.Context) {
+	vis := s.Config.DispatchVisibility
+	if vis <= 0 {
+		vis = 20 * time.Second
+	}
+	for ctx.Err() == nil {
+		msgs, err := s.Queue.Receive(ctx, 10, vis, time.Second)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("receive from the jobs queue", "err", err)
+				time.Sleep(time.Second)
+			}
+			continue
+		}
+		for _, m := range msgs {
+			if err := s.Dispatcher.HandleMessage(ctx, m.Body, m.ReceiveCount); err != nil {
+				s.log.Warn("dispatch failed: the message will be retried", "message_id", m.ID, "receives", m.ReceiveCount, "err", err)
+				continue
+			}
+			if err := s.Queue.Delete(ctx, m.Receipt); err != nil {
+				s.log.Error("delete a dispatched message", "message_id", m.ID, "err", err)
+			}
+		}
+	}
+}
+
+// reconcileLoop runs reconciliation on a schedule, as the reconcile
+// Lambda's EventBridge rule does.
+func (s *Stack) reconcileLoop(ctx context.Context) {
+	every := s.Config.ReconcileEvery
+	if every <= 0 {
+		every = 15 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			rep, err := s.Reconciler.Run(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("reconciliation", "err", err)
+			}
+			if rep.Repaired+rep.Enqueued > 0 {
+				s.log.Info("reconciliation", "checked", rep.Checked, "repaired", rep.Repaired, "enqueued", rep.Enqueued)
+			}
+		}
+	}
 }
 
 // URL is the base URL the stack serves on (after Start).
@@ -198,6 +351,9 @@ func (s *Stack) Close(ctx context.Context) error {
 	}
 	s.cancel()
 	s.bg.Wait()
+	if s.Emulator != nil {
+		s.Emulator.Close()
+	}
 	errs = append(errs, s.db.Close())
 	return errors.Join(errs...)
 }

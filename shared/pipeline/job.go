@@ -110,11 +110,13 @@ type Job struct {
 	Cost *JobCost `json:"cost,omitempty"`
 	// HeartbeatAt is when the last callback or status check heard of the job.
 	HeartbeatAt *time.Time `json:"heartbeat_at,omitempty"`
-	StartedAt   *time.Time `json:"started_at,omitempty"`
-	FinishedAt  *time.Time `json:"finished_at,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	UpdatedAt   time.Time  `json:"updated_at"`
-	Version     int64      `json:"version"`
+	// CheckedAt is when reconciliation last asked the GPU provider.
+	CheckedAt  *time.Time `json:"checked_at,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	Version    int64      `json:"version"`
 }
 
 // Range is a low / expected / high figure.

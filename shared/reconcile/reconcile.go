@@ -50,6 +50,10 @@ type Reconciler struct {
 	// StaleAfter is how old a heartbeat is before RunPod is asked (default
 	// 2 min: RunPod keeps results only 30 min).
 	StaleAfter time.Duration
+	// CheckEvery is how often a job with a fresh heartbeat is still checked
+	// (a worker that crashes and is re-run keeps calling back: only RunPod's
+	// retries count shows the crash loop). Default 5 min.
+	CheckEvery time.Duration
 	// EnqueueGrace is how long a stored job may wait for its first enqueue
 	// (the API enqueues right after storing) before reconciliation does it.
 	EnqueueGrace time.Duration
@@ -90,10 +94,15 @@ func (r *Reconciler) Run(ctx context.Context) (Report, error) {
 	if stale <= 0 {
 		stale = 2 * time.Minute
 	}
+	every := r.CheckEvery
+	if every <= 0 {
+		every = 5 * time.Minute
+	}
 	for _, st := range active {
 		err := r.scan(ctx, st, func(j *pipeline.Job) {
-			overBudget := r.overBudget(j)
-			if j.HeartbeatAt != nil && r.now().Sub(*j.HeartbeatAt) < stale && !overBudget && j.Status != pipeline.JobCancelRequested {
+			fresh := j.HeartbeatAt != nil && r.now().Sub(*j.HeartbeatAt) < stale
+			recent := j.CheckedAt != nil && r.now().Sub(*j.CheckedAt) < every
+			if fresh && recent && !r.overBudget(j) && j.Status != pipeline.JobCancelRequested {
 				return
 			}
 			rep.Checked++
@@ -194,7 +203,7 @@ func (r *Reconciler) check(ctx context.Context, j *pipeline.Job) (bool, error) {
 	case err != nil:
 		return false, fmt.Errorf("runpod status: %w", err)
 	}
-	r.beat(ctx, j)
+	r.checked(ctx, j)
 	billed := float64(st.ExecutionTime) / 1000
 	switch st.Status {
 	case runpod.StatusCompleted:
@@ -221,15 +230,24 @@ func (r *Reconciler) check(ctx context.Context, j *pipeline.Job) (bool, error) {
 	if maxRetries <= 0 {
 		maxRetries = 2
 	}
-	if st.Retries > maxRetries || j.Status == pipeline.JobCancelRequested {
+	if st.Retries > maxRetries && j.Status != pipeline.JobCancelRequested {
+		// Fail the job first: the cancelled worker's last callback then
+		// finds it ended and cannot turn the failure into a cancel.
+		log.WarnContext(ctx, "worker crash loop: cancelling the run", "retries", st.Retries)
+		changed, err := r.end(ctx, j, pipeline.JobFailed, &pipeline.JobError{Code: "crash_loop",
+			Message: fmt.Sprintf("The worker crashed and RunPod re-ran it %d times; the run was cancelled so that it stops costing money.", st.Retries),
+			Advice:  "Lower batch_size or max_seq_length (crashes are most often out of memory), or choose a GPU with more memory."}, billed)
+		if err != nil {
+			return changed, err
+		}
+		if _, err := r.GPU.Cancel(ctx, j.RunPodID); err != nil {
+			return changed, fmt.Errorf("cancel run: %w", err)
+		}
+		return changed, nil
+	}
+	if j.Status == pipeline.JobCancelRequested {
 		if _, err := r.GPU.Cancel(ctx, j.RunPodID); err != nil {
 			return false, fmt.Errorf("cancel run: %w", err)
-		}
-		if j.Status != pipeline.JobCancelRequested {
-			log.WarnContext(ctx, "worker crash loop: run cancelled", "retries", st.Retries)
-			return r.end(ctx, j, pipeline.JobFailed, &pipeline.JobError{Code: "crash_loop",
-				Message: fmt.Sprintf("The worker crashed and RunPod re-ran it %d times; the run was cancelled so that it stops costing money.", st.Retries),
-				Advice:  "Lower batch_size or max_seq_length (crashes are most often out of memory), or choose a GPU with more memory."}, billed)
 		}
 		log.InfoContext(ctx, "cancel requested again")
 	}
@@ -245,10 +263,11 @@ func failure(st runpod.JobStatus) *pipeline.JobError {
 		Advice: "See the job's events for the worker's last report; create the job again once the cause is fixed."}
 }
 
-func (r *Reconciler) beat(ctx context.Context, j *pipeline.Job) {
+// checked records that RunPod was asked about j's run.
+func (r *Reconciler) checked(ctx context.Context, j *pipeline.Job) {
 	now := r.now()
 	_, _ = pipeline.UpdateJob(ctx, r.Store, j.Owner, j.ID, func(cur *pipeline.Job) error {
-		cur.HeartbeatAt = &now
+		cur.CheckedAt = &now
 		return nil
 	})
 }

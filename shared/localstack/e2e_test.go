@@ -1,0 +1,281 @@
+package localstack_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/localstack"
+	"github.com/brightrun/brightrun/shared/reconcile"
+	"github.com/brightrun/brightrun/shared/runpodemu"
+)
+
+// startWith starts a stack whose emulator runs at speed steps/s with faults.
+func startWith(t *testing.T, speed float64, faults map[string]runpodemu.Fault) *localstack.Stack {
+	t.Helper()
+	cfg := localstack.Config{
+		Addr: "127.0.0.1:0", DataDir: t.TempDir(), DevTokens: "dev:dev-token",
+		Log:                slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Emulator:           runpodemu.Config{StepsPerSecond: speed, WebhookRetryInterval: 100 * time.Millisecond},
+		DispatchVisibility: time.Second, ReconcileEvery: 200 * time.Millisecond,
+	}
+	if faults != nil {
+		cfg.Emulator.Faults = runpodemu.FaultsByJobID(faults)
+	}
+	s, err := localstack.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+// readyDataset uploads the sample dataset and waits until it is ready.
+func readyDataset(t *testing.T, s *localstack.Stack) string {
+	t.Helper()
+	sample, err := os.ReadFile("../../testdata/datasets/sample.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct {
+		Dataset struct{ ID string }
+		Upload  struct{ Request struct{ Method, URL string } }
+	}
+	if status := call(t, "POST", s.URL()+"/v1/datasets", fmt.Sprintf(`{"name":"sample","size_bytes":%d}`, len(sample)), &created); status != 201 {
+		t.Fatalf("POST /v1/datasets = %d", status)
+	}
+	req, _ := http.NewRequest("PUT", created.Upload.Request.URL, bytes.NewReader(sample))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, 20*time.Second, func() bool {
+		var d struct{ Status string }
+		call(t, "GET", s.URL()+"/v1/datasets/"+created.Dataset.ID, "", &d)
+		return d.Status == "ready"
+	}, "dataset ready")
+	return created.Dataset.ID
+}
+
+func waitFor(t *testing.T, limit time.Duration, ok func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type job struct {
+	ID       string
+	Status   string
+	Attempt  int
+	Progress *struct {
+		Step       int
+		TotalSteps int `json:"total_steps"`
+	}
+	Cost *struct {
+		BilledSeconds float64 `json:"billed_seconds"`
+		USD           float64
+		EstimatedUSD  float64 `json:"estimated_usd"`
+	}
+	Error *struct{ Code, Message, Advice string }
+}
+
+func createJob(t *testing.T, s *localstack.Stack, dataset, body string) job {
+	t.Helper()
+	var j job
+	if status := call(t, "POST", s.URL()+"/v1/jobs", fmt.Sprintf(`{"dataset_id":%q%s}`, dataset, body), &j); status != 201 {
+		t.Fatalf("POST /v1/jobs = %d", status)
+	}
+	return j
+}
+
+func getJob(t *testing.T, s *localstack.Stack, id string) job {
+	t.Helper()
+	var j job
+	call(t, "GET", s.URL()+"/v1/jobs/"+id, "", &j)
+	return j
+}
+
+func TestAJobRunsToAnAdapter(t *testing.T) {
+	s := startWith(t, 200, nil)
+	ds := readyDataset(t, s)
+	j := createJob(t, s, ds, `,"preset":"fast","hyperparameters":{"batch_size":1,"gradient_accumulation":1}`)
+	waitFor(t, 30*time.Second, func() bool { j = getJob(t, s, j.ID); return j.Status == "completed" || j.Status == "failed" }, "the job to end")
+	if j.Status != "completed" || j.Cost == nil || j.Cost.EstimatedUSD <= 0 || j.Progress == nil || j.Progress.Step != j.Progress.TotalSteps {
+		t.Fatalf("job = %+v (progress %+v, cost %+v, error %+v), want completed with a cost beside its estimate and progress at the last step", j, j.Progress, j.Cost, j.Error)
+	}
+	var metrics struct{ Metrics []struct{ Step int } }
+	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/metrics?limit=100", "", &metrics)
+	var events struct{ Events []struct{ Type string } }
+	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/events?limit=100", "", &events)
+	var notes struct {
+		Notifications []struct{ Type, JobID string }
+	}
+	call(t, "GET", s.URL()+"/v1/notifications", "", &notes)
+	if len(metrics.Metrics) == 0 || len(events.Events) < 5 || len(notes.Notifications) != 1 || notes.Notifications[0].Type != "job_completed" {
+		t.Errorf("%d metric points, %d events, notifications %+v; want points, the event log and one job_completed", len(metrics.Metrics), len(events.Events), notes.Notifications)
+	}
+	var arts struct {
+		Artifacts []struct {
+			Name      string
+			SizeBytes int64 `json:"size_bytes"`
+			SHA256    string
+			Download  struct{ URL string }
+		}
+	}
+	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/artifacts", "", &arts)
+	if len(arts.Artifacts) != 2 {
+		t.Fatalf("artifacts = %+v, want adapter_config.json and adapter_model.safetensors", arts.Artifacts)
+	}
+	for _, a := range arts.Artifacts {
+		resp, err := http.Get(a.Download.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		sum := sha256.Sum256(data)
+		if resp.StatusCode != 200 || int64(len(data)) != a.SizeBytes || hex.EncodeToString(sum[:]) != a.SHA256 {
+			t.Errorf("download of %s = %d, %d bytes, sha256 %x; want 200, %d bytes, %s", a.Name, resp.StatusCode, len(data), sum, a.SizeBytes, a.SHA256)
+		}
+		if a.Name == "adapter_model.safetensors" {
+			if _, _, err := runpodemu.ParseSafetensors(data); err != nil {
+				t.Errorf("the adapter is not a safetensors file: %v", err)
+			}
+		}
+	}
+}
+
+func TestAJobCancelledMidRunStops(t *testing.T) {
+	s := startWith(t, 5, nil)
+	ds := readyDataset(t, s)
+	j := createJob(t, s, ds, `,"preset":"quality","hyperparameters":{"batch_size":1,"gradient_accumulation":1}`)
+	waitFor(t, 20*time.Second, func() bool { j = getJob(t, s, j.ID); return j.Progress != nil && j.Progress.Step > 0 }, "training to start")
+	if status := call(t, "POST", s.URL()+"/v1/jobs/"+j.ID+"/cancel", "", &j); status != 200 || j.Status != "cancel_requested" {
+		t.Fatalf("cancel = %d %s, want cancel_requested", status, j.Status)
+	}
+	waitFor(t, 15*time.Second, func() bool { j = getJob(t, s, j.ID); return j.Status == "cancelled" }, "the job to be cancelled")
+	step := j.Progress.Step
+	time.Sleep(time.Second)
+	if j = getJob(t, s, j.ID); j.Progress.Step != step || j.Status != "cancelled" {
+		t.Errorf("after cancelled the job moved on to step %d (%s), want it stopped at %d", j.Progress.Step, j.Status, step)
+	}
+}
+
+// createKeyed creates a job with an Idempotency-Key, so that its id is
+// known before the request (faults are injected by job id).
+func createKeyed(t *testing.T, s *localstack.Stack, key, dataset, body string) job {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.URL()+"/v1/jobs", strings.NewReader(fmt.Sprintf(`{"dataset_id":%q%s}`, dataset, body)))
+	req.Header.Set("Authorization", "Bearer dev-token")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var j job
+	if err := json.NewDecoder(resp.Body).Decode(&j); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("POST /v1/jobs = %d (%v)", resp.StatusCode, err)
+	}
+	return j
+}
+
+// The fault matrix: each fault the GPU side can throw ends in the right
+// state, and the table of outcomes is printed.
+func TestFaultMatrix(t *testing.T) {
+	id := func(key string) string { return httpapi.IdempotentJobID("dev", key) }
+	faults := map[string]runpodemu.Fault{
+		id("oom"):        {FailAtStep: 3, FailCode: "oom"},
+		id("nan"):        {NaNAtStep: 2},
+		id("crash-once"): {CrashAtStep: 2, Crashes: 1},
+		id("crash-loop"): {CrashAtStep: 2, Crashes: 1000},
+		id("upload"):     {FailUpload: true},
+		id("no-webhook"): {DropWebhook: true},
+	}
+	s := startWithReconcile(t, 100, faults)
+	ds := readyDataset(t, s)
+	cases := []struct {
+		key, fault, status, code string
+		before                   func()
+	}{
+		{"oom", "worker out of memory at step 3", "failed", "oom", nil},
+		{"nan", "NaN loss at step 2", "failed", "nan_loss", nil},
+		{"crash-once", "worker crash at step 2, RunPod re-runs it once", "completed", "", nil},
+		{"crash-loop", "worker crashes at every run (crash loop)", "failed", "crash_loop", nil},
+		{"upload", "artifact uploads fail", "failed", "upload", nil},
+		{"no-webhook", "RunPod's completion webhook dropped", "completed", "", nil},
+		{"rate-limited", "RunPod answers 429 to the next 3 calls", "completed", "", func() { s.Emulator.RateLimit(3) }},
+		{"outage", "RunPod answers 503 to the next 4 calls", "completed", "", func() { s.Emulator.InjectAPIErrors(4, 503, 0) }},
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "%-52s | %-34s | %s\n", "fault", "what happened", "result")
+	for _, c := range cases {
+		t.Run(c.fault, func(t *testing.T) {
+			if c.before != nil {
+				c.before()
+			}
+			j := createKeyed(t, s, c.key, ds, `,"preset":"fast","hyperparameters":{"batch_size":1,"gradient_accumulation":4}`)
+			waitFor(t, 40*time.Second, func() bool {
+				j = getJob(t, s, j.ID)
+				return j.Status == "completed" || j.Status == "failed" || j.Status == "cancelled"
+			}, c.fault+": the job to end")
+			got := j.Status
+			if j.Error != nil {
+				got += " (" + j.Error.Code + ")"
+			}
+			pass := j.Status == c.status && (c.code == "" || j.Error != nil && j.Error.Code == c.code && j.Error.Advice != "")
+			verdict := "pass"
+			if !pass {
+				verdict = "FAIL"
+				var evs struct {
+					Events []struct{ Type, Message string }
+				}
+				call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/events?limit=100", "", &evs)
+				t.Errorf("%s: job ended %s %+v, want %s %s with advice; events %+v", c.fault, j.Status, j.Error, c.status, c.code, evs.Events)
+			}
+			fmt.Fprintf(&table, "%-52s | %-34s | %s\n", c.fault, got, verdict)
+		})
+	}
+	t.Logf("fault matrix:\n%s", table.String())
+}
+
+func startWithReconcile(t *testing.T, speed float64, faults map[string]runpodemu.Fault) *localstack.Stack {
+	t.Helper()
+	cfg := localstack.Config{
+		Addr: "127.0.0.1:0", DataDir: t.TempDir(), DevTokens: "dev:dev-token",
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Emulator: runpodemu.Config{StepsPerSecond: speed, WebhookRetryInterval: 100 * time.Millisecond,
+			Faults: runpodemu.FaultsByJobID(faults), CallbackRetryDelay: 50 * time.Millisecond},
+		DispatchVisibility: 500 * time.Millisecond, ReconcileEvery: 200 * time.Millisecond,
+		Reconcile: reconcile.Reconciler{StaleAfter: time.Second, CheckEvery: 300 * time.Millisecond},
+	}
+	s, err := localstack.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}

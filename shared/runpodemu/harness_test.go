@@ -1,0 +1,298 @@
+package runpodemu_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/brightrun/brightrun/shared/contract"
+	"github.com/brightrun/brightrun/shared/runpod"
+	"github.com/brightrun/brightrun/shared/runpodemu"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+const masterSecret = "test-master-secret"
+
+// dataset is a small valid chat JSONL file.
+var dataset = func() []byte {
+	var b strings.Builder
+	for i := 0; i < 20; i++ {
+		fmt.Fprintf(&b, `{"messages":[{"role":"user","content":"question %d"},{"role":"assistant","content":"answer %d"}]}`+"\n", i, i)
+	}
+	return []byte(b.String())
+}()
+
+// received is one verified callback.
+type received struct {
+	cb      *contract.Callback
+	payload contract.Payload
+	id      string
+}
+
+// controlPlane fakes the server side: it serves the dataset, verifies and
+// records callbacks, stores uploads and records completion webhooks.
+type controlPlane struct {
+	t     *testing.T
+	srv   *httptest.Server
+	clock runpodemu.Clock
+
+	mu        sync.Mutex
+	data      []byte // served at /dataset
+	callbacks []received
+	uploads   map[string][]byte
+	uploadHdr map[string]http.Header
+	webhooks  []map[string]any
+	problems  []string
+	// answer decides the reply to a verified callback (default 200 {}).
+	answer func(r received, n int) (int, string)
+	// webhookStatus decides the reply to the n-th webhook try (default 200).
+	webhookStatus func(n int) int
+}
+
+func newControlPlane(t *testing.T, clock runpodemu.Clock) *controlPlane {
+	cp := &controlPlane{t: t, clock: clock, data: dataset, uploads: map[string][]byte{}, uploadHdr: map[string]http.Header{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /dataset", func(w http.ResponseWriter, r *http.Request) {
+		cp.mu.Lock()
+		d := cp.data
+		cp.mu.Unlock()
+		w.Write(d)
+	})
+	mux.HandleFunc("POST /callbacks", cp.handleCallback)
+	mux.HandleFunc("PUT /artifacts/{name}", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		cp.mu.Lock()
+		cp.uploads[r.PathValue("name")] = b
+		cp.uploadHdr[r.PathValue("name")] = r.Header.Clone()
+		cp.mu.Unlock()
+	})
+	mux.HandleFunc("POST /webhook", func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		cp.mu.Lock()
+		cp.webhooks = append(cp.webhooks, body)
+		n := len(cp.webhooks)
+		status := http.StatusOK
+		if cp.webhookStatus != nil {
+			status = cp.webhookStatus(n)
+		}
+		cp.mu.Unlock()
+		w.WriteHeader(status)
+	})
+	cp.srv = httptest.NewServer(mux)
+	t.Cleanup(cp.srv.Close)
+	return cp
+}
+
+func (cp *controlPlane) handleCallback(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	cb, p, err := contract.ParseCallback(body)
+	if err != nil {
+		cp.problem("invalid callback: %v", err)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	key := contract.DeriveSecret([]byte(masterSecret), cb.JobID)
+	if err := contract.Verify(key, r.Header, body, cp.clock.Now()); err != nil {
+		cp.problem("callback %s seq %d: %v", cb.Type, cb.Seq, err)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	id := r.Header.Get(contract.HeaderID)
+	if jobID, attempt, seq, err := contract.ParseWebhookID(id); err != nil || jobID != cb.JobID || attempt != cb.Attempt || seq != cb.Seq {
+		cp.problem("webhook-id %q does not match the body: %v", id, err)
+	}
+	rec := received{cb: cb, payload: p, id: id}
+	cp.mu.Lock()
+	cp.callbacks = append(cp.callbacks, rec)
+	n := len(cp.callbacks)
+	answer := cp.answer
+	cp.mu.Unlock()
+	status, reply := http.StatusOK, `{}`
+	if answer != nil {
+		status, reply = answer(rec, n)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	io.WriteString(w, reply)
+}
+
+func (cp *controlPlane) problem(format string, args ...any) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.problems = append(cp.problems, fmt.Sprintf(format, args...))
+}
+
+func (cp *controlPlane) snapshot() ([]received, map[string][]byte, []map[string]any) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	ups := make(map[string][]byte, len(cp.uploads))
+	for k, v := range cp.uploads {
+		ups[k] = v
+	}
+	return append([]received(nil), cp.callbacks...), ups, append([]map[string]any(nil), cp.webhooks...)
+}
+
+func (cp *controlPlane) checkNoProblems(t *testing.T) {
+	t.Helper()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for _, p := range cp.problems {
+		t.Errorf("control plane: %s", p)
+	}
+}
+
+// ofType returns the callbacks of one type.
+func ofType(cbs []received, typ contract.CallbackType) []received {
+	var out []received
+	for _, c := range cbs {
+		if c.cb.Type == typ {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// spec returns a valid job spec whose URLs point at the control plane:
+// 20 examples, batch 2 × accumulation 1, 2 epochs → 20 steps.
+func (cp *controlPlane) spec(jobID string) contract.JobSpec {
+	sum := sha256.Sum256(dataset)
+	return contract.JobSpec{
+		Version: 1,
+		JobID:   jobID,
+		Attempt: 1,
+		BaseModel: contract.BaseModel{
+			ID:           "Qwen/Qwen3-Next-80B-A3B-Instruct",
+			VolumePath:   "/runpod-volume/models/Qwen/Qwen3-Next-80B-A3B-Instruct-bnb-nf4",
+			Quantization: contract.QuantizationNF4,
+			ChatRule:     contract.ChatRuleChatMLNoThink,
+			LoRATargets: []string{"q_proj", "k_proj", "v_proj", "o_proj", "in_proj_qkvz", "in_proj_ba", "out_proj",
+				"shared_expert.gate_proj", "shared_expert.up_proj", "shared_expert.down_proj"},
+		},
+		Dataset: contract.Dataset{
+			URL: cp.srv.URL + "/dataset", SHA256: hex.EncodeToString(sum[:]), SizeBytes: int64(len(dataset)),
+			Format: contract.DatasetFormatChatJSONL, Examples: 20, TokensTotal: 4000, TokensTrained: 1500,
+		},
+		Hyperparameters: contract.Hyperparameters{
+			LearningRate: 2e-4, BatchSize: 2, GradientAccumulation: 1, Epochs: 2,
+			LoRARank: 8, LoRAAlpha: 16, LoRADropout: 0.05, MaxSeqLength: 2048, WarmupRatio: 0.1,
+		},
+		Callback: contract.CallbackTarget{
+			URL:                cp.srv.URL + "/callbacks",
+			Secret:             contract.FormatSecret(contract.DeriveSecret([]byte(masterSecret), jobID)),
+			ProgressEverySteps: 5, ProgressEverySeconds: 30,
+		},
+		Artifacts: contract.Artifacts{
+			AdapterConfig: contract.Upload{URL: cp.srv.URL + "/artifacts/adapter_config.json", Method: "PUT", Headers: map[string]string{"Content-Type": "application/json"}},
+			AdapterModel:  contract.Upload{URL: cp.srv.URL + "/artifacts/adapter_model.safetensors", Method: "PUT"},
+		},
+		TimeLimitSeconds: 3600,
+	}
+}
+
+// env is an emulator behind a server, a client for it and a control plane.
+type env struct {
+	emu    *runpodemu.Emulator
+	url    string // the emulator's server
+	client *runpod.Client
+	cp     *controlPlane
+	clock  runpodemu.Clock
+}
+
+// fast is the base config of the tests: quick steps and retries.
+func fast() runpodemu.Config {
+	return runpodemu.Config{
+		APIKey:               "emu-key",
+		EndpointID:           "ep",
+		Logger:               quiet,
+		StepsPerSecond:       1000,
+		CallbackRetryDelay:   5 * time.Millisecond,
+		WebhookRetryInterval: 20 * time.Millisecond,
+		SweepInterval:        5 * time.Millisecond,
+	}
+}
+
+func newEnv(t *testing.T, cfg runpodemu.Config) *env {
+	t.Helper()
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	emu, err := runpodemu.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(emu)
+	t.Cleanup(func() { ts.Close(); emu.Close() })
+	c, err := runpod.New(ts.URL+"/v2", "ep", "emu-key", runpod.WithLogger(quiet),
+		runpod.WithRetryPolicy(runpod.RetryPolicy{BaseDelay: 2 * time.Millisecond, MaxDelay: 10 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{emu: emu, url: ts.URL, client: c, cp: newControlPlane(t, cfg.Clock), clock: cfg.Clock}
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// policy is a valid training policy for the tests.
+var policy = runpod.Policy{ExecutionTimeout: time.Hour, TTL: 2 * time.Hour}
+
+func (e *env) submit(t *testing.T, spec contract.JobSpec, webhook bool) string {
+	t.Helper()
+	req := runpod.RunRequest{Input: spec, Policy: policy}
+	if webhook {
+		req.Webhook = e.cp.srv.URL + "/webhook"
+	}
+	js, err := e.client.Run(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	return js.ID
+}
+
+// waitStatus polls /status until cond holds (5 s at most).
+func (e *env) waitStatus(t *testing.T, id string, cond func(runpod.JobStatus) bool) runpod.JobStatus {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		js, err := e.client.Status(context.Background(), id)
+		if err == nil && cond(js) {
+			return js
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s: condition not met in 5 s; last status %+v, %v", id, js, err)
+		}
+		time.Sleep(3 * time.Millisecond)
+	}
+}
+
+func is(s runpod.Status) func(runpod.JobStatus) bool {
+	return func(js runpod.JobStatus) bool { return js.Status == s }
+}
+
+// waitFor polls f until it is true (5 s at most).
+func waitFor(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(3 * time.Millisecond)
+	}
+}
+
+func notFound(err error) bool { return errors.Is(err, runpod.ErrNotFound) }

@@ -1,0 +1,699 @@
+package runpodemu
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/brightrun/brightrun/shared/contract"
+)
+
+// runInfo is what a worker gets from RunPod: the job id and input.
+type runInfo struct {
+	runpodID string
+	workerID string
+	input    json.RawMessage
+	fault    Fault
+	crash    bool // this run dies at fault.CrashAtStep
+}
+
+// runResult is what the handler returns to RunPod.
+type runResult struct {
+	output  json.RawMessage
+	err     string // non-empty: the job FAILED with this error
+	crashed bool   // the worker process died: RunPod re-runs the job
+}
+
+// workerError is a classified failure (gpu-image's WorkerError).
+type workerError struct {
+	code    contract.FailureCode // or codeSuperseded
+	message string
+	advice  string
+}
+
+func (e *workerError) Error() string { return string(e.code) + ": " + e.message }
+
+// codeSuperseded is never sent: the server refused the attempt.
+const codeSuperseded contract.FailureCode = "superseded"
+
+var errCrash = errors.New("the worker process died")
+
+func failure(code contract.FailureCode, advice string, format string, args ...any) *workerError {
+	if advice == "" {
+		advice = defaultAdvice[code]
+	}
+	return &workerError{code: code, message: fmt.Sprintf(format, args...), advice: advice}
+}
+
+// defaultAdvice mirrors gpu-image's errors.default_advice.
+var defaultAdvice = map[contract.FailureCode]string{
+	contract.CodeOOM:             "Lower batch_size, lora_rank or max_seq_length, or choose a GPU with more memory.",
+	contract.CodeNaNLoss:         "Lower learning_rate and retry.",
+	contract.CodeDatasetDownload: "Check that the dataset still exists and retry the job.",
+	contract.CodeDatasetInvalid:  "Fix the listed lines, upload the dataset again and retry.",
+	contract.CodeModelLoad:       "Check that the base model is cached on the network volume at the configured path, then retry.",
+	contract.CodeTimeout:         "Raise time_limit_seconds, or train fewer epochs or on fewer examples.",
+	contract.CodeCancelled:       "No action needed: the job was cancelled.",
+	contract.CodeSpecInvalid:     "Retry the job; if it fails again, report it with the job id.",
+	contract.CodeUpload:          "Retry the job; the trained adapter could not be uploaded.",
+	contract.CodeInternal:        "Retry the job; if it fails again, report it with the job id.",
+	codeSuperseded:               "No action needed: a newer attempt of this job is running.",
+}
+
+// simulate runs the simulated handler for one run of a job. It never
+// panics on bad input: every failure is classified, reported with a failed
+// callback (when the spec says where) and returned as RunPod's error.
+func (e *Emulator) simulate(ctx context.Context, run runInfo) runResult {
+	log := e.log.With("runpod_job", run.runpodID, "worker", run.workerID)
+	spec, err := contract.ParseJobSpec(run.input)
+	if err != nil {
+		werr := failure(contract.CodeSpecInvalid, "", "Invalid job spec: %s.", strings.TrimPrefix(err.Error(), "invalid job spec: "))
+		log.Warn("invalid job spec", "error", err)
+		if cb := e.bestEffortCallbacks(run.input); cb != nil {
+			cb.send(context.WithoutCancel(ctx), &contract.Failed{Code: werr.code, Message: werr.message, Advice: werr.advice})
+		}
+		return errorResult(werr, nil)
+	}
+	key, _ := contract.ParseSecret(spec.Callback.Secret) // valid: ParseJobSpec checked it
+	w := &simWorker{
+		e:       e,
+		run:     run,
+		spec:    spec,
+		started: time.Now(),
+		stageT:  time.Now(),
+		seconds: map[string]float64{},
+		cb:      e.newCallbacks(spec.Callback.URL, key, spec.JobID, spec.Attempt),
+	}
+	out, err := w.execute(ctx)
+	if err == nil {
+		return runResult{output: out}
+	}
+	var werr *workerError
+	switch {
+	case errors.Is(err, errCrash):
+		log.Info("emulated worker crashed", "step", run.fault.CrashAtStep)
+		return runResult{crashed: true}
+	case errors.Is(err, errShutdown) || e.ctx.Err() != nil:
+		return runResult{err: "worker stopped: " + errShutdown.Error()}
+	case errors.Is(err, errStopSignal):
+		// The SDK cancelled the handler (RunPod cancel, executionTimeout or
+		// ttl): like gpu-image, report it as cancelled.
+		werr = failure(contract.CodeCancelled, "", "The job was cancelled%s (RunPod stop signal).", w.where())
+	case errors.As(err, &werr):
+	default:
+		werr = failure(contract.CodeInternal, "", "An unexpected error stopped the worker (%v).", err)
+	}
+	log.Info("emulated worker failed", "code", werr.code, "message", werr.message)
+	if werr.code != codeSuperseded {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		w.cb.send(fctx, &contract.Failed{Code: werr.code, Message: werr.message, Advice: werr.advice, Stage: w.stage})
+		cancel()
+	}
+	return errorResult(werr, spec)
+}
+
+// errorResult is the handler's error output, as gpu-image returns it:
+// {"error": "code: message", "code", "advice", "job_id", "attempt"}. The
+// RunPod SDK moves "error" to the job's error and keeps the rest as output.
+func errorResult(werr *workerError, spec *contract.JobSpec) runResult {
+	out := map[string]any{"code": werr.code, "advice": werr.advice}
+	if spec != nil {
+		out["job_id"], out["attempt"] = spec.JobID, spec.Attempt
+	}
+	b, _ := json.Marshal(out)
+	return runResult{output: b, err: werr.Error()}
+}
+
+func (e *Emulator) newCallbacks(url string, key []byte, jobID string, attempt int) *callbacks {
+	return &callbacks{
+		url: url, key: key, jobID: jobID, attempt: attempt,
+		hc: e.cfg.HTTPClient, clock: e.cfg.Clock, retries: e.cfg.CallbackRetries, delay: e.cfg.CallbackRetryDelay,
+		log: e.log.With("job_id", jobID, "attempt", attempt),
+	}
+}
+
+// bestEffortCallbacks reads just enough of a broken spec to report it
+// (gpu-image's callback_target).
+func (e *Emulator) bestEffortCallbacks(input json.RawMessage) *callbacks {
+	var raw struct {
+		JobID    string `json:"job_id"`
+		Attempt  int    `json:"attempt"`
+		Callback struct {
+			URL    string `json:"url"`
+			Secret string `json:"secret"`
+		} `json:"callback"`
+	}
+	if json.Unmarshal(input, &raw) != nil || !contract.ValidJobID(raw.JobID) || raw.Attempt < 1 ||
+		!(strings.HasPrefix(raw.Callback.URL, "http://") || strings.HasPrefix(raw.Callback.URL, "https://")) {
+		return nil
+	}
+	key, err := contract.ParseSecret(raw.Callback.Secret)
+	if err != nil {
+		return nil
+	}
+	return e.newCallbacks(raw.Callback.URL, key, raw.JobID, raw.Attempt)
+}
+
+// simWorker is one run of the simulated training job.
+type simWorker struct {
+	e       *Emulator
+	run     runInfo
+	spec    *contract.JobSpec
+	cb      *callbacks
+	started time.Time // real time: elapsed_seconds, the spec's time limit
+
+	stage   contract.Stage
+	stageT  time.Time
+	seconds map[string]float64
+	step    int64
+	total   int64
+}
+
+func (w *simWorker) where() string {
+	s := ""
+	if w.stage != "" {
+		s = " during " + string(w.stage)
+	}
+	if w.stage == contract.StageTrain && w.total > 0 {
+		s += fmt.Sprintf(" (step %d of %d)", w.step, w.total)
+	}
+	return s
+}
+
+// check returns why the worker must stop now, if it must.
+func (w *simWorker) check(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	stop, superseded, why := w.cb.stopped()
+	switch {
+	case superseded:
+		return failure(codeSuperseded, "", "The server refused this attempt%s: %s.", w.where(), why)
+	case stop:
+		return failure(contract.CodeCancelled, "", "The job was cancelled%s: %s.", w.where(), why)
+	case time.Since(w.started) > time.Duration(w.spec.TimeLimitSeconds)*time.Second:
+		return failure(contract.CodeTimeout, "", "The job ran past its time limit of %d seconds%s.", w.spec.TimeLimitSeconds, w.where())
+	}
+	return nil
+}
+
+func (w *simWorker) enter(ctx context.Context, s contract.Stage) error {
+	now := time.Now()
+	if w.stage != "" {
+		w.seconds[string(w.stage)] = round(now.Sub(w.stageT).Seconds(), 3)
+	}
+	w.stage, w.stageT = s, now
+	w.cb.send(ctx, &contract.StageChange{Stage: s})
+	return w.check(ctx)
+}
+
+// pause spends the configured stage delay, stopping early when told.
+func (w *simWorker) pause(ctx context.Context) error {
+	if err := sleepCtx(ctx, w.e.cfg.StageDelay); err != nil {
+		return err
+	}
+	return w.check(ctx)
+}
+
+func (w *simWorker) execute(ctx context.Context) (json.RawMessage, error) {
+	spec, cfg := w.spec, w.e.cfg
+	w.cb.send(ctx, &contract.Started{
+		WorkerID:      w.run.workerID,
+		RunPodJobID:   w.run.runpodID,
+		WorkerVersion: cfg.WorkerVersion,
+		GPU:           &contract.GPU{Name: "NVIDIA H100 80GB HBM3 (emulated)", MemoryBytes: 85520809984, Count: 1},
+	})
+	if err := w.check(ctx); err != nil {
+		return nil, err
+	}
+
+	if err := w.enter(ctx, contract.StageDownload); err != nil {
+		return nil, err
+	}
+	data, err := w.download(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDataset(data); err != nil {
+		return nil, err
+	}
+	if err := w.pause(ctx); err != nil {
+		return nil, err
+	}
+
+	if err := w.enter(ctx, contract.StageLoad); err != nil {
+		return nil, err
+	}
+	loadStart := time.Now()
+	shape := w.e.shapeFor(spec.BaseModel.ID)
+	mods, unmatched := shape.matchTargets(spec.BaseModel.LoRATargets)
+	if len(unmatched) > 0 {
+		return nil, failure(contract.CodeModelLoad, "Check the model registry's LoRA targets for this base model.",
+			"The LoRA targets %v match no module of the base model.", unmatched)
+	}
+	if err := w.pause(ctx); err != nil {
+		return nil, err
+	}
+	loadSeconds := time.Since(loadStart).Seconds()
+
+	if err := w.enter(ctx, contract.StageTrain); err != nil {
+		return nil, err
+	}
+	tr, err := w.train(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := w.enter(ctx, contract.StageSave); err != nil {
+		return nil, err
+	}
+	files, err := buildAdapter(spec, mods)
+	if err != nil {
+		return nil, failure(contract.CodeInternal, "", "Saving the adapter failed (%v).", err)
+	}
+	if err := w.pause(ctx); err != nil {
+		return nil, err
+	}
+
+	if err := w.enter(ctx, contract.StageUpload); err != nil {
+		return nil, err
+	}
+	var artifacts []contract.Artifact
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{contract.ArtifactAdapterConfig, files.config}, {contract.ArtifactAdapterModel, files.model}} {
+		if err := w.check(ctx); err != nil {
+			return nil, err
+		}
+		up, _ := spec.Artifacts.ByName(f.name)
+		if err := w.upload(ctx, f.name, up, f.data); err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(f.data)
+		a := contract.Artifact{Name: f.name, SizeBytes: int64(len(f.data)), SHA256: hex.EncodeToString(sum[:])}
+		artifacts = append(artifacts, a)
+		w.cb.send(ctx, &a)
+	}
+	w.seconds[string(contract.StageUpload)] = round(time.Since(w.stageT).Seconds(), 3)
+
+	h, ds := spec.Hyperparameters, spec.Dataset
+	final, initial, mean := tr.finalLoss, tr.initialLoss, tr.meanLoss
+	completed := &contract.Completed{
+		FinalLoss:     &final,
+		Steps:         tr.steps,
+		TrainSeconds:  round(tr.seconds, 3),
+		TokensTrained: ds.TokensTrained * int64(h.Epochs),
+		Metrics: contract.CompletedMetrics{
+			InitialLoss:          &initial,
+			TrainLossMean:        &mean,
+			TotalSteps:           tr.steps,
+			Epochs:               h.Epochs,
+			Examples:             ds.Examples,
+			ExamplesUsed:         ds.Examples,
+			DatasetTokensTotal:   ds.TokensTotal,
+			DatasetTokensTrained: ds.TokensTrained,
+			TokensSeen:           ds.TokensTotal * int64(h.Epochs),
+			TokensPerSecond:      round(tr.tokensPerSecond, 2),
+			PeakGPUMemoryBytes:   gpuMemory(spec),
+			LoadSeconds:          round(loadSeconds, 3),
+			StageSeconds:         w.seconds,
+			TotalSeconds:         round(time.Since(w.started).Seconds(), 3),
+			Device:               "cuda",
+			Quantization:         spec.BaseModel.Quantization,
+			TrainableParameters:  files.trainable,
+			LoRAModules:          files.modules,
+		},
+	}
+	if !w.cb.send(ctx, completed) {
+		if err := w.check(ctx); err != nil {
+			return nil, err
+		}
+	}
+	out, _ := json.Marshal(map[string]any{
+		"status":      "completed",
+		"job_id":      spec.JobID,
+		"attempt":     spec.Attempt,
+		"final_loss":  final,
+		"steps":       tr.steps,
+		"artifacts":   artifacts,
+		"emulated_by": "runpodemu",
+	})
+	return out, nil
+}
+
+// download fetches the dataset and checks its size and sha256, as
+// gpu-image's download does (any mismatch is dataset_download).
+func (w *simWorker) download(ctx context.Context) ([]byte, error) {
+	ds := w.spec.Dataset
+	var last string
+	for try := 0; try < 3; try++ {
+		if try > 0 {
+			if err := sleepCtx(ctx, w.e.cfg.CallbackRetryDelay<<(try-1)); err != nil {
+				return nil, err
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ds.URL, nil)
+		if err != nil {
+			return nil, failure(contract.CodeDatasetDownload, "", "The dataset URL is not usable (%v).", err)
+		}
+		req.Header.Set("Accept-Encoding", "identity")
+		resp, err := w.e.cfg.HTTPClient.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, context.Cause(ctx)
+			}
+			last = "network error: " + err.Error()
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(resp.Body, ds.SizeBytes+1))
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+			last = "HTTP " + strconv.Itoa(resp.StatusCode)
+			continue
+		case resp.StatusCode != http.StatusOK:
+			return nil, failure(contract.CodeDatasetDownload, "", "The dataset could not be downloaded (HTTP %d).", resp.StatusCode)
+		case err != nil:
+			last = "transfer broken: " + err.Error()
+			continue
+		}
+		if int64(len(data)) != ds.SizeBytes {
+			return nil, failure(contract.CodeDatasetDownload, "", "The dataset has %d bytes, expected %d.", len(data), ds.SizeBytes)
+		}
+		sum := sha256.Sum256(data)
+		if got := hex.EncodeToString(sum[:]); got != ds.SHA256 {
+			return nil, failure(contract.CodeDatasetDownload, "Retry the job; if it fails again, upload the dataset again.",
+				"The downloaded dataset does not match its checksum (sha256 %s, expected %s): it was corrupted in transit or changed after validation.", got, ds.SHA256)
+		}
+		return data, nil
+	}
+	return nil, failure(contract.CodeDatasetDownload, "", "The dataset could not be downloaded after 3 tries (%s).", last)
+}
+
+// checkDataset is a light version of the worker's reading of chat JSONL:
+// every non-blank line is {"messages": [{"role", "content"}, ...]}.
+func checkDataset(data []byte) error {
+	var bad []string
+	n, lineNo := 0, 0
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+	for sc.Scan() {
+		lineNo++
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		if problem := checkLine(line); problem != "" {
+			n++
+			if len(bad) < 5 {
+				bad = append(bad, fmt.Sprintf("line %d: %s", lineNo, problem))
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return failure(contract.CodeDatasetInvalid, "", "The dataset could not be read (%v).", err)
+	}
+	if n > 0 {
+		s := "s"
+		if n == 1 {
+			s = ""
+		}
+		return failure(contract.CodeDatasetInvalid, "", "The dataset has %d invalid line%s: %s.", n, s, strings.Join(bad, "; "))
+	}
+	if lineNo == 0 {
+		return failure(contract.CodeDatasetInvalid, "", "The dataset is empty.")
+	}
+	return nil
+}
+
+func checkLine(line []byte) string {
+	var doc struct {
+		Messages []struct {
+			Role    string `json:"role"`
+			Content *string
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(line, &doc); err != nil {
+		return "not a JSON object with a messages list"
+	}
+	if len(doc.Messages) == 0 {
+		return "messages must be a non-empty list"
+	}
+	for i, m := range doc.Messages {
+		if m.Role != "system" && m.Role != "user" && m.Role != "assistant" {
+			return fmt.Sprintf("messages[%d].role must be one of system, user, assistant, got %q", i, m.Role)
+		}
+		if m.Content == nil {
+			return fmt.Sprintf("messages[%d].content must be a string", i)
+		}
+	}
+	return ""
+}
+
+type trainResult struct {
+	steps                            int64
+	initialLoss, finalLoss, meanLoss float64
+	seconds, tokensPerSecond         float64
+}
+
+// train runs the steps: ceil(examples / (batch × accumulation)) per epoch,
+// StepsPerSecond of them per second, reporting progress every
+// progress_every_steps steps or progress_every_seconds seconds (and on the
+// first and last step), and stopping at the next step when told to.
+func (w *simWorker) train(ctx context.Context) (trainResult, error) {
+	spec, fault := w.spec, w.run.fault
+	h := spec.Hyperparameters
+	perEpoch := h.StepsPerEpoch(spec.Dataset.Examples)
+	total := h.TotalSteps(spec.Dataset.Examples)
+	w.total = total
+	warmup := int64(math.Ceil(h.WarmupRatio * float64(total)))
+	tokensPerStep := float64(spec.Dataset.TokensTotal) / float64(perEpoch)
+	stepTime := time.Duration(float64(time.Second) / w.e.cfg.StepsPerSecond)
+	every := int64(spec.Callback.ProgressEverySteps)
+	everyT := time.Duration(spec.Callback.ProgressEverySeconds * float64(time.Second))
+	k := 3.0 / float64(total) // the loss falls to about 5% of its excess by the end
+	seed := fnv.New64a()
+	fmt.Fprintf(seed, "%s/%d", spec.JobID, spec.Attempt)
+	noiseSeed := seed.Sum64()
+
+	start := time.Now()
+	var res trainResult
+	var sum float64
+	lastStep, lastTime, lastTrain := int64(0), start, time.Duration(0)
+	for step := int64(1); step <= total; step++ {
+		if err := sleepCtx(ctx, stepTime); err != nil {
+			return res, err
+		}
+		w.step = step
+		if err := w.check(ctx); err != nil {
+			return res, err
+		}
+		switch step {
+		case fault.CrashAtStep:
+			if w.run.crash {
+				return res, errCrash
+			}
+		case fault.HangAtStep:
+			<-ctx.Done() // silent until RunPod gives up on the job
+			return res, context.Cause(ctx)
+		case fault.NaNAtStep:
+			return res, failure(contract.CodeNaNLoss, nanAdvice(h), "The training loss became nan at step %d; the run diverged.", step)
+		case fault.FailAtStep:
+			return res, stepFailure(fault.FailCode, h, step)
+		}
+		x := float64(step)
+		loss := round(2.2*math.Exp(-k*x)+0.35+0.04*(noise(noiseSeed, step)-0.5), 4)
+		if step == 1 {
+			res.initialLoss = loss
+		}
+		sum += loss
+		res.finalLoss, res.steps = loss, step
+		now := time.Now()
+		if lastStep == 0 || step == total || step-lastStep >= every || now.Sub(lastTime) >= everyT {
+			trained := now.Sub(start)
+			dt := (trained - lastTrain).Seconds()
+			tps := 0.0
+			if dt > 0 {
+				tps = float64(step-lastStep) * tokensPerStep / dt
+			}
+			elapsed := round(now.Sub(w.started).Seconds(), 3)
+			eta := round(float64(total-step)*trained.Seconds()/x, 1)
+			grad := round(0.25+1.2*math.Exp(-k*x)+0.05*noise(noiseSeed^0xabcdef, step), 4)
+			w.cb.send(ctx, &contract.Progress{
+				Step:            step,
+				TotalSteps:      total,
+				Epoch:           round(x/float64(perEpoch), 4),
+				Loss:            loss,
+				LearningRate:    learningRate(h.LearningRate, step, warmup, total),
+				TokensPerSecond: round(tps, 2),
+				GPUMemoryBytes:  gpuMemory(spec),
+				ElapsedSeconds:  &elapsed,
+				ETASeconds:      &eta,
+				GradNorm:        &grad,
+			})
+			lastStep, lastTime, lastTrain = step, now, trained
+		}
+	}
+	res.seconds = time.Since(start).Seconds()
+	res.meanLoss = round(sum/float64(max(res.steps, 1)), 4)
+	if res.seconds > 0 {
+		res.tokensPerSecond = float64(total) * tokensPerStep / res.seconds
+	}
+	return res, nil
+}
+
+// learningRate follows transformers' linear warmup then cosine decay to 0.
+func learningRate(base float64, step, warmup, total int64) float64 {
+	var f float64
+	if step < warmup {
+		f = float64(step) / float64(max(warmup, 1))
+	} else {
+		p := float64(step-warmup) / float64(max(total-warmup, 1))
+		f = 0.5 * (1 + math.Cos(math.Pi*p))
+	}
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(base*f, 'g', 6, 64), 64) // six significant digits
+	return v
+}
+
+// noise is a deterministic value in [0, 1) for (seed, step).
+func noise(seed uint64, step int64) float64 {
+	x := seed ^ uint64(step)*0x9e3779b97f4a7c15
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return float64(x>>11) / (1 << 53)
+}
+
+func round(v float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(v*p) / p
+}
+
+// gpuMemory is a plausible peak for the spec (constant through the run).
+func gpuMemory(spec *contract.JobSpec) int64 {
+	base := int64(45_000_000_000) // NF4 Qwen3-Next: weights ≈ 42 GB
+	if spec.BaseModel.Quantization == contract.QuantizationBF16 {
+		base = 125_000_000_000
+	}
+	h := spec.Hyperparameters
+	return base + int64(h.BatchSize)*int64(h.MaxSeqLength)*400_000 + int64(h.LoRARank)*30_000_000
+}
+
+func stepFailure(code contract.FailureCode, h contract.Hyperparameters, step int64) error {
+	switch code {
+	case "", contract.CodeOOM:
+		return failure(contract.CodeOOM, oomAdvice(h), "The GPU ran out of memory during training (Tried to allocate 2.00 GiB) at step %d.", step)
+	case contract.CodeNaNLoss:
+		return failure(code, nanAdvice(h), "The training loss became nan at step %d; the run diverged.", step)
+	}
+	return failure(code, "", "The worker failed at step %d (%s injected by the emulator).", step, code)
+}
+
+// oomAdvice mirrors gpu-image's errors.oom_advice.
+func oomAdvice(h contract.Hyperparameters) string {
+	var opts []string
+	if h.BatchSize > 1 {
+		nb := h.BatchSize / 2
+		ga := int(math.Ceil(float64(h.GradientAccumulation) * float64(h.BatchSize) / float64(nb)))
+		opts = append(opts, fmt.Sprintf("lower batch_size from %d to %d (and raise gradient_accumulation from %d to %d to keep the same effective batch)", h.BatchSize, nb, h.GradientAccumulation, ga))
+	}
+	if h.LoRARank > 4 {
+		opts = append(opts, fmt.Sprintf("lora_rank from %d to %d", h.LoRARank, max(4, h.LoRARank/2)))
+	}
+	if h.MaxSeqLength > 256 {
+		opts = append(opts, fmt.Sprintf("max_seq_length from %d to %d", h.MaxSeqLength, max(256, h.MaxSeqLength/2)))
+	}
+	if len(opts) == 0 {
+		return "The run does not fit this GPU even at the smallest settings: choose a GPU with more memory."
+	}
+	if !strings.HasPrefix(opts[0], "lower") {
+		opts[0] = "lower " + opts[0]
+	}
+	text := strings.Join(opts, ", or ")
+	return strings.ToUpper(text[:1]) + text[1:] + "."
+}
+
+// nanAdvice mirrors gpu-image's errors.nan_advice.
+func nanAdvice(h contract.Hyperparameters) string {
+	if h.LearningRate <= 1e-5*1.0001 {
+		return "learning_rate is already at its minimum: check the dataset for corrupt or extremely long examples, or lower lora_alpha."
+	}
+	lr := math.Max(1e-5, h.LearningRate/4)
+	lr, _ = strconv.ParseFloat(strconv.FormatFloat(lr, 'g', 2, 64), 64)
+	return fmt.Sprintf("Lower learning_rate from %s to %s and retry.", strconv.FormatFloat(h.LearningRate, 'g', 6, 64), strconv.FormatFloat(lr, 'g', 6, 64))
+}
+
+// upload PUTs one artifact with the spec's headers; network errors, 429
+// and 5xx are retried twice.
+func (w *simWorker) upload(ctx context.Context, name string, up contract.Upload, data []byte) error {
+	if w.run.fault.FailUpload {
+		return failure(contract.CodeUpload, "", "Uploading %s failed (HTTP 403, injected by the emulator).", name)
+	}
+	var last string
+	for try := 0; try < 3; try++ {
+		if try > 0 {
+			if err := sleepCtx(ctx, w.e.cfg.CallbackRetryDelay<<(try-1)); err != nil {
+				return err
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, up.URL, bytes.NewReader(data))
+		if err != nil {
+			return failure(contract.CodeUpload, "", "Uploading %s failed (%v).", name, err)
+		}
+		for k, v := range up.Headers {
+			req.Header.Set(k, v)
+		}
+		req.ContentLength = int64(len(data))
+		resp, err := w.e.cfg.HTTPClient.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			last = "network error: " + err.Error()
+			continue
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			return nil
+		}
+		last = "HTTP " + strconv.Itoa(resp.StatusCode)
+		if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode < 500 {
+			break // an expired or wrong URL does not get better
+		}
+	}
+	return failure(contract.CodeUpload, "", "Uploading %s failed (%s).", name, last)
+}
+
+// shapeFor returns the adapter shape of a base model: Config.Models, then
+// the built-in table, then a generic dense decoder; tiny unless
+// Config.FullSizeAdapters.
+func (e *Emulator) shapeFor(modelID string) ModelShape {
+	s, ok := e.cfg.Models[modelID]
+	if !ok {
+		s, ok = defaultShapes[modelID]
+	}
+	if !ok {
+		e.log.Warn("unknown base model: using a generic dense shape", "model", modelID)
+		s = genericShape
+	}
+	if e.cfg.FullSizeAdapters {
+		return s
+	}
+	return s.Tiny()
+}
