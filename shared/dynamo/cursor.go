@@ -72,16 +72,23 @@ func (c cursorSigner) decode(cursor string, q listQuery) (map[string]types.Attri
 	if b.Scope != q.scope || b.Owner != q.owner {
 		return nil, errBadCursor
 	}
-	// And the position itself must lie in this list's partition.
-	if b.Key[q.hashAttr] != q.hash || len(b.Key) != 4 {
+	// And the position itself must lie in this list's partition: the
+	// table's key and, for an index, the index's key, and nothing else.
+	names := map[string]bool{attrPK: true, attrSK: true, q.hashAttr: true, q.rangeAttr: true}
+	if b.Key[q.hashAttr] != q.hash || len(b.Key) != len(names) {
 		return nil, errBadCursor
 	}
-	for _, name := range []string{attrPK, attrSK, q.hashAttr, q.rangeAttr} {
+	for name := range names {
 		if b.Key[name] == "" {
 			return nil, errBadCursor
 		}
 	}
-	if q.owner != "" && b.Key[attrPK] != ownerPK(q.owner) {
+	if !strings.HasPrefix(b.Key[q.rangeAttr], q.prefix) {
+		return nil, errBadCursor
+	}
+	// On an index the table's partition must be the owner's too (on the
+	// table itself it is the list's partition, checked above).
+	if q.owner != "" && q.index != "" && b.Key[attrPK] != ownerPK(q.owner) {
 		return nil, errBadCursor
 	}
 	start := make(map[string]types.AttributeValue, len(b.Key))

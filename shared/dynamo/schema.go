@@ -20,10 +20,11 @@ import (
 //	  active_pk, active_sk, runpod_pk
 //	KeySchema: pk HASH, sk RANGE
 //	GlobalSecondaryIndexes:
-//	  by_created  list_pk HASH, list_sk RANGE      Projection ALL
-//	  by_status   status_pk HASH, list_sk RANGE    Projection ALL
-//	  active      active_pk HASH, active_sk RANGE  Projection ALL
-//	  by_runpod   runpod_pk HASH                   Projection KEYS_ONLY
+//	  by_created         list_pk HASH, list_sk RANGE      Projection ALL
+//	  by_status          status_pk HASH, list_sk RANGE    Projection ALL
+//	  active             active_pk HASH, active_sk RANGE  Projection ALL
+//	  by_runpod          runpod_pk HASH                   Projection KEYS_ONLY
+//	  active_by_created  active_pk HASH, list_sk RANGE    Projection ALL
 //	TimeToLiveSpecification: AttributeName expires_at, Enabled true
 //
 // Items. T(x) is a time in fixed width, 2006-01-02T15:04:05.000000000Z,
@@ -35,16 +36,38 @@ import (
 //	         list_pk JOB#<owner>  list_sk T(created_at)#<id>
 //	         status_pk JOB#<owner>#<status>
 //	         active_pk JOB#<status>  active_sk T(last heard)#<owner>#<id>
-//	           (only while the status is not terminal; last heard is the
-//	           later of heartbeat_at and updated_at)
+//	           (only while the status is not terminal, which keeps active
+//	           and active_by_created sparse; last heard is the later of
+//	           heartbeat_at and updated_at)
 //	         runpod_pk <RunPod id>  (only once the job has one)
 //	reserved pk OWNER#<owner>  sk IDEMPOTENCY#<key>  expires_at <epoch s>
 //	           (idempotency keys: shape reserved, not written yet)
 //
+// The job log (pipeline.JobLog). A job's events and metric points have a
+// partition of their own, named by owner and job, so that one owner's
+// reads never reach another's and a busy job does not heat its owner's
+// partition; a job id holding '#' is refused, which keeps the name
+// unambiguous. Notifications live in the owner's partition:
+//
+//	event     pk JOBLOG#<owner>#<job>  sk EVENT#T(time)#<event id>
+//	            (the log's order: oldest first, by time, then id; an
+//	            event without a time gets the time it is appended)
+//	event id  pk JOBLOG#<owner>#<job>  sk EVENTID#<event id>
+//	            (guard, no doc: written in one transaction with the event,
+//	            both on attribute_not_exists(pk), so an id is stored once)
+//	metric    pk JOBLOG#<owner>#<job>  sk METRIC#<attempt %010d>#<step %010d>
+//	            (a repeat replaces: unconditional, BatchWriteItem)
+//	notification  pk OWNER#<owner>  sk NOTIFICATION#T(created_at)#<id>
+//
+// These items hold no version and no index attributes; each may hold
+// expires_at when the store is given a LogRetention.
+//
 // Every record item also holds version (N), the condition of every
-// update, and the record's JSON in doc (S), or gzip-compressed in doc_gz
-// (B) when the JSON is over 8 KiB. An item is at most 400 KB; a record
-// that would not fit even compressed is refused with ETooLarge.
+// update. Records and job-log items hold their JSON in doc (S), or
+// gzip-compressed in doc_gz (B) when the JSON is over 8 KiB (an event's
+// data, a callback's JSON of up to 256 KiB, is the large case). An item is
+// at most 400 KB; one that would not fit even compressed is refused with
+// ETooLarge.
 //
 // Access patterns:
 //   - a record by owner and id: GetItem pk, sk, strongly consistent (so
@@ -54,6 +77,14 @@ import (
 //   - an owner's jobs of one status, newest first: Query by_status;
 //   - every owner's jobs of a non-terminal status not heard of since a
 //     cutoff, for reconciliation: Query active, active_sk < cutoff;
+//   - every owner's jobs of a non-terminal status, oldest created first,
+//     for reconciliation: Query active_by_created (sparse like active:
+//     terminal statuses are not listed);
+//   - a job's events, oldest first, or metric points by attempt and step:
+//     Query pk JOBLOG#<owner>#<job>, begins_with(sk, "EVENT#" or
+//     "METRIC#"), strongly consistent;
+//   - an owner's notifications, newest first: Query pk OWNER#<owner>,
+//     begins_with(sk, "NOTIFICATION#"), descending, strongly consistent;
 //   - a job by RunPod id, for the RunPod webhook: Query by_runpod, then
 //     GetItem;
 //   - idempotency keys, expiring through TTL: conditional PutItem / GetItem
@@ -80,6 +111,8 @@ const (
 	indexByStatus  = "by_status"
 	indexActive    = "active"
 	indexByRunPod  = "by_runpod"
+
+	indexActiveByCreated = "active_by_created"
 )
 
 // CreateTable creates the store's table with the schema above, waits until
@@ -112,6 +145,7 @@ func CreateTable(ctx context.Context, client *dynamodb.Client, name string) erro
 			{IndexName: aws.String(indexByStatus), KeySchema: key(attrStatusPK, attrListSK), Projection: all},
 			{IndexName: aws.String(indexActive), KeySchema: key(attrActivePK, attrActiveSK), Projection: all},
 			{IndexName: aws.String(indexByRunPod), KeySchema: key(attrRunPodPK, ""), Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}},
+			{IndexName: aws.String(indexActiveByCreated), KeySchema: key(attrActivePK, attrListSK), Projection: all},
 		},
 	})
 	var inUse *types.ResourceInUseException

@@ -1,13 +1,18 @@
-// Package dynamo is pipeline.Store over one DynamoDB table (schema.go).
+// Package dynamo is pipeline.Store, pipeline.JobLog and
+// pipeline.JobScanner over one DynamoDB table (schema.go).
 //
-// Every write is conditional: a create on the item not existing, an update
-// and a delete on it existing and (for updates) on its version.
-// ConditionalCheckFailedException becomes pipeline.EConflict, or
-// pipeline.ENotFound when the item is missing. List cursors are HMAC-signed
-// with a key given to the store and bound to the owner and the list.
+// Every write of a record is conditional: a create on the item not
+// existing, an update and a delete on it existing and (for updates) on its
+// version. ConditionalCheckFailedException becomes pipeline.EConflict, or
+// pipeline.ENotFound when the item is missing. Of the job log, an event is
+// created once per id (a transaction with a guard item), a notification
+// once per key, and a metric point replaces the stored one of its attempt
+// and step. List cursors are HMAC-signed with a key given to the store and
+// bound to the owner and the list.
 package dynamo
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +36,8 @@ type Client interface {
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 }
 
 // Options configure a Store.
@@ -41,16 +48,23 @@ type Options struct {
 	// every instance of every function that lists; a secret (suggested
 	// setting: BRIGHTRUN_CURSOR_KEY, from Secrets Manager or SSM).
 	CursorKey []byte
+	// LogRetention, when positive, is how long job events, metric points
+	// and notifications are kept: their items get expires_at (the table's
+	// TTL attribute) that far after they are written. Zero keeps them.
+	LogRetention time.Duration
 }
 
 // MinCursorKeyLen is the shortest cursor key New accepts.
 const MinCursorKeyLen = 32
 
-// Store is pipeline.Store over DynamoDB.
+// Store is pipeline.Store, pipeline.JobLog and pipeline.JobScanner over
+// DynamoDB.
 type Store struct {
-	client Client
-	table  string
-	cursor cursorSigner
+	client       Client
+	table        string
+	cursor       cursorSigner
+	logRetention time.Duration
+	retryDelay   time.Duration // the first wait before a batch is retried
 }
 
 var _ pipeline.Store = (*Store)(nil)
@@ -65,7 +79,8 @@ func New(client Client, opts Options) (*Store, error) {
 	case len(opts.CursorKey) < MinCursorKeyLen:
 		return nil, fmt.Errorf("dynamo: the cursor key must be at least %d bytes, got %d", MinCursorKeyLen, len(opts.CursorKey))
 	}
-	return &Store{client: client, table: opts.Table, cursor: cursorSigner{key: append([]byte(nil), opts.CursorKey...)}}, nil
+	return &Store{client: client, table: opts.Table, cursor: cursorSigner{key: append([]byte(nil), opts.CursorKey...)},
+		logRetention: opts.LogRetention, retryDelay: 50 * time.Millisecond}, nil
 }
 
 // Table returns the name of the store's table.
@@ -470,10 +485,13 @@ func (s *Store) jobs(ctx context.Context, q listQuery, p pipeline.Page) ([]*pipe
 	return out, next, nil
 }
 
-// listQuery is one index walk.
+// listQuery is one walk of an index, or of the table itself when index is
+// "" (then hashAttr and rangeAttr are pk and sk, and the read is strongly
+// consistent).
 type listQuery struct {
 	index, hashAttr, hash, rangeAttr string
 	before                           string // only range keys below this one ("" for all)
+	prefix                           string // only range keys that begin with this ("" for all)
 	scope, owner                     string // what a cursor is bound to
 	desc                             bool
 }
@@ -494,6 +512,13 @@ func (s *Store) query(ctx context.Context, q listQuery, p pipeline.Page) ([]map[
 	if q.before != "" {
 		kc = kc.And(expression.Key(q.rangeAttr).LessThan(expression.Value(q.before)))
 	}
+	if q.prefix != "" {
+		kc = kc.And(expression.Key(q.rangeAttr).BeginsWith(q.prefix))
+	}
+	var index *string
+	if q.index != "" {
+		index = aws.String(q.index)
+	}
 	expr, err := expression.NewBuilder().WithKeyCondition(kc).Build()
 	if err != nil {
 		return nil, "", fmt.Errorf("build key condition: %w", err)
@@ -503,7 +528,8 @@ func (s *Store) query(ctx context.Context, q listQuery, p pipeline.Page) ([]map[
 	for len(items) <= p.Limit {
 		out, err := s.client.Query(ctx, &dynamodb.QueryInput{
 			TableName:                 aws.String(s.table),
-			IndexName:                 aws.String(q.index),
+			IndexName:                 index,
+			ConsistentRead:            aws.Bool(index == nil),
 			KeyConditionExpression:    expr.KeyCondition(),
 			ExpressionAttributeNames:  expr.Names(),
 			ExpressionAttributeValues: expr.Values(),
@@ -512,7 +538,7 @@ func (s *Store) query(ctx context.Context, q listQuery, p pipeline.Page) ([]map[
 			ExclusiveStartKey:         start,
 		})
 		if err != nil {
-			return nil, "", s.translate(err, "query %s", q.index)
+			return nil, "", s.translate(err, "query %s", cmp.Or(q.index, q.scope))
 		}
 		items = append(items, out.Items...)
 		if len(out.LastEvaluatedKey) == 0 {

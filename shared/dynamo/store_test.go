@@ -45,6 +45,11 @@ func TestStoreConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) pipeline.Store { return MustNewStore(t) })
 }
 
+func TestJobLogConformance(t *testing.T) {
+	awstest.Moto(t)
+	storetest.RunJobLog(t, func(t *testing.T) storetest.FullStore { return MustNewStore(t) })
+}
+
 func wantCode(t *testing.T, what string, err error, code string) {
 	t.Helper()
 	if got := pipeline.ErrorCode(err); got != code {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +26,7 @@ const MaxCallbackBytes = 256 << 10
 // CallbackAnswer is the body of every answer to a worker callback: the
 // worker stops when Action is "stop".
 type CallbackAnswer struct {
-	Action string          `json:"action"`
+	Action string          `json:"action,omitempty"`
 	Reason string          `json:"reason,omitempty"`
 	Error  *pipeline.Error `json:"error,omitempty"`
 }
@@ -60,20 +61,20 @@ func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
 		s.callbackError(w, r, http.StatusUnauthorized, pipeline.EUnauthorized, "callback URL is not one this service handed out", "")
 		return
 	}
-	cb, payload, err := contract.ParseCallback(body)
-	if err != nil {
-		// The signature cannot be checked without a job id: refuse as
-		// unauthenticated rather than reveal what failed to parse.
-		if cb == nil || cb.JobID == "" {
-			s.callbackError(w, r, http.StatusUnauthorized, pipeline.EUnauthorized, "callback is not signed for a known job", "")
-			return
-		}
+	// The signature is checked first, with the secret of the job the body
+	// names; only a verified body is parsed in full.
+	var head struct {
+		JobID string `json:"job_id"`
 	}
-	secret := contract.DeriveSecret(s.CallbackSecret, cb.JobID)
-	if verr := contract.Verify(secret, r.Header, body, s.now()); verr != nil {
+	if json.Unmarshal(body, &head) != nil || !contract.ValidJobID(head.JobID) {
+		s.callbackError(w, r, http.StatusUnauthorized, pipeline.EUnauthorized, "callback is not signed for a known job", "")
+		return
+	}
+	if verr := contract.Verify(contract.DeriveSecret(s.CallbackSecret, head.JobID), r.Header, body, s.now()); verr != nil {
 		s.callbackError(w, r, http.StatusUnauthorized, pipeline.EUnauthorized, verr.Error(), "")
 		return
 	}
+	cb, payload, err := contract.ParseCallback(body)
 	if err != nil {
 		s.callbackError(w, r, http.StatusBadRequest, pipeline.EInvalid, err.Error(), "")
 		return
@@ -84,8 +85,12 @@ func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j, err := s.Store.GetJob(ctx, owner, cb.JobID)
-	if err != nil {
+	if pipeline.ErrorCode(err) == pipeline.ENotFound {
 		s.callbackError(w, r, http.StatusNotFound, pipeline.ENotFound, "no such job", "stop")
+		return
+	}
+	if err != nil {
+		writeError(w, r, s.log(), err) // the worker retries
 		return
 	}
 	if cb.Attempt != j.Attempt {
@@ -93,23 +98,23 @@ func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("attempt %d of job %s was superseded by attempt %d: stop", cb.Attempt, j.ID, j.Attempt), "stop")
 		return
 	}
-	// Record the callback once: a retry of one message (same webhook-id,
-	// same body) is acknowledged without being applied again. The body's
-	// hash is part of the key because a worker that RunPod re-runs after a
-	// crash keeps the attempt and starts its seq again: its messages reuse
-	// the crashed run's webhook-ids with other bodies (sent_at differs).
-	sum := sha256.Sum256(body)
-	ev := &pipeline.Event{ID: "cb:" + id + ":" + hex.EncodeToString(sum[:8]), Owner: owner, JobID: j.ID, Attempt: cb.Attempt, Type: string(cb.Type), Data: cb.Data, Time: s.now()}
-	fresh, err := s.JobLog.AppendEvent(ctx, ev)
-	if err != nil {
+	// Apply, then record. Applying is idempotent (moves only go forward,
+	// metric points are keyed by step, artifacts by name, notifications go
+	// out only with the move that ends the job), so a retry of a message
+	// whose first delivery failed half-way is applied again, never lost.
+	if j, err = s.applyCallback(ctx, j, cb, payload); err != nil {
 		writeError(w, r, s.log(), err)
 		return
 	}
-	if fresh {
-		if j, err = s.applyCallback(ctx, j, cb, payload); err != nil {
-			writeError(w, r, s.log(), err)
-			return
-		}
+	// The event log keeps each message once: the key is the webhook-id and
+	// the body's hash, because a worker that RunPod re-runs after a crash
+	// keeps the attempt and starts its seq again, so its messages reuse the
+	// crashed run's webhook-ids with other bodies (sent_at differs).
+	sum := sha256.Sum256(body)
+	ev := &pipeline.Event{ID: "cb:" + id + ":" + hex.EncodeToString(sum[:8]), Owner: owner, JobID: j.ID, Attempt: cb.Attempt,
+		Type: string(cb.Type), Data: cb.Data, Time: s.now()}
+	if _, err := s.JobLog.AppendEvent(ctx, ev); err != nil {
+		s.log().WarnContext(ctx, "append callback event", "job_id", j.ID, "err", err)
 	}
 	answer := CallbackAnswer{Action: "continue"}
 	if j.Status == pipeline.JobCancelRequested || j.Status == pipeline.JobCancelled || j.Status == pipeline.JobFailed {
@@ -124,8 +129,9 @@ func (s *Server) applyCallback(ctx context.Context, j *pipeline.Job, cb *contrac
 	beat := func(j *pipeline.Job) { j.HeartbeatAt, j.UpdatedAt = &now, now }
 	// forward moves the job to `to` if the state machine allows it from
 	// where it is; otherwise it only records the heartbeat.
+	moved := false
 	forward := func(to pipeline.JobStatus, mutate func(*pipeline.Job)) (*pipeline.Job, error) {
-		moved, err := pipeline.TransitionJob(ctx, s.Store, j.Owner, j.ID, to, func(cur *pipeline.Job) error {
+		next, err := pipeline.TransitionJob(ctx, s.Store, j.Owner, j.ID, to, func(cur *pipeline.Job) error {
 			if cur.Attempt != cb.Attempt {
 				return errMoved
 			}
@@ -136,7 +142,8 @@ func (s *Server) applyCallback(ctx context.Context, j *pipeline.Job, cb *contrac
 			return nil
 		})
 		if err == nil {
-			return moved, nil
+			moved = true
+			return next, nil
 		}
 		if pipeline.ErrorCode(err) != pipeline.EPrecondition && !errors.Is(err, errMoved) {
 			return nil, err
@@ -205,7 +212,7 @@ func (s *Server) applyCallback(ctx context.Context, j *pipeline.Job, cb *contrac
 			cur.Stage = ""
 			cur.Cost = s.cost(cur, now)
 		})
-		if err == nil && done.Status == pipeline.JobCompleted {
+		if err == nil && moved {
 			s.notify(ctx, done, "job_completed", fmt.Sprintf("Job %s completed: %d steps, final loss %s, cost $%.2f.", jobName(done), p.Steps, lossText(p.FinalLoss), done.Cost.USD))
 		}
 		return done, err
@@ -222,7 +229,7 @@ func (s *Server) applyCallback(ctx context.Context, j *pipeline.Job, cb *contrac
 			cur.Error = &pipeline.JobError{Code: string(p.Code), Message: p.Message, Advice: p.Advice}
 			cur.Cost = s.cost(cur, now)
 		})
-		if err == nil && failed.Status == pipeline.JobFailed {
+		if err == nil && moved {
 			s.notify(ctx, failed, "job_failed", fmt.Sprintf("Job %s failed (%s): %s %s", jobName(failed), p.Code, p.Message, p.Advice))
 		}
 		return failed, err
@@ -323,6 +330,11 @@ func (s *Server) runpodWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, MaxCallbackBytes))
 	j, err := s.Store.GetJob(r.Context(), owner, jobID)
+	if pipeline.ErrorCode(err) == pipeline.ENotFound {
+		// Deleted meanwhile: nothing to do, and RunPod should not retry.
+		writeJSON(w, http.StatusOK, CallbackAnswer{Action: "stop", Reason: "no such job"})
+		return
+	}
 	if err != nil {
 		writeError(w, r, s.log(), err)
 		return

@@ -161,6 +161,9 @@ func (s *Server) completeDataset(w http.ResponseWriter, r *http.Request, owner s
 		return pipeline.Errorf(pipeline.EInvalid, "parts is required: one {part_number, etag} per uploaded part")
 	}
 	info, err := s.Blobs.CompleteMultipart(r.Context(), d.ObjectKey, d.UploadID, req.Parts)
+	if pipeline.ErrorCode(err) == pipeline.ENotFound {
+		return pipeline.Errorf(pipeline.EPrecondition, "the multipart upload of dataset %s is no longer open: create the dataset again", d.ID)
+	}
 	if err != nil {
 		return fmt.Errorf("complete multipart upload: %w", err)
 	}
@@ -265,6 +268,9 @@ func (s *Server) getReport(w http.ResponseWriter, r *http.Request, owner string)
 		return pipeline.Errorf(pipeline.EPrecondition, "dataset %s has no report yet: it is %s", d.ID, d.Status)
 	}
 	rc, info, err := s.Blobs.Open(r.Context(), ReportKey(d.ObjectKey))
+	if pipeline.ErrorCode(err) == pipeline.ENotFound {
+		return pipeline.Errorf(pipeline.EPrecondition, "the report of dataset %s is not available: upload the file again", d.ID)
+	}
 	if err != nil {
 		return fmt.Errorf("open report: %w", err)
 	}

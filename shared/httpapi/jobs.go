@@ -257,6 +257,9 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, owner string)
 			return err
 		}
 	}
+	if !j.Status.Terminal() && j.Status != pipeline.JobCancelRequested {
+		return pipeline.Errorf(pipeline.EUnavailable, "job %s kept changing while it was being cancelled: try again", j.ID)
+	}
 	if j.Status == pipeline.JobCancelRequested && j.RunPodID != "" && s.Canceller != nil {
 		if err := s.Canceller.Cancel(ctx, j.RunPodID); err != nil {
 			// The worker also learns of the cancel from its next callback's
@@ -292,6 +295,9 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, owner string
 	}
 	if evs == nil {
 		evs = []*pipeline.Event{}
+	}
+	for _, e := range evs {
+		e.Owner = ""
 	}
 	writeJSON(w, http.StatusOK, listEventsResponse{Events: evs, NextCursor: next})
 	return nil
@@ -362,6 +368,12 @@ func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request, owner
 	if list == nil {
 		list = []*pipeline.Notification{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"notifications": list, "next_cursor": next})
+	for _, n := range list {
+		n.Owner = ""
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Notifications []*pipeline.Notification `json:"notifications"`
+		NextCursor    string                   `json:"next_cursor,omitempty"`
+	}{list, next})
 	return nil
 }

@@ -611,7 +611,7 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	otherID.Set("webhook-signature", contract.Sign(contract.DeriveSecret(master, first.ID), otherID.Get("webhook-id"), time.Now(), []byte(body)))
 	c.do(x{method: "POST", path: workerURL("alice"), header: otherID, body: body, status: 400}, nil)
 	broken, bh := signed("alice", first.ID, 2, 22, contract.TypeProgress, `{"step":0}`)
-	c.do(x{method: "POST", path: workerURL("alice"), header: bh, body: broken, status: 401, badRequest: true}, nil)
+	c.do(x{method: "POST", path: workerURL("alice"), header: bh, body: broken, status: 400, badRequest: true}, nil)
 	huge, hh := signed("alice", first.ID, 2, 23, contract.TypeStarted,
 		`{"worker_id":"`+strings.Repeat("w", httpapi.MaxCallbackBytes)+`","runpod_job_id":"rp","worker_version":"1"}`)
 	c.do(x{method: "POST", path: workerURL("alice"), header: hh, body: huge, status: 413}, nil)
@@ -688,7 +688,9 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	}
 	runpod(httpapi.WebhookToken([]byte("another secret"), "alice", first.ID, 2), 401, false)
 	runpod("nope", 401, true)
-	runpod(httpapi.WebhookToken(master, "alice", "job_00000000000000000000000000", 1), 404, false)
+	if ans := runpod(httpapi.WebhookToken(master, "alice", "job_00000000000000000000000000", 1), 200, false); ans.Action != "stop" {
+		t.Errorf("RunPod webhook of a deleted job answered %+v, want 200 stop (nothing for RunPod to retry)", ans)
+	}
 
 	// Every documented operation was exercised.
 	var missed []string

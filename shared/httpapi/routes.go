@@ -59,6 +59,7 @@ func (s *Server) Handler(functions ...string) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	mux.HandleFunc("GET /openapi.json", s.serveOpenAPI)
 	for _, rt := range s.Routes() {
 		if len(want) == 0 || want[rt.Function] {
 			mux.Handle(rt.Method+" "+rt.Path, rt.handler)

@@ -11,7 +11,7 @@ import (
 // duplicate callbacks are recognised.
 type Event struct {
 	ID      string          `json:"id"`
-	Owner   string          `json:"owner"`
+	Owner   string          `json:"owner,omitempty"`
 	JobID   string          `json:"job_id"`
 	Attempt int             `json:"attempt"`
 	Type    string          `json:"type"`
@@ -37,7 +37,7 @@ type MetricPoint struct {
 // passed its budget).
 type Notification struct {
 	ID        string    `json:"id"`
-	Owner     string    `json:"owner"`
+	Owner     string    `json:"owner,omitempty"`
 	JobID     string    `json:"job_id,omitempty"`
 	Type      string    `json:"type"`
 	Message   string    `json:"message"`

@@ -1,0 +1,318 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/brightrun/brightrun/shared/pipeline"
+)
+
+var (
+	_ pipeline.JobLog     = (*Store)(nil)
+	_ pipeline.JobScanner = (*Store)(nil)
+)
+
+var (
+	eventKind        = kind{"EVENT", "event"}
+	eventIDKind      = kind{"EVENTID", "event"}
+	metricKind       = kind{"METRIC", "metric point"}
+	notificationKind = kind{"NOTIFICATION", "notification"}
+)
+
+const (
+	// maxPKBytes and maxSKBytes are DynamoDB's key length limits.
+	maxPKBytes = 2048
+	maxSKBytes = 1024
+	// maxCounter bounds attempts and steps: they are keyed in 10 digits.
+	maxCounter = 9_999_999_999
+	// batchSize is BatchWriteItem's limit on puts per call.
+	batchSize = 25
+	// batchTries bounds the calls that write one batch, unprocessed items
+	// included, before PutMetrics gives up with EUnavailable.
+	batchTries = 8
+)
+
+// jobLogPK is the partition of a job's events and metric points. The
+// job id is last and may not hold '#', so no two (owner, job) pairs share
+// a partition.
+func jobLogPK(owner, jobID string) (string, error) {
+	if owner == "" || jobID == "" {
+		return "", pipeline.Errorf(pipeline.EInvalid, "a job log needs an owner and a job id")
+	}
+	if strings.Contains(jobID, "#") {
+		return "", pipeline.Errorf(pipeline.EInvalid, "job id %q cannot have a log: it holds '#'", jobID)
+	}
+	pk := "JOBLOG#" + owner + "#" + jobID
+	if len(pk) > maxPKBytes {
+		return "", pipeline.Errorf(pipeline.EInvalid, "owner and job id are too long for a job log")
+	}
+	return pk, nil
+}
+
+func eventSK(at time.Time, id string) string { return eventKind.prefix + "#" + timeKey(at) + "#" + id }
+func eventIDSK(id string) string             { return eventIDKind.prefix + "#" + id }
+func metricSK(attempt, step int) string {
+	return fmt.Sprintf("%s#%010d#%010d", metricKind.prefix, attempt, step)
+}
+func notificationSK(created time.Time, id string) string {
+	return notificationKind.prefix + "#" + timeKey(created) + "#" + id
+}
+
+// logItem builds the item of a job-log entry: its keys, its JSON document
+// and, when the store keeps logs for a limited time, its expiry.
+func (s *Store) logItem(k kind, id string, rec any, pk, sk string) (map[string]types.AttributeValue, error) {
+	if len(sk) > maxSKBytes {
+		return nil, pipeline.Errorf(pipeline.EInvalid, "%s id %q is too long", k.name, id)
+	}
+	var item map[string]types.AttributeValue
+	if rec == nil {
+		item = map[string]types.AttributeValue{}
+	} else {
+		var err error
+		if item, err = encodeDoc(rec); err != nil {
+			if pipeline.ErrorCode(err) == pipeline.ETooLarge {
+				return nil, err
+			}
+			return nil, fmt.Errorf("encode %s %s: %w", k.name, id, err)
+		}
+	}
+	item[attrPK] = &types.AttributeValueMemberS{Value: pk}
+	item[attrSK] = &types.AttributeValueMemberS{Value: sk}
+	if s.logRetention > 0 {
+		exp := time.Now().Add(s.logRetention).Unix()
+		item[AttrExpiresAt] = &types.AttributeValueMemberN{Value: strconv.FormatInt(exp, 10)}
+	}
+	return item, checkSize(k, id, item)
+}
+
+// AppendEvent stores e unless an event with its id is stored for the job,
+// and reports whether it was new. It writes two items in one transaction:
+// a guard keyed by the event id, which makes the id unique, and the event
+// keyed by its time and id, which orders the log. An event without a time
+// is ordered by the time it is appended.
+func (s *Store) AppendEvent(ctx context.Context, e *pipeline.Event) (bool, error) {
+	if e.ID == "" {
+		return false, pipeline.Errorf(pipeline.EInvalid, "an event needs an id")
+	}
+	pk, err := jobLogPK(e.Owner, e.JobID)
+	if err != nil {
+		return false, err
+	}
+	at := e.Time
+	if at.IsZero() {
+		at = time.Now()
+	}
+	ev, err := s.logItem(eventKind, e.ID, e, pk, eventSK(at, e.ID))
+	if err != nil {
+		return false, err
+	}
+	guard, err := s.logItem(eventIDKind, e.ID, nil, pk, eventIDSK(e.ID))
+	if err != nil {
+		return false, err
+	}
+	expr, err := expression.NewBuilder().WithCondition(expression.AttributeNotExists(expression.Name(attrPK))).Build()
+	if err != nil {
+		return false, fmt.Errorf("build condition: %w", err)
+	}
+	put := func(item map[string]types.AttributeValue) types.TransactWriteItem {
+		return types.TransactWriteItem{Put: &types.Put{
+			TableName:                aws.String(s.table),
+			Item:                     item,
+			ConditionExpression:      expr.Condition(),
+			ExpressionAttributeNames: expr.Names(),
+		}}
+	}
+	_, err = s.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+		TransactItems: []types.TransactWriteItem{put(guard), put(ev)},
+	})
+	var tce *types.TransactionCanceledException
+	if errors.As(err, &tce) {
+		for _, r := range tce.CancellationReasons {
+			switch aws.ToString(r.Code) {
+			case "ConditionalCheckFailed":
+				return false, nil
+			case "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded":
+				return false, &pipeline.Error{Code: pipeline.EUnavailable, Message: "the database is busy: try again",
+					Details: map[string]string{"aws_error": aws.ToString(r.Code)}}
+			}
+		}
+	}
+	if err != nil {
+		return false, s.translate(err, "append event %s of job %s", e.ID, e.JobID)
+	}
+	return true, nil
+}
+
+// ListEvents returns one page of a job's events, oldest first (by their
+// time, then id), read consistently.
+func (s *Store) ListEvents(ctx context.Context, owner, jobID string, p pipeline.Page) ([]*pipeline.Event, string, error) {
+	pk, err := jobLogPK(owner, jobID)
+	if err != nil {
+		return nil, "", err
+	}
+	q := listQuery{hashAttr: attrPK, hash: pk, rangeAttr: attrSK, prefix: eventKind.prefix + "#",
+		scope: "events:" + jobID, owner: owner}
+	items, next, err := s.query(ctx, q, p)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]*pipeline.Event, 0, len(items))
+	for _, item := range items {
+		var e pipeline.Event
+		if err := decodeDoc(item, &e); err != nil {
+			return nil, "", fmt.Errorf("decode stored event: %w", err)
+		}
+		out = append(out, &e)
+	}
+	return out, next, nil
+}
+
+// PutMetrics stores points by (attempt, step), replacing a stored point
+// with the same attempt and step (of two such points in pts, the later
+// wins). It writes in batches of 25 and retries what DynamoDB leaves
+// unprocessed; points written before a failure stay written.
+func (s *Store) PutMetrics(ctx context.Context, owner, jobID string, pts []pipeline.MetricPoint) error {
+	pk, err := jobLogPK(owner, jobID)
+	if err != nil {
+		return err
+	}
+	var reqs []types.WriteRequest
+	at := map[string]int{} // sort key -> index in reqs
+	for _, pt := range pts {
+		if pt.Attempt < 0 || pt.Step < 0 || pt.Attempt > maxCounter || pt.Step > maxCounter {
+			return pipeline.Errorf(pipeline.EInvalid, "metric point attempt %d, step %d: each must be in 0..%d", pt.Attempt, pt.Step, maxCounter)
+		}
+		sk := metricSK(pt.Attempt, pt.Step)
+		item, err := s.logItem(metricKind, fmt.Sprintf("%d/%d", pt.Attempt, pt.Step), pt, pk, sk)
+		if err != nil {
+			return err
+		}
+		req := types.WriteRequest{PutRequest: &types.PutRequest{Item: item}}
+		if i, ok := at[sk]; ok {
+			reqs[i] = req // one batch may not put one key twice
+			continue
+		}
+		at[sk] = len(reqs)
+		reqs = append(reqs, req)
+	}
+	for len(reqs) > 0 {
+		n := min(batchSize, len(reqs))
+		if err := s.batchWrite(ctx, reqs[:n]); err != nil {
+			return fmt.Errorf("put metrics of job %s: %w", jobID, err)
+		}
+		reqs = reqs[n:]
+	}
+	return nil
+}
+
+// batchWrite writes up to 25 requests, retrying unprocessed ones with
+// exponential backoff.
+func (s *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest) error {
+	delay := s.retryDelay
+	for try := 1; ; try++ {
+		out, err := s.client.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{
+			RequestItems: map[string][]types.WriteRequest{s.table: reqs},
+		})
+		if err != nil {
+			return s.translate(err, "batch write")
+		}
+		reqs = out.UnprocessedItems[s.table]
+		if len(reqs) == 0 {
+			return nil
+		}
+		if try == batchTries {
+			return &pipeline.Error{Code: pipeline.EUnavailable, Message: "the database is busy: try again",
+				Details: map[string]string{"unprocessed": strconv.Itoa(len(reqs))}}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+// ListMetrics returns one page of a job's points by attempt, then step,
+// read consistently.
+func (s *Store) ListMetrics(ctx context.Context, owner, jobID string, p pipeline.Page) ([]pipeline.MetricPoint, string, error) {
+	pk, err := jobLogPK(owner, jobID)
+	if err != nil {
+		return nil, "", err
+	}
+	q := listQuery{hashAttr: attrPK, hash: pk, rangeAttr: attrSK, prefix: metricKind.prefix + "#",
+		scope: "metrics:" + jobID, owner: owner}
+	items, next, err := s.query(ctx, q, p)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]pipeline.MetricPoint, 0, len(items))
+	for _, item := range items {
+		var pt pipeline.MetricPoint
+		if err := decodeDoc(item, &pt); err != nil {
+			return nil, "", fmt.Errorf("decode stored metric point: %w", err)
+		}
+		out = append(out, pt)
+	}
+	return out, next, nil
+}
+
+// CreateNotification stores n in its owner's partition, keyed by its
+// creation time and id; EConflict when that key is stored already.
+func (s *Store) CreateNotification(ctx context.Context, n *pipeline.Notification) error {
+	if n.ID == "" || n.Owner == "" {
+		return pipeline.Errorf(pipeline.EInvalid, "a notification needs an id and an owner")
+	}
+	item, err := s.logItem(notificationKind, n.ID, n, ownerPK(n.Owner), notificationSK(n.CreatedAt, n.ID))
+	if err != nil {
+		return err
+	}
+	return s.create(ctx, notificationKind, n.ID, item)
+}
+
+// ListNotifications returns one page of an owner's notifications, newest
+// first, read consistently.
+func (s *Store) ListNotifications(ctx context.Context, owner string, p pipeline.Page) ([]*pipeline.Notification, string, error) {
+	if owner == "" {
+		return nil, "", pipeline.Errorf(pipeline.EInvalid, "a list needs an owner")
+	}
+	q := listQuery{hashAttr: attrPK, hash: ownerPK(owner), rangeAttr: attrSK, prefix: notificationKind.prefix + "#",
+		scope: "notifications", owner: owner, desc: true}
+	items, next, err := s.query(ctx, q, p)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]*pipeline.Notification, 0, len(items))
+	for _, item := range items {
+		var n pipeline.Notification
+		if err := decodeDoc(item, &n); err != nil {
+			return nil, "", fmt.Errorf("decode stored notification: %w", err)
+		}
+		out = append(out, &n)
+	}
+	return out, next, nil
+}
+
+// ListJobsByStatus returns one page of every owner's jobs in a
+// non-terminal status, oldest created first (then by id). Terminal
+// statuses are refused with EInvalid: the index is sparse, holding only
+// jobs that can still change, which is all reconciliation looks at; an
+// owner's finished jobs are listed by ListJobs. It reads an eventually
+// consistent index: re-read a job with GetJob before acting on it.
+func (s *Store) ListJobsByStatus(ctx context.Context, status pipeline.JobStatus, p pipeline.Page) ([]*pipeline.Job, string, error) {
+	if !status.Valid() || status.Terminal() {
+		return nil, "", pipeline.Errorf(pipeline.EInvalid, "status %q is not a non-terminal job status", status)
+	}
+	q := listQuery{index: indexActiveByCreated, hashAttr: attrActivePK, hash: activePK(status), rangeAttr: attrListSK,
+		scope: "status:" + string(status)}
+	return s.jobs(ctx, q, p)
+}
