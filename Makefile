@@ -7,6 +7,9 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 BIN       := bin
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 
+# The build-<LogicalId> targets `sam build` calls (BuildMethod: makefile).
+-include infra/sam.mk
+
 .PHONY: run test test-go test-python lint build build-cli bench fuzz clean
 
 ## run: the local stack (API on 127.0.0.1:8080, state in .local/)

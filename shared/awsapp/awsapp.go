@@ -20,7 +20,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/brightrun/brightrun/shared/catalog"
+	"github.com/brightrun/brightrun/shared/dispatch"
 	"github.com/brightrun/brightrun/shared/dynamo"
+	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/ingest"
+	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpod"
 	"github.com/brightrun/brightrun/shared/s3blob"
 	"github.com/brightrun/brightrun/shared/sqsqueue"
@@ -181,4 +185,59 @@ func loadSecret(ctx context.Context, sm *secretsmanager.Client, arn string, part
 		return Secret{}, fmt.Errorf("secret %s: %w", arn, errors.Join(errs...))
 	}
 	return s, nil
+}
+
+// API is the HTTP API over the loaded parts, authenticating with the JWT
+// claims API Gateway verified.
+func (a *App) API() *httpapi.Server {
+	s := &httpapi.Server{Auth: httpapi.APIGatewayJWT{}, Catalog: a.Catalog, CallbackSecret: a.CallbackSecret}
+	if a.Store != nil {
+		s.Store, s.JobLog = a.Store, a.Store
+	}
+	if a.Blobs != nil {
+		s.Blobs = a.Blobs
+	}
+	if a.Queue != nil {
+		s.Queue = a.Queue
+	}
+	if a.GPU != nil {
+		s.Canceller = canceller{a.GPU}
+		s.Runs = a.Reconciler()
+	}
+	return s
+}
+
+type canceller struct{ gpu *runpod.Client }
+
+func (c canceller) Cancel(ctx context.Context, id string) error {
+	_, err := c.gpu.Cancel(ctx, id)
+	return err
+}
+
+// Validator validates uploads (the validate function).
+func (a *App) Validator() (*ingest.Validator, error) {
+	counter, err := ingest.Qwen3Counter()
+	if err != nil {
+		return nil, err
+	}
+	return &ingest.Validator{Store: a.Store, Blobs: a.Blobs, Counter: counter}, nil
+}
+
+// Dispatcher submits queued jobs (the dispatch function). maxAttempts
+// must equal the queue's redrive maxReceiveCount.
+func (a *App) Dispatcher(maxAttempts int) *dispatch.Dispatcher {
+	return &dispatch.Dispatcher{Store: a.Store, JobLog: a.Store, Blobs: a.Blobs, GPU: a.GPU, Catalog: a.Catalog,
+		PublicURL: a.PublicURL, CallbackSecret: a.CallbackSecret, MaxAttempts: maxAttempts}
+}
+
+// Reconciler repairs jobs (the reconcile function and the RunPod webhook).
+func (a *App) Reconciler() *reconcile.Reconciler {
+	r := &reconcile.Reconciler{Store: a.Store, JobLog: a.Store, GPU: a.GPU}
+	if a.Blobs != nil {
+		r.Blobs = a.Blobs
+	}
+	if a.Queue != nil {
+		r.Queue = a.Queue
+	}
+	return r
 }

@@ -1,0 +1,35 @@
+// Command validate is the validate Lambda function: for each S3
+// ObjectCreated event of a dataset upload it validates the file, counts its
+// tokens exactly and marks the dataset ready or invalid.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/brightrun/brightrun/shared/awsapp"
+)
+
+func main() {
+	slog.SetDefault(lambdacontext.NewLogger())
+	if err := run(context.Background()); err != nil {
+		slog.Error("start-up failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	app, err := awsapp.Load(ctx, os.Getenv, awsapp.Store|awsapp.Blobs)
+	if err != nil {
+		return err
+	}
+	v, err := app.Validator()
+	if err != nil {
+		return err
+	}
+	lambda.Start(v.HandleS3Event)
+	return nil
+}
