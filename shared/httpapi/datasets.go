@@ -103,6 +103,9 @@ func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner str
 		return fmt.Errorf("create dataset: %w", err)
 	}
 	s.log().InfoContext(r.Context(), "dataset created", "owner", owner, "dataset_id", id, "size_bytes", d.SizeBytes, "upload", up.Type)
+	if s.DatasetCreated != nil {
+		s.DatasetCreated(d)
+	}
 	writeJSON(w, http.StatusCreated, createDatasetResponse{Dataset: viewDataset(d), Upload: up})
 	return nil
 }

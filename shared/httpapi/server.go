@@ -29,10 +29,13 @@ type Server struct {
 	CallbackSecret []byte
 	// Runs confirms a RunPod webhook's news with RunPod (nil: left to
 	// scheduled reconciliation).
-	Runs   RunChecker
-	Log    *slog.Logger
-	Now    func() time.Time
-	Config Config
+	Runs RunChecker
+	// DatasetCreated, when set, is told of each new dataset (the local
+	// stack over S3 watches for its upload, as S3 would send an event).
+	DatasetCreated func(d *pipeline.Dataset)
+	Log            *slog.Logger
+	Now            func() time.Time
+	Config         Config
 }
 
 // Config holds the API's tunables; zero values take the defaults.

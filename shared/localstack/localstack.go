@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/awsapp"
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/dispatch"
 	"github.com/brightrun/brightrun/shared/httpapi"
@@ -36,6 +37,11 @@ type Config struct {
 	Addr string
 	// DataDir holds all state (BRIGHTRUN_DATA, default .local).
 	DataDir string
+	// Backend is BackendLocal (default) or BackendAWS (BRIGHTRUN_BACKEND):
+	// the same stack over DynamoDB, SQS and S3, configured as the Lambda
+	// functions are (BRIGHTRUN_TABLE, BRIGHTRUN_BUCKET, BRIGHTRUN_QUEUE_URL,
+	// BRIGHTRUN_SECRETS_ARN and the SDK's AWS_ENDPOINT_URL_* variables).
+	Backend string
 	// DevTokens is "user:token,..." (BRIGHTRUN_DEV_TOKENS, default dev:dev-token).
 	DevTokens string
 	// API tunables.
@@ -81,6 +87,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 	speed, _ := strconv.ParseFloat(getenv("BRIGHTRUN_EMULATOR_STEPS_PER_SECOND"), 64)
 	return Config{
 		Getenv:           getenv,
+		Backend:          getenv("BRIGHTRUN_BACKEND"),
 		RunPodURL:        getenv("BRIGHTRUN_RUNPOD_URL"),
 		RunPodAPIKey:     getenv("RUNPOD_API_KEY"),
 		RunPodEndpointID: getenv("RUNPOD_ENDPOINT_ID"),
@@ -92,12 +99,31 @@ func ConfigFromEnv(getenv func(string) string) Config {
 	}
 }
 
+// Store is what the stack needs of a store.
+type Store interface {
+	pipeline.Store
+	pipeline.JobLog
+	pipeline.JobScanner
+}
+
+// Blobs is what the stack needs of a blob store.
+type Blobs interface {
+	pipeline.Blobs
+	pipeline.ObjectWriter
+}
+
+// Backends.
+const (
+	BackendLocal = "local" // embedded: bbolt file and files on disk
+	BackendAWS   = "aws"   // DynamoDB, SQS and S3 at the AWS_ENDPOINT_URL_* of the environment
+)
+
 // Stack is a running local stack.
 type Stack struct {
 	Config Config
-	Store  *local.Store
-	Queue  *local.Queue
-	Blobs  *local.Blobs
+	Store  Store
+	Queue  pipeline.Queue
+	Blobs  Blobs
 	API    *httpapi.Server
 	// Validator runs after every upload, as the validate Lambda does on S3 events.
 	Validator  *ingest.Validator
@@ -113,6 +139,8 @@ type Stack struct {
 	listener net.Listener
 	server   *http.Server
 	url      string
+
+	localBlobs *local.Blobs // nil with the AWS backend
 
 	bg     sync.WaitGroup
 	ctx    context.Context
@@ -145,22 +173,39 @@ func Open(cfg Config) (*Stack, error) {
 }
 
 func (s *Stack) build() error {
-	var err error
-	if s.Store, err = local.NewStore(s.db); err != nil {
-		return err
+	var callbackSecret []byte
+	switch s.Config.Backend {
+	case BackendAWS:
+		app, err := awsapp.Load(context.Background(), s.Config.Getenv, awsapp.Store|awsapp.Blobs|awsapp.Queue)
+		if err != nil {
+			return fmt.Errorf("BRIGHTRUN_BACKEND=aws: %w", err)
+		}
+		s.Store, s.Blobs, s.Queue, callbackSecret = app.Store, app.Blobs, app.Queue, app.CallbackSecret
+	case "", BackendLocal:
+		store, err := local.NewStore(s.db)
+		if err != nil {
+			return err
+		}
+		queue, err := local.NewQueue(s.db, "jobs", local.QueueOptions{MaxReceives: 5})
+		if err != nil {
+			return err
+		}
+		secret, err := loadSecret(filepath.Join(s.Config.DataDir, "blob-signing.key"))
+		if err != nil {
+			return err
+		}
+		blobs, err := local.NewBlobs(local.BlobsOptions{Dir: filepath.Join(s.Config.DataDir, "blobs"), Secret: secret})
+		if err != nil {
+			return err
+		}
+		blobs.OnCreated = s.objectCreated
+		s.Store, s.Queue, s.Blobs, s.localBlobs = store, queue, blobs, blobs
+		if callbackSecret, err = loadSecret(filepath.Join(s.Config.DataDir, "callback-master.key")); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("BRIGHTRUN_BACKEND %q: want local or aws", s.Config.Backend)
 	}
-	if s.Queue, err = local.NewQueue(s.db, "jobs", local.QueueOptions{MaxReceives: 5}); err != nil {
-		return err
-	}
-	secret, err := loadSecret(filepath.Join(s.Config.DataDir, "blob-signing.key"))
-	if err != nil {
-		return err
-	}
-	s.Blobs, err = local.NewBlobs(local.BlobsOptions{Dir: filepath.Join(s.Config.DataDir, "blobs"), Secret: secret})
-	if err != nil {
-		return err
-	}
-	s.Blobs.OnCreated = s.objectCreated
 	cat, err := catalog.FromEnv(s.Config.Getenv)
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
@@ -172,11 +217,12 @@ func (s *Stack) build() error {
 		return err
 	}
 	s.Validator = &ingest.Validator{Store: s.Store, Blobs: s.Blobs, Counter: counter, Log: s.log}
-	callbackSecret, err := loadSecret(filepath.Join(s.Config.DataDir, "callback-master.key"))
-	if err != nil {
-		return err
-	}
 	s.API.CallbackSecret = callbackSecret
+	if s.localBlobs == nil {
+		// S3 (or its emulator) sends the stack no upload event: watch
+		// each new dataset's object instead.
+		s.API.DatasetCreated = s.watchUpload
+	}
 	s.Dispatcher = &dispatch.Dispatcher{Store: s.Store, JobLog: s.Store, Blobs: s.Blobs, Catalog: cat,
 		CallbackSecret: callbackSecret, MaxAttempts: 5, Log: s.log}
 	rc := s.Config.Reconcile
@@ -210,7 +256,9 @@ func loadSecret(path string) ([]byte, error) {
 // and the RunPod emulator.
 func (s *Stack) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(local.BlobsPath, s.Blobs)
+	if s.localBlobs != nil {
+		mux.Handle(local.BlobsPath, s.localBlobs)
+	}
 	if s.Emulator != nil {
 		mux.Handle(EmulatorPath, http.StripPrefix(strings.TrimSuffix(EmulatorPath, "/"), s.Emulator))
 	}
@@ -226,7 +274,9 @@ func (s *Stack) Start() error {
 	}
 	s.listener = l
 	s.url = "http://" + l.Addr().String()
-	s.Blobs.SetBaseURL(s.url)
+	if s.localBlobs != nil {
+		s.localBlobs.SetBaseURL(s.url)
+	}
 	if err := s.connectGPU(); err != nil {
 		l.Close()
 		return err
@@ -365,6 +415,31 @@ func (s *Stack) goBackground(fn func(ctx context.Context)) {
 		defer s.bg.Done()
 		fn(s.ctx)
 	}()
+}
+
+// watchUpload waits for a dataset's object to appear in a blob store that
+// emits no events to this process, then validates it.
+func (s *Stack) watchUpload(d *pipeline.Dataset) {
+	s.goBackground(func(ctx context.Context) {
+		deadline := time.Now().Add(httpapi.DefaultUploadURLTTL + time.Minute)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			info, err := s.Blobs.Stat(ctx, d.ObjectKey)
+			if err != nil {
+				continue
+			}
+			if err := s.Validator.ValidateObject(ctx, info); err != nil {
+				s.log.Error("validate upload", "key", info.Key, "err", err)
+			}
+			return
+		}
+	})
 }
 
 // objectCreated is the local stand-in for S3's ObjectCreated event: it
