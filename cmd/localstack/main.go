@@ -40,6 +40,16 @@ func run(getenv func(string) string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if getenv("DEMO") != "0" {
+		go func() {
+			token := firstToken(stack)
+			if err := demo(ctx, stdout, stack.URL(), token, "testdata/datasets/sample.jsonl"); err != nil && ctx.Err() == nil {
+				log.Error("demo failed", "err", err)
+				return
+			}
+			fmt.Fprintln(stdout, "The local stack keeps serving. DEMO=0 make run skips the demo.")
+		}()
+	}
 	<-ctx.Done()
 	log.Info("shutting down: finishing requests in flight")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -51,13 +61,23 @@ func run(getenv func(string) string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func printBanner(w io.Writer, s *localstack.Stack) {
-	var user, token string
+// firstToken returns the dev token of the first user by name.
+func firstToken(s *localstack.Stack) string {
+	_, token := firstUser(s)
+	return token
+}
+
+func firstUser(s *localstack.Stack) (user, token string) {
 	for t, u := range s.Tokens {
 		if user == "" || u < user {
 			user, token = u, t
 		}
 	}
+	return user, token
+}
+
+func printBanner(w io.Writer, s *localstack.Stack) {
+	user, token := firstUser(s)
 	fmt.Fprintf(w, `
 Bright Run local stack
   API     %s
