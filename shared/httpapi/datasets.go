@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -238,6 +239,13 @@ func (s *Server) deleteDataset(w http.ResponseWriter, r *http.Request, owner str
 	if err != nil {
 		return err
 	}
+	if j, err := s.activeJobOn(r.Context(), owner, d.ID); err != nil {
+		return err
+	} else if j != nil {
+		return &pipeline.Error{Code: pipeline.EPrecondition,
+			Message: fmt.Sprintf("dataset %s is used by job %s, which is %s: cancel it or wait for it to end", d.ID, j.ID, j.Status),
+			Details: map[string]string{"job_id": j.ID}}
+	}
 	if d.UploadID != "" {
 		if err := s.Blobs.AbortMultipart(ctx, d.ObjectKey, d.UploadID); err != nil && pipeline.ErrorCode(err) != pipeline.ENotFound {
 			return fmt.Errorf("abort multipart upload: %w", err)
@@ -285,4 +293,31 @@ func (s *Server) getReport(w http.ResponseWriter, r *http.Request, owner string)
 		s.log().WarnContext(r.Context(), "report cut short", "dataset_id", d.ID, "err", err)
 	}
 	return nil
+}
+
+// activeJobOn returns a job of the owner's that has not ended and trains on
+// the dataset, or nil.
+func (s *Server) activeJobOn(ctx context.Context, owner, datasetID string) (*pipeline.Job, error) {
+	for _, st := range pipeline.JobStatuses {
+		if st.Terminal() {
+			continue
+		}
+		cursor := ""
+		for {
+			page, next, err := s.Store.ListJobs(ctx, owner, pipeline.JobFilter{Status: st}, pipeline.Page{Cursor: cursor, Limit: pipeline.MaxPageSize})
+			if err != nil {
+				return nil, err
+			}
+			for _, j := range page {
+				if j.DatasetID == datasetID {
+					return j, nil
+				}
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+	}
+	return nil, nil
 }

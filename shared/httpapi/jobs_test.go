@@ -252,3 +252,18 @@ func TestCatalogRoutes(t *testing.T) {
 		}
 	}
 }
+
+func TestADatasetInUseCannotBeDeleted(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{})
+	a.readyDataset("alice", "ds_ready", pipeline.DatasetReady)
+	var j httpapi.JobView
+	a.postJob("alice-token", "", `{"dataset_id":"ds_ready"}`, &j)
+	var e httpapi.ErrorBody
+	if status := a.call("DELETE", "/v1/datasets/ds_ready", "alice-token", "", &e); status != 409 || !strings.Contains(e.Error.Message, j.ID) {
+		t.Errorf("DELETE of a dataset a queued job uses = %d %q, want 409 naming the job", status, e.Error.Message)
+	}
+	a.call("POST", "/v1/jobs/"+j.ID+"/cancel", "alice-token", "", nil)
+	if status := a.call("DELETE", "/v1/datasets/ds_ready", "alice-token", "", nil); status != 204 {
+		t.Errorf("DELETE after the job was cancelled = %d, want 204", status)
+	}
+}
