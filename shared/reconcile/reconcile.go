@@ -98,8 +98,13 @@ func (r *Reconciler) Run(ctx context.Context) (Report, error) {
 	if every <= 0 {
 		every = 5 * time.Minute
 	}
+	seen := map[string]bool{} // a job moved to cancel_requested is met again
 	for _, st := range active {
 		err := r.scan(ctx, st, func(j *pipeline.Job) {
+			if seen[j.Owner+"\x00"+j.ID] {
+				return
+			}
+			seen[j.Owner+"\x00"+j.ID] = true
 			fresh := j.HeartbeatAt != nil && r.now().Sub(*j.HeartbeatAt) < stale
 			recent := j.CheckedAt != nil && r.now().Sub(*j.CheckedAt) < every
 			if fresh && recent && !r.overBudget(j) && j.Status != pipeline.JobCancelRequested {

@@ -1,0 +1,203 @@
+package reconcile_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/brightrun/brightrun/shared/contract"
+	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/local"
+	"github.com/brightrun/brightrun/shared/pipeline"
+	"github.com/brightrun/brightrun/shared/reconcile"
+	"github.com/brightrun/brightrun/shared/runpod"
+)
+
+// fakeGPU answers /status from a table and records cancels.
+type fakeGPU struct {
+	status    map[string]runpod.JobStatus
+	cancelled []string
+}
+
+func (g *fakeGPU) Status(ctx context.Context, id string) (runpod.JobStatus, error) {
+	st, ok := g.status[id]
+	if !ok {
+		return runpod.JobStatus{}, &runpod.APIError{Op: "status", StatusCode: 404, Kind: runpod.ErrNotFound}
+	}
+	return st, nil
+}
+
+func (g *fakeGPU) Cancel(ctx context.Context, id string) (runpod.JobStatus, error) {
+	g.cancelled = append(g.cancelled, id)
+	return runpod.JobStatus{ID: id, Status: runpod.StatusCancelled}, nil
+}
+
+type env struct {
+	store *local.Store
+	blobs *local.Blobs
+	queue *local.Queue
+	gpu   *fakeGPU
+	r     *reconcile.Reconciler
+	now   time.Time
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := local.OpenDB(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, _ := local.NewStore(db)
+	queue, _ := local.NewQueue(db, "jobs", local.QueueOptions{})
+	blobs, _ := local.NewBlobs(local.BlobsOptions{Dir: dir, BaseURL: "http://unused", Secret: bytes.Repeat([]byte("k"), 32)})
+	e := &env{store: store, blobs: blobs, queue: queue, gpu: &fakeGPU{status: map[string]runpod.JobStatus{}}, now: time.Now().UTC()}
+	e.r = &reconcile.Reconciler{Store: store, JobLog: store, Queue: queue, Blobs: blobs, GPU: e.gpu,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return e.now }}
+	return e
+}
+
+// job stores a job whose last heartbeat was ago.
+func (e *env) job(t *testing.T, id string, status pipeline.JobStatus, ago time.Duration, mutate func(*pipeline.Job)) {
+	t.Helper()
+	beat := e.now.Add(-ago)
+	j := &pipeline.Job{ID: id, Owner: "alice", Status: status, Attempt: 1, RunPodID: "rp-" + id, HeartbeatAt: &beat,
+		CreatedAt: e.now.Add(-time.Hour), Estimate: &pipeline.JobEstimate{PriceUSDPerSecond: 0.001, CostUSD: pipeline.Range{Expected: 3}}}
+	if mutate != nil {
+		mutate(j)
+	}
+	if err := e.store.CreateJob(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) get(t *testing.T, id string) *pipeline.Job {
+	t.Helper()
+	j, err := e.store.GetJob(context.Background(), "alice", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func TestStaleJobsFollowRunPod(t *testing.T) {
+	tests := []struct {
+		name   string
+		runpod *runpod.JobStatus
+		status pipeline.JobStatus
+		code   string
+	}{
+		{"a failed run fails the job", &runpod.JobStatus{Status: runpod.StatusFailed, Error: "CUDA error", ExecutionTime: 5000}, pipeline.JobFailed, "internal"},
+		{"a timed-out run fails the job with timeout", &runpod.JobStatus{Status: runpod.StatusTimedOut}, pipeline.JobFailed, "timeout"},
+		{"a cancelled run cancels the job", &runpod.JobStatus{Status: runpod.StatusCancelled}, pipeline.JobCancelled, ""},
+		{"a run RunPod forgot (404) fails the job as result lost", nil, pipeline.JobFailed, "result_lost"},
+		{"a completed run without artifacts fails the job as result lost", &runpod.JobStatus{Status: runpod.StatusCompleted}, pipeline.JobFailed, "result_lost"},
+		{"a run still in progress leaves the job running", &runpod.JobStatus{Status: runpod.StatusInProgress}, pipeline.JobRunning, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.job(t, "job_1", pipeline.JobRunning, 10*time.Minute, nil)
+			if tt.runpod != nil {
+				e.gpu.status["rp-job_1"] = *tt.runpod
+			}
+			if _, err := e.r.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			j := e.get(t, "job_1")
+			if j.Status != tt.status || (tt.code != "" && (j.Error == nil || j.Error.Code != tt.code || j.Error.Advice == "")) {
+				t.Errorf("job = %s %+v, want %s %s with advice", j.Status, j.Error, tt.status, tt.code)
+			}
+			if j.Status.Terminal() && (j.Cost == nil || j.FinishedAt == nil) {
+				t.Errorf("ended job has cost %+v finished %v, want both", j.Cost, j.FinishedAt)
+			}
+		})
+	}
+}
+
+func TestACompletedRunWhoseCallbacksWereLostKeepsItsAdapter(t *testing.T) {
+	e := newEnv(t)
+	e.job(t, "job_1", pipeline.JobRunning, 10*time.Minute, nil)
+	for _, name := range []string{contract.ArtifactAdapterConfig, contract.ArtifactAdapterModel} {
+		data := "content of " + name
+		if _, err := e.blobs.Put(context.Background(), httpapi.ArtifactKey("alice", "job_1", 1, name), strings.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.gpu.status["rp-job_1"] = runpod.JobStatus{Status: runpod.StatusCompleted, ExecutionTime: 90_500}
+	if _, err := e.r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	j := e.get(t, "job_1")
+	if j.Status != pipeline.JobCompleted || len(j.Artifacts) != 2 || j.Artifacts[0].SHA256 == "" || j.Cost.BilledSeconds != 91 || j.Cost.USD != 0.09 {
+		t.Errorf("job = %s, artifacts %+v, cost %+v; want completed with both files hashed and 91 s billed ($0.09)", j.Status, j.Artifacts, j.Cost)
+	}
+	notes, _, _ := e.store.ListNotifications(context.Background(), "alice", pipeline.Page{})
+	if len(notes) != 1 || notes[0].Type != "job_completed" {
+		t.Errorf("notifications = %+v, want one job_completed", notes)
+	}
+}
+
+func TestFreshJobsAreLeftAlone(t *testing.T) {
+	e := newEnv(t)
+	e.job(t, "job_1", pipeline.JobRunning, 5*time.Second, func(j *pipeline.Job) { checked := e.now; j.CheckedAt = &checked })
+	rep, err := e.r.Run(context.Background())
+	if err != nil || rep.Checked != 0 {
+		t.Errorf("Run = %+v, %v; want nothing checked (fresh heartbeat, checked just now)", rep, err)
+	}
+}
+
+func TestACrashLoopIsCancelledAndFailed(t *testing.T) {
+	e := newEnv(t)
+	e.job(t, "job_1", pipeline.JobRunning, 5*time.Second, nil)
+	e.gpu.status["rp-job_1"] = runpod.JobStatus{Status: runpod.StatusInProgress, Retries: 3}
+	if _, err := e.r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	j := e.get(t, "job_1")
+	if j.Status != pipeline.JobFailed || j.Error.Code != "crash_loop" || fmt.Sprint(e.gpu.cancelled) != "[rp-job_1]" {
+		t.Errorf("job = %s %+v, cancelled %v; want failed crash_loop and the run cancelled", j.Status, j.Error, e.gpu.cancelled)
+	}
+}
+
+func TestAJobOverBudgetIsCancelled(t *testing.T) {
+	e := newEnv(t)
+	budget := 1.0
+	e.job(t, "job_1", pipeline.JobRunning, 5*time.Second, func(j *pipeline.Job) {
+		started := e.now.Add(-2000 * time.Second) // $2 at $0.001/s
+		j.StartedAt, j.BudgetUSD = &started, &budget
+	})
+	e.gpu.status["rp-job_1"] = runpod.JobStatus{Status: runpod.StatusInProgress}
+	if _, err := e.r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	j := e.get(t, "job_1")
+	notes, _, _ := e.store.ListNotifications(context.Background(), "alice", pipeline.Page{})
+	if j.Status != pipeline.JobCancelRequested || fmt.Sprint(e.gpu.cancelled) != "[rp-job_1]" || len(notes) != 1 || notes[0].Type != "budget_exceeded" {
+		t.Errorf("job %s, cancelled %v, notifications %+v; want cancel_requested, the run cancelled, one budget_exceeded", j.Status, e.gpu.cancelled, notes)
+	}
+}
+
+func TestAStoredJobThatWasNeverEnqueuedIsEnqueued(t *testing.T) {
+	e := newEnv(t)
+	e.job(t, "job_old", pipeline.JobQueued, 0, func(j *pipeline.Job) { j.RunPodID = "" })
+	e.job(t, "job_new", pipeline.JobQueued, 0, func(j *pipeline.Job) { j.RunPodID, j.CreatedAt = "", e.now })
+	e.job(t, "job_sent", pipeline.JobQueued, 0, func(j *pipeline.Job) { j.RunPodID, j.Enqueued = "", true })
+	rep, err := e.r.Run(context.Background())
+	if err != nil || rep.Enqueued != 1 {
+		t.Fatalf("Run = %+v, %v; want 1 enqueued", rep, err)
+	}
+	msgs, _ := e.queue.Receive(context.Background(), 10, time.Minute, 0)
+	if len(msgs) != 1 || !strings.Contains(string(msgs[0].Body), "job_old") || !e.get(t, "job_old").Enqueued {
+		t.Errorf("queue holds %d messages (%v), want job_old's alone, recorded as enqueued", len(msgs), msgs)
+	}
+	if rep, _ := e.r.Run(context.Background()); rep.Enqueued != 0 {
+		t.Errorf("a second pass enqueued %d, want 0", rep.Enqueued)
+	}
+}
