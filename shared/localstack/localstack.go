@@ -25,6 +25,7 @@ import (
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/ingest"
 	"github.com/brightrun/brightrun/shared/local"
+	"github.com/brightrun/brightrun/shared/localworker"
 	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpod"
@@ -60,6 +61,12 @@ type Config struct {
 	PublicURL string
 	// Emulator tunes the embedded RunPod emulator (speed, faults).
 	Emulator runpodemu.Config
+	// GPU is "" (the RunPod emulator, or RunPod itself with RunPodURL) or
+	// "local-worker" (BRIGHTRUN_GPU): the real worker from gpu-image/ as a
+	// subprocess on this machine's CPU with a tiny model.
+	GPU string
+	// WorkerDir is the gpu-image folder the local worker runs (default gpu-image).
+	WorkerDir string
 	// DispatchVisibility is how long a dispatch attempt hides its message
 	// before it is retried (default 20 s); ReconcileEvery how often
 	// reconciliation runs (default 15 s).
@@ -88,6 +95,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 	return Config{
 		Getenv:           getenv,
 		Backend:          getenv("BRIGHTRUN_BACKEND"),
+		GPU:              getenv("BRIGHTRUN_GPU"),
 		RunPodURL:        getenv("BRIGHTRUN_RUNPOD_URL"),
 		RunPodAPIKey:     getenv("RUNPOD_API_KEY"),
 		RunPodEndpointID: getenv("RUNPOD_ENDPOINT_ID"),
@@ -131,7 +139,8 @@ type Stack struct {
 	Reconciler *reconcile.Reconciler
 	// Emulator is the embedded RunPod emulator (nil with a real RunPod).
 	Emulator *runpodemu.Emulator
-	gpu      *runpod.Client
+	gpu      gpuProvider
+	worker   *localworker.Worker
 	Tokens   httpapi.DevTokens
 
 	db       *local.DB
@@ -295,10 +304,27 @@ func (s *Stack) Start() error {
 // EmulatorPath is where the local stack serves the RunPod emulator.
 const EmulatorPath = "/runpod/"
 
-// connectGPU builds the RunPod client: to the embedded emulator by default.
+// gpuProvider is what the stack asks of RunPod (or of a stand-in).
+type gpuProvider interface {
+	Run(ctx context.Context, req runpod.RunRequest) (runpod.JobStatus, error)
+	Status(ctx context.Context, id string) (runpod.JobStatus, error)
+	Cancel(ctx context.Context, id string) (runpod.JobStatus, error)
+}
+
+// connectGPU builds the GPU provider: the embedded RunPod emulator by
+// default, RunPod itself with RunPodURL, or the local worker.
 func (s *Stack) connectGPU() error {
 	base, key, endpoint := s.Config.RunPodURL, s.Config.RunPodAPIKey, s.Config.RunPodEndpointID
-	if base == "" {
+	switch {
+	case s.Config.GPU == "local-worker":
+		w, err := localworker.New(localworker.Options{Dir: filepath.Join(s.Config.DataDir, "local-worker"), WorkerDir: s.Config.WorkerDir, Log: s.log.With("component", "local-worker")})
+		if err != nil {
+			return err
+		}
+		s.worker, s.gpu = w, w
+	case s.Config.GPU != "":
+		return fmt.Errorf("BRIGHTRUN_GPU %q: want local-worker or nothing", s.Config.GPU)
+	case base == "":
 		emuCfg := s.Config.Emulator
 		key, endpoint = "emulator-key", "emulator"
 		emuCfg.APIKey, emuCfg.EndpointID = key, endpoint
@@ -312,11 +338,14 @@ func (s *Stack) connectGPU() error {
 		s.Emulator = emu
 		base = s.url + EmulatorPath + "v2"
 	}
-	gpu, err := runpod.New(base, endpoint, key, runpod.WithLogger(s.log))
-	if err != nil {
-		return fmt.Errorf("RunPod settings: %w", err)
+	if s.gpu == nil {
+		client, err := runpod.New(base, endpoint, key, runpod.WithLogger(s.log))
+		if err != nil {
+			return fmt.Errorf("RunPod settings: %w", err)
+		}
+		s.gpu = client
 	}
-	s.gpu = gpu
+	gpu := s.gpu
 	public := s.Config.PublicURL
 	if public == "" {
 		public = s.url
@@ -403,6 +432,9 @@ func (s *Stack) Close(ctx context.Context) error {
 	s.bg.Wait()
 	if s.Emulator != nil {
 		s.Emulator.Close()
+	}
+	if s.worker != nil {
+		s.worker.Close()
 	}
 	errs = append(errs, s.db.Close())
 	return errors.Join(errs...)
