@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/contract"
 	"github.com/brightrun/brightrun/shared/dataset"
@@ -261,5 +263,44 @@ func TestAWorkerThatCallsBackBeforeTheRecordKeepsItsRun(t *testing.T) {
 	j := e.get(t, "job_1")
 	if j.Status != pipeline.JobRunning || j.RunPodID != "rp-fast" || len(e.gpu.cancelled) != 0 {
 		t.Errorf("job %s run %q, cancelled %v; want running with run rp-fast and nothing cancelled", j.Status, j.RunPodID, e.gpu.cancelled)
+	}
+}
+
+// The dispatch Lambda gets SQS batches: a message whose job could not be
+// submitted is reported as a batch item failure (so SQS retries it alone),
+// a malformed one is dropped, a good one is done.
+func TestSQSBatchesReportPartialFailures(t *testing.T) {
+	e := newEnv(t)
+	e.job(t, "job_1", pipeline.JobQueued)
+	e.job(t, "job_2", pipeline.JobQueued)
+	e.gpu.run = func(n int, req runpod.RunRequest) (runpod.JobStatus, error) {
+		raw, _ := json.Marshal(req.Input)
+		if strings.Contains(string(raw), `"job_id":"job_2"`) {
+			return runpod.JobStatus{}, &runpod.APIError{Op: "run", StatusCode: 503, Kind: runpod.ErrUnavailable}
+		}
+		return runpod.JobStatus{ID: "rp-ok", Status: runpod.StatusInQueue}, nil
+	}
+	raw, err := os.ReadFile("../../testdata/events/sqs-jobs.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events.SQSEvent
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.d.HandleSQSEvent(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "2e1424d4-f796-459a-8184-9c92662be6da" {
+		t.Errorf("batch item failures = %+v, want job_2's message alone", resp.BatchItemFailures)
+	}
+	if j := e.get(t, "job_1"); j.Status != pipeline.JobSubmitted {
+		t.Errorf("job_1 = %s, want submitted", j.Status)
+	}
+	// job_2's message was on its third delivery, the last (MaxAttempts 3):
+	// the job fails with the reason.
+	if j := e.get(t, "job_2"); j.Status != pipeline.JobFailed || !strings.Contains(j.Error.Message, "after 3 tries") {
+		t.Errorf("job_2 = %s %+v, want failed after 3 tries", j.Status, j.Error)
 	}
 }
