@@ -1,0 +1,84 @@
+package client
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/brightrun/brightrun/shared/dataset"
+	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/pipeline"
+)
+
+// CreateDatasetRequest is the body of POST /v1/datasets.
+type CreateDatasetRequest struct {
+	Name      string `json:"name"`
+	SizeBytes int64  `json:"size_bytes"`
+	// SHA256 is the file's hex digest: single uploads are bound to it and
+	// validation checks it.
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// CreatedDataset is the answer of POST /v1/datasets: the dataset, awaiting
+// its upload, and how to upload it.
+type CreatedDataset struct {
+	Dataset httpapi.DatasetView `json:"dataset"`
+	Upload  httpapi.Upload      `json:"upload"`
+}
+
+// DatasetList is one page of datasets, newest first.
+type DatasetList struct {
+	Datasets   []httpapi.DatasetView `json:"datasets"`
+	NextCursor string                `json:"next_cursor,omitempty"`
+}
+
+// CreateDataset creates a dataset record and its upload plan.
+func (cl *Client) CreateDataset(ctx context.Context, req CreateDatasetRequest) (*CreatedDataset, error) {
+	var out CreatedDataset
+	if err := cl.do(ctx, call{method: http.MethodPost, path: "/v1/datasets", body: req, out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CompleteDataset finishes a multipart upload with every part's ETag, in
+// part order. Completing twice answers as the first time.
+func (cl *Client) CompleteDataset(ctx context.Context, id string, parts []pipeline.CompletedPart) (*httpapi.DatasetView, error) {
+	var out httpapi.DatasetView
+	body := map[string]any{"parts": parts}
+	if err := cl.do(ctx, call{method: http.MethodPost, path: "/v1/datasets/" + pathID(id) + "/complete", body: body, idempotent: true, out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListDatasets lists the caller's datasets, newest first.
+func (cl *Client) ListDatasets(ctx context.Context, o ListOptions) (*DatasetList, error) {
+	var out DatasetList
+	if err := cl.do(ctx, call{method: http.MethodGet, path: "/v1/datasets", query: o.values(), idempotent: true, out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetDataset returns one dataset.
+func (cl *Client) GetDataset(ctx context.Context, id string) (*httpapi.DatasetView, error) {
+	var out httpapi.DatasetView
+	if err := cl.do(ctx, call{method: http.MethodGet, path: "/v1/datasets/" + pathID(id), idempotent: true, out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetReport returns a validated dataset's whole report, every bad line.
+func (cl *Client) GetReport(ctx context.Context, id string) (*dataset.Report, error) {
+	var out dataset.Report
+	if err := cl.do(ctx, call{method: http.MethodGet, path: "/v1/datasets/" + pathID(id) + "/report", idempotent: true, out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteDataset removes a dataset, its file and its report.
+func (cl *Client) DeleteDataset(ctx context.Context, id string) error {
+	return cl.do(ctx, call{method: http.MethodDelete, path: "/v1/datasets/" + pathID(id), idempotent: true})
+}
