@@ -9,6 +9,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"context"
 	"flag"
 	"fmt"
@@ -141,7 +142,11 @@ func jsReference(path string, size int64) (float64, error) {
 	var n int64
 	for sc.Scan() && n < size {
 		line := sc.Bytes()
-		if !strings.Contains(string(line), `"messages"`) {
+		// The reference counts valid examples only: skip the bad lines.
+		var ex struct {
+			Messages []struct{ Role, Content string }
+		}
+		if json.Unmarshal(line, &ex) != nil || len(ex.Messages) == 0 {
 			continue
 		}
 		out.Write(line)
@@ -149,6 +154,9 @@ func jsReference(path string, size int64) (float64, error) {
 		n += int64(len(line)) + 1
 	}
 	out.Close()
+	if n == 0 {
+		return 0, fmt.Errorf("no valid example in the data to time it on")
+	}
 	cmd := exec.Command("node", "tools/tokref/bench.mjs", sample)
 	cmd.Stderr = os.Stderr
 	res, err := cmd.Output()
