@@ -49,5 +49,9 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./shared/...
 	$(GO) run ./tools/benchvalidate -mb $(or $(BENCH_MB),500)
 
+## fuzz: every go test -fuzz target in turn, FUZZTIME seconds each (not in make test)
+fuzz:
+	tools/fuzz.sh $(or $(FUZZTIME),30)
+
 clean:
 	rm -rf $(BIN)

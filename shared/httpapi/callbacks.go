@@ -325,7 +325,7 @@ type RunChecker interface {
 func (s *Server) runpodWebhook(w http.ResponseWriter, r *http.Request) {
 	owner, jobID, attempt, err := ParseWebhookToken(s.CallbackSecret, r.PathValue("token"))
 	if err != nil {
-		s.callbackError(w, r, http.StatusUnauthorized, pipeline.EUnauthorized, err.Error(), "")
+		s.callbackError(w, r, http.StatusUnauthorized, pipeline.EUnauthorized, pipeline.ErrorMessage(err), "")
 		return
 	}
 	_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, MaxCallbackBytes))

@@ -115,7 +115,9 @@ func ParseDatasetKey(key string) (owner, id string, err error) {
 	}
 	raw, err := hex.DecodeString(parts[1])
 	id = strings.TrimSuffix(parts[2], ".jsonl")
-	if err != nil || len(raw) == 0 || id == "" {
+	// Exactly the key DatasetKey makes (lower-case hex): no other key may
+	// name a dataset.
+	if err != nil || len(raw) == 0 || id == "" || DatasetKey(string(raw), id) != key {
 		return "", "", pipeline.Errorf(pipeline.EInvalid, "object key %q is not a dataset key", key)
 	}
 	return string(raw), id, nil

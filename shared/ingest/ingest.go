@@ -92,6 +92,9 @@ func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo)
 	}
 	log = log.With("owner", owner, "dataset_id", id)
 	d, err := pipeline.UpdateDataset(ctx, v.Store, owner, id, func(d *pipeline.Dataset) error {
+		if d.ObjectKey != obj.Key {
+			return errNotItsObject
+		}
 		if d.ObjectETag == obj.ETag && (d.Status == pipeline.DatasetReady || d.Status == pipeline.DatasetInvalid) {
 			return errDuplicate
 		}
@@ -99,6 +102,9 @@ func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo)
 		return nil
 	})
 	switch {
+	case errors.Is(err, errNotItsObject):
+		log.WarnContext(ctx, "object key names a dataset whose object is elsewhere: ignored")
+		return nil
 	case errors.Is(err, errDuplicate):
 		log.InfoContext(ctx, "duplicate upload event: already validated")
 		return nil
@@ -161,8 +167,9 @@ func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo)
 }
 
 var (
-	errDuplicate  = errors.New("already validated")
-	errSuperseded = errors.New("superseded by a newer upload")
+	errDuplicate    = errors.New("already validated")
+	errNotItsObject = errors.New("not the dataset's object")
+	errSuperseded   = errors.New("superseded by a newer upload")
 )
 
 func sumCounts(m map[dataset.Code]int64) int64 {

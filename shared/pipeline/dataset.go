@@ -73,8 +73,11 @@ func ValidateName(field, name string) error {
 		return Errorf(EInvalid, "%s must not contain / or \\", field)
 	}
 	for i, r := range name {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return Errorf(EInvalid, "%s has a control or invalid character at byte %d", field, i)
+		// Graphic characters and the plain space only: no controls, no
+		// invisible format characters (bidi overrides like U+202E that
+		// disguise a name, zero-width spaces), no private-use ones.
+		if !unicode.IsGraphic(r) || r == unicode.ReplacementChar || unicode.Is(unicode.Co, r) || (unicode.IsSpace(r) && r != ' ') {
+			return Errorf(EInvalid, "%s has a control, invisible or invalid character (U+%04X) at byte %d", field, r, i)
 		}
 	}
 	return nil

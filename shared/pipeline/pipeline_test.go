@@ -116,7 +116,7 @@ func TestValidateName(t *testing.T) {
 		ok   bool
 	}{
 		{"support chats v2", true}, {"日本語のデータ", true}, {"", false}, {"   ", false}, {"a/b", false}, {`a\b`, false},
-		{"a\nb", false}, {"a\u0000b", false}, {strings.Repeat("x", 200), true}, {strings.Repeat("x", 201), false},
+		{"a\nb", false}, {"a\u0000b", false}, {"\u202egnp.exe", false}, {"a\u200bb", false}, {"Tidewell café", true}, {strings.Repeat("x", 200), true}, {strings.Repeat("x", 201), false},
 	} {
 		if err := pipeline.ValidateName("name", tc.name); (err == nil) != tc.ok {
 			t.Errorf("ValidateName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
