@@ -10,7 +10,7 @@ LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 # The build-<LogicalId> targets `sam build` calls (BuildMethod: makefile).
 -include infra/sam.mk
 
-.PHONY: run test test-go test-python lint build build-cli bench fuzz clean
+.PHONY: run test test-go test-python lint build build-cli bench bench-load fuzz clean
 
 ## run: the local stack (API on 127.0.0.1:8080, state in .local/)
 run:
@@ -48,6 +48,11 @@ build-cli:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./shared/...
 	$(GO) run ./tools/benchvalidate -mb $(or $(BENCH_MB),500)
+
+## bench-load: the read API at 1000 req/s, job creation at 100 req/s, worker
+## callbacks at 2000/s against a local stack (vegeta), with counts afterwards
+bench-load:
+	$(GO) run ./tools/benchload
 
 ## fuzz: every go test -fuzz target in turn, FUZZTIME seconds each (not in make test)
 fuzz:

@@ -110,11 +110,15 @@ func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
 	// the body's hash, because a worker that RunPod re-runs after a crash
 	// keeps the attempt and starts its seq again, so its messages reuse the
 	// crashed run's webhook-ids with other bodies (sent_at differs).
-	sum := sha256.Sum256(body)
-	ev := &pipeline.Event{ID: "cb:" + id + ":" + hex.EncodeToString(sum[:8]), Owner: owner, JobID: j.ID, Attempt: cb.Attempt,
-		Type: string(cb.Type), Data: cb.Data, Time: s.now()}
-	if _, err := s.JobLog.AppendEvent(ctx, ev); err != nil {
-		s.log().WarnContext(ctx, "append callback event", "job_id", j.ID, "err", err)
+	// Progress is kept as metric points, not as events: the event log holds
+	// what changes a job (start, stages, artifacts, the end).
+	if cb.Type != contract.TypeProgress {
+		sum := sha256.Sum256(body)
+		ev := &pipeline.Event{ID: "cb:" + id + ":" + hex.EncodeToString(sum[:8]), Owner: owner, JobID: j.ID, Attempt: cb.Attempt,
+			Type: string(cb.Type), Data: cb.Data, Time: s.now()}
+		if _, err := s.JobLog.AppendEvent(ctx, ev); err != nil {
+			s.log().WarnContext(ctx, "append callback event", "job_id", j.ID, "err", err)
+		}
 	}
 	answer := CallbackAnswer{Action: "continue"}
 	if j.Status == pipeline.JobCancelRequested || j.Status == pipeline.JobCancelled || j.Status == pipeline.JobFailed {

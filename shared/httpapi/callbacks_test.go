@@ -172,12 +172,17 @@ func TestRepeatedAndLateCallbacksNeverGoBack(t *testing.T) {
 	if j := a.job("job_c"); j.Progress.Step != 30 {
 		t.Errorf("after a late step 20 the progress is step %d, want 30 (never backwards)", j.Progress.Step)
 	}
-	evs, _, _ := a.store.ListEvents(context.Background(), "alice", "job_c", pipeline.Page{})
-	if len(evs) != 3 {
-		t.Errorf("events = %d, want 3 (the repeat is recorded once)", len(evs))
+	// A repeated stage message is logged once (progress is kept as metric
+	// points, not events).
+	for range 2 {
+		a.callback("alice", "job_c", 2, 4, contract.TypeStage, `{"stage":"train"}`, nil)
 	}
-	a.callback("alice", "job_c", 2, 4, contract.TypeFailed, `{"code":"oom","message":"out of memory","advice":"lower batch_size"}`, nil)
-	status, ans := a.callback("alice", "job_c", 2, 5, contract.TypeStarted, `{"worker_id":"w","runpod_job_id":"rp-1","worker_version":"1","gpu":null}`, nil)
+	evs, _, _ := a.store.ListEvents(context.Background(), "alice", "job_c", pipeline.Page{})
+	if len(evs) != 2 {
+		t.Errorf("events = %d, want 2: started, and the repeated stage once", len(evs))
+	}
+	a.callback("alice", "job_c", 2, 6, contract.TypeFailed, `{"code":"oom","message":"out of memory","advice":"lower batch_size"}`, nil)
+	status, ans := a.callback("alice", "job_c", 2, 7, contract.TypeStarted, `{"worker_id":"w","runpod_job_id":"rp-1","worker_version":"1","gpu":null}`, nil)
 	j := a.job("job_c")
 	if status != 200 || ans.Action != "stop" || j.Status != pipeline.JobFailed || j.Error == nil || j.Error.Code != "oom" {
 		t.Errorf("a started after failed = %d %+v, job %s %+v; want stop and the job still failed with oom", status, ans, j.Status, j.Error)

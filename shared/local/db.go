@@ -12,7 +12,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// DB is the local stack's state file.
+// DB is the local stack's state file. Writes that may run concurrently
+// use bbolt's Batch, so their functions must be safe to run again (Batch
+// re-runs them one by one when one of a batch fails).
 type DB struct {
 	bolt *bolt.DB
 }
@@ -27,6 +29,9 @@ func OpenDB(dir string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s (is another local stack running on this data folder?): %w", path, err)
 	}
+	// Concurrent writes (callbacks of many jobs, say) share one commit and
+	// its two fsyncs: Batch waits at most this long for companions.
+	b.MaxBatchDelay = 2 * time.Millisecond
 	return &DB{bolt: b}, nil
 }
 

@@ -76,7 +76,8 @@ func (s *Store) AppendEvent(ctx context.Context, e *pipeline.Event) (bool, error
 		return false, fmt.Errorf("encode event: %w", err)
 	}
 	created := false
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Batch(func(tx *bolt.Tx) error {
+		created = false // Batch may run this again
 		ids := tx.Bucket(bucketEventIDs)
 		idKey := append(jobPrefix(e.Owner, e.JobID), e.ID...)
 		if ids.Get(idKey) != nil {
@@ -118,7 +119,7 @@ func (s *Store) ListEvents(ctx context.Context, owner, jobID string, p pipeline.
 
 // PutMetrics stores points by (attempt, step).
 func (s *Store) PutMetrics(ctx context.Context, owner, jobID string, pts []pipeline.MetricPoint) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketMetrics)
 		for _, pt := range pts {
 			if pt.Step < 0 || pt.Attempt < 0 {
@@ -172,7 +173,7 @@ func (s *Store) CreateNotification(ctx context.Context, n *pipeline.Notification
 	if err != nil {
 		return fmt.Errorf("encode notification: %w", err)
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketNotes).Put(noteKey(n), data)
 	})
 }

@@ -92,7 +92,7 @@ func (q *Queue) Send(ctx context.Context, m pipeline.Message) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode message: %w", err)
 	}
-	err = q.db.Update(func(tx *bolt.Tx) error {
+	err = q.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(q.main)
 		seq, err := b.NextSequence()
 		if err != nil {

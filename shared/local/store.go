@@ -79,7 +79,7 @@ func (s *Store) create(k kind, owner, id string, created time.Time, status strin
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", k.name, err)
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(k.records)
 		key := recordKey(owner, id)
 		if b.Get(key) != nil {
@@ -120,7 +120,7 @@ type versioned struct {
 
 // update writes rec if the stored version equals version; it returns the new version.
 func (s *Store) update(k kind, owner, id string, version int64, status string, set func(newVersion int64) any) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(k.records)
 		key := recordKey(owner, id)
 		old := b.Get(key)
@@ -159,7 +159,7 @@ func (s *Store) update(k kind, owner, id string, version int64, status string, s
 }
 
 func (s *Store) delete(k kind, owner, id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(k.records)
 		key := recordKey(owner, id)
 		old := b.Get(key)
