@@ -2,6 +2,7 @@ package dispatch_test
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -302,5 +303,66 @@ func TestSQSBatchesReportPartialFailures(t *testing.T) {
 	// the job fails with the reason.
 	if j := e.get(t, "job_2"); j.Status != pipeline.JobFailed || !strings.Contains(j.Error.Message, "after 3 tries") {
 		t.Errorf("job_2 = %s %+v, want failed after 3 tries", j.Status, j.Error)
+	}
+}
+
+// flakyStore fails the UpdateJob calls it is told to.
+type flakyStore struct {
+	*local.Store
+	failUpdates int
+}
+
+func (s *flakyStore) UpdateJob(ctx context.Context, j *pipeline.Job) error {
+	if s.failUpdates > 0 && j.Status == pipeline.JobSubmitted {
+		s.failUpdates--
+		return errors.New("store unavailable")
+	}
+	return s.Store.UpdateJob(ctx, j)
+}
+
+// A store write that fails mid-transition (recording the run): the run just
+// started is cancelled so that no paid run goes unrecorded, the message
+// comes back, and the next delivery submits a new attempt.
+func TestAStoreFailureWhileRecordingCancelsTheRunAndRetries(t *testing.T) {
+	e := newEnv(t)
+	msg := e.job(t, "job_1", pipeline.JobQueued)
+	flaky := &flakyStore{Store: e.store, failUpdates: 1}
+	e.d.Store = flaky
+	if err := e.d.HandleMessage(context.Background(), msg, 1); err == nil {
+		t.Fatal("a failed record returned nil: the message would be deleted with the job unrecorded")
+	}
+	if fmt.Sprint(e.gpu.cancelled) != "[rp-1]" {
+		t.Errorf("cancelled runs = %v, want [rp-1] (the unrecorded run)", e.gpu.cancelled)
+	}
+	if err := e.d.HandleMessage(context.Background(), msg, 2); err != nil {
+		t.Fatal(err)
+	}
+	if j := e.get(t, "job_1"); j.Status != pipeline.JobSubmitted || j.Attempt != 2 || j.RunPodID != "rp-2" {
+		t.Errorf("after the retry: %s attempt %d run %q, want submitted, attempt 2, rp-2", j.Status, j.Attempt, j.RunPodID)
+	}
+}
+
+// RunPod down for a while (its API answering 503 beyond the client's own
+// retries): each delivery fails and the message comes back; when RunPod is
+// back before the attempts are spent, the job is submitted, not failed.
+func TestRunPodDownForAWhileThenBack(t *testing.T) {
+	e := newEnv(t)
+	msg := e.job(t, "job_1", pipeline.JobQueued)
+	e.gpu.run = func(n int, req runpod.RunRequest) (runpod.JobStatus, error) {
+		if n < 3 {
+			return runpod.JobStatus{}, &runpod.APIError{Op: "run", StatusCode: 503, Kind: runpod.ErrUnavailable, Attempts: 5}
+		}
+		return runpod.JobStatus{ID: "rp-back", Status: runpod.StatusInQueue}, nil
+	}
+	for i := 1; i <= 2; i++ {
+		if err := e.d.HandleMessage(context.Background(), msg, i); err == nil {
+			t.Fatalf("delivery %d while RunPod is down: nil error, want one", i)
+		}
+	}
+	if err := e.d.HandleMessage(context.Background(), msg, 3); err != nil {
+		t.Fatalf("delivery 3, RunPod back: %v", err)
+	}
+	if j := e.get(t, "job_1"); j.Status != pipeline.JobSubmitted || j.RunPodID != "rp-back" {
+		t.Errorf("job = %s %q, want submitted as rp-back", j.Status, j.RunPodID)
 	}
 }

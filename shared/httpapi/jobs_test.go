@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/brightrun/brightrun/shared/dataset"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
+	"github.com/brightrun/brightrun/shared/reconcile"
 )
 
 // readyDataset stores a validated dataset of owner's directly.
@@ -265,5 +267,35 @@ func TestADatasetInUseCannotBeDeleted(t *testing.T) {
 	a.call("POST", "/v1/jobs/"+j.ID+"/cancel", "alice-token", "", nil)
 	if status := a.call("DELETE", "/v1/datasets/ds_ready", "alice-token", "", nil); status != 204 {
 		t.Errorf("DELETE after the job was cancelled = %d, want 204", status)
+	}
+}
+
+// failingQueue refuses every send: the queue is down after the job was stored.
+type failingQueue struct{ pipeline.Queue }
+
+func (failingQueue) Send(ctx context.Context, m pipeline.Message) (string, error) {
+	return "", errors.New("queue unavailable")
+}
+
+func TestAJobWhoseEnqueueFailedIsStoredAndEnqueuedLater(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{})
+	a.readyDataset("alice", "ds_ready", pipeline.DatasetReady)
+	a.api.Queue = failingQueue{a.queue}
+	var j httpapi.JobView
+	if status := a.postJob("alice-token", "k1", `{"dataset_id":"ds_ready"}`, &j); status != 201 {
+		t.Fatalf("POST /v1/jobs with the queue down = %d, want 201 (the job is stored)", status)
+	}
+	stored, err := a.store.GetJob(context.Background(), "alice", j.ID)
+	if err != nil || stored.Enqueued || stored.Status != pipeline.JobQueued {
+		t.Fatalf("stored job = %+v, %v; want queued and not enqueued", stored, err)
+	}
+	// The queue is back; reconciliation enqueues the job, once.
+	a.api.Queue = a.queue
+	r := &reconcile.Reconciler{Store: a.store, JobLog: a.store, Queue: a.queue, EnqueueGrace: time.Nanosecond}
+	if rep, err := r.Run(context.Background()); err != nil || rep.Enqueued != 1 {
+		t.Fatalf("reconcile = %+v, %v; want the job enqueued", rep, err)
+	}
+	if n := a.queued(); n != 1 {
+		t.Errorf("queue holds %d messages, want 1", n)
 	}
 }

@@ -214,10 +214,7 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	s := startWithReconcile(t, 100, faults)
 	ds := readyDataset(t, s)
-	cases := []struct {
-		key, fault, status, code string
-		before                   func()
-	}{
+	cases := []faultCase{
 		{"oom", "worker out of memory at step 3", "failed", "oom", nil},
 		{"nan", "NaN loss at step 2", "failed", "nan_loss", nil},
 		{"crash-once", "worker crash at step 2, RunPod re-runs it once", "completed", "", nil},
@@ -226,6 +223,11 @@ func TestFaultMatrix(t *testing.T) {
 		{"no-webhook", "RunPod's completion webhook dropped", "completed", "", nil},
 		{"rate-limited", "RunPod answers 429 to the next 3 calls", "completed", "", func() { s.Emulator.RateLimit(3) }},
 		{"outage", "RunPod answers 503 to the next 4 calls", "completed", "", func() { s.Emulator.InjectAPIErrors(4, 503, 0) }},
+	}
+	for i, c := range cases {
+		if i >= len(faultNames) || faultNames[i] != c.fault || len(cases) != len(faultNames) {
+			t.Fatalf("faultNames and the matrix's cases differ at %d (%q): keep them together", i, c.fault)
+		}
 	}
 	var table strings.Builder
 	fmt.Fprintf(&table, "%-52s | %-34s | %s\n", "fault", "what happened", "result")
@@ -257,6 +259,32 @@ func TestFaultMatrix(t *testing.T) {
 		})
 	}
 	t.Logf("fault matrix:\n%s", table.String())
+}
+
+type faultCase struct {
+	key, fault, status, code string
+	before                   func()
+}
+
+// faultNames are the matrix's faults, for TestReliabilityPageIsCurrent.
+var faultNames = []string{
+	"worker out of memory at step 3", "NaN loss at step 2", "worker crash at step 2, RunPod re-runs it once",
+	"worker crashes at every run (crash loop)", "artifact uploads fail", "RunPod's completion webhook dropped",
+	"RunPod answers 429 to the next 3 calls", "RunPod answers 503 to the next 4 calls",
+}
+
+// docs/reliability.md is generated (tools/reliability.sh) from real runs:
+// it must show every fault the matrix tests.
+func TestReliabilityPageIsCurrent(t *testing.T) {
+	page, err := os.ReadFile("../../docs/reliability.md")
+	if err != nil {
+		t.Fatalf("%v: generate it with tools/reliability.sh", err)
+	}
+	for _, name := range faultNames {
+		if !strings.Contains(string(page), name) {
+			t.Errorf("docs/reliability.md lacks the fault %q: regenerate it with tools/reliability.sh", name)
+		}
+	}
 }
 
 func startWithReconcile(t *testing.T, speed float64, faults map[string]runpodemu.Fault) *localstack.Stack {

@@ -92,6 +92,9 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		return def
 	}
 	speed, _ := strconv.ParseFloat(getenv("BRIGHTRUN_EMULATOR_STEPS_PER_SECOND"), 64)
+	// Zero (the default) when unset or malformed.
+	every, _ := time.ParseDuration(getenv("BRIGHTRUN_RECONCILE_EVERY"))
+	stale, _ := time.ParseDuration(getenv("BRIGHTRUN_STALE_AFTER"))
 	return Config{
 		Getenv:           getenv,
 		Backend:          getenv("BRIGHTRUN_BACKEND"),
@@ -101,6 +104,8 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		RunPodEndpointID: getenv("RUNPOD_ENDPOINT_ID"),
 		PublicURL:        getenv("BRIGHTRUN_PUBLIC_URL"),
 		Emulator:         runpodemu.Config{StepsPerSecond: speed},
+		ReconcileEvery:   every,
+		Reconcile:        reconcile.Reconciler{StaleAfter: stale},
 		Addr:             or("BRIGHTRUN_ADDR", DefaultAddr),
 		DataDir:          or("BRIGHTRUN_DATA", DefaultDataDir),
 		DevTokens:        or("BRIGHTRUN_DEV_TOKENS", DefaultDevTokens),
