@@ -272,9 +272,7 @@ func (d *Dispatcher) event(ctx context.Context, j *pipeline.Job, typ, msg string
 	if d.JobLog == nil {
 		return
 	}
-	e := &pipeline.Event{ID: fmt.Sprintf("%s:%d:%s", typ, j.Attempt, pipeline.NewID("ev", d.now())), Owner: j.Owner, JobID: j.ID,
-		Attempt: j.Attempt, Type: typ, Message: msg, Time: d.now()}
-	if _, err := d.JobLog.AppendEvent(ctx, e); err != nil {
+	if _, err := d.JobLog.AppendEvent(ctx, pipeline.NewEvent(j, typ, msg, d.now())); err != nil {
 		d.log().WarnContext(ctx, "append job event", "job_id", j.ID, "err", err)
 	}
 }
@@ -283,8 +281,7 @@ func (d *Dispatcher) notify(ctx context.Context, j *pipeline.Job, msg string) {
 	if d.JobLog == nil {
 		return
 	}
-	n := &pipeline.Notification{ID: pipeline.NewID("ntf", d.now()), Owner: j.Owner, JobID: j.ID, Type: "job_failed", Message: msg, CreatedAt: d.now()}
-	if err := d.JobLog.CreateNotification(ctx, n); err != nil {
+	if err := d.JobLog.CreateNotification(ctx, pipeline.NewNotification(j, "job_failed", msg, d.now())); err != nil {
 		d.log().WarnContext(ctx, "store notification", "job_id", j.ID, "err", err)
 	}
 }

@@ -272,8 +272,7 @@ func lossText(l *float64) string {
 
 // notify records a notification for the job's owner; a failure is logged.
 func (s *Server) notify(ctx context.Context, j *pipeline.Job, typ, msg string) {
-	n := &pipeline.Notification{ID: pipeline.NewID("ntf", s.now()), Owner: j.Owner, JobID: j.ID, Type: typ, Message: msg, CreatedAt: s.now()}
-	if err := s.JobLog.CreateNotification(ctx, n); err != nil {
+	if err := s.JobLog.CreateNotification(ctx, pipeline.NewNotification(j, typ, msg, s.now())); err != nil {
 		s.log().WarnContext(ctx, "store notification", "job_id", j.ID, "err", err)
 	}
 }

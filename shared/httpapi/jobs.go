@@ -174,8 +174,7 @@ func (s *Server) logEvent(ctx context.Context, j *pipeline.Job, typ, msg string)
 	if s.JobLog == nil {
 		return
 	}
-	e := &pipeline.Event{ID: pipeline.NewID("ev", s.now()), Owner: j.Owner, JobID: j.ID, Attempt: j.Attempt, Type: typ, Message: msg, Time: s.now()}
-	if _, err := s.JobLog.AppendEvent(ctx, e); err != nil {
+	if _, err := s.JobLog.AppendEvent(ctx, pipeline.NewEvent(j, typ, msg, s.now())); err != nil {
 		s.log().WarnContext(ctx, "append job event", "job_id", j.ID, "type", typ, "err", err)
 	}
 }

@@ -181,7 +181,7 @@ func (s *Store) CreateNotification(ctx context.Context, n *pipeline.Notification
 // ListNotifications returns an owner's notifications newest first.
 func (s *Store) ListNotifications(ctx context.Context, owner string, p pipeline.Page) ([]*pipeline.Notification, string, error) {
 	var out []*pipeline.Notification
-	next, err := s.descend(bucketNotes, append([]byte(owner), 0), p, func(v []byte) error {
+	next, err := s.descend(bucketNotes, append([]byte(owner), 0), p, func(_ *bolt.Tx, _, v []byte) error {
 		var n pipeline.Notification
 		if err := json.Unmarshal(v, &n); err != nil {
 			return fmt.Errorf("decode notification: %w", err)

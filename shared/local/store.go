@@ -186,61 +186,19 @@ func (s *Store) delete(k kind, owner, id string) error {
 }
 
 // list walks an index newest first from the cursor, decoding up to limit
-// records with decode.
+// of the records the index entries name.
 func (s *Store) list(k kind, index, prefix []byte, p pipeline.Page, owner string, decode func([]byte) error) (string, error) {
-	p = p.Clamp()
-	var start []byte
-	if p.Cursor != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(p.Cursor)
-		if err != nil || !bytes.HasPrefix(raw, prefix) {
-			return "", pipeline.Errorf(pipeline.EInvalid, "cursor is not one this list returned")
+	return s.descend(index, prefix, p, func(tx *bolt.Tx, key, _ []byte) error {
+		id := key[len(prefix)+8:]
+		v := tx.Bucket(k.records).Get(recordKey(owner, string(id)))
+		if v == nil {
+			return fmt.Errorf("index entry without %s %s", k.name, id)
 		}
-		start = raw
-	}
-	var next string
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(index).Cursor()
-		var key []byte
-		if start == nil {
-			// Seek past the prefix, then step back to its last key.
-			end := append(append([]byte{}, prefix...), 0xff)
-			if key, _ = c.Seek(end); key == nil {
-				key, _ = c.Last()
-			} else {
-				key, _ = c.Prev()
-			}
-		} else {
-			// The cursor is the last key returned: continue strictly before it.
-			if key, _ = c.Seek(start); key != nil && bytes.Equal(key, start) {
-				key, _ = c.Prev()
-			} else if key == nil {
-				key, _ = c.Last()
-			} else {
-				key, _ = c.Prev()
-			}
-		}
-		n := 0
-		var lastKey []byte
-		records := tx.Bucket(k.records)
-		for ; key != nil && bytes.HasPrefix(key, prefix); key, _ = c.Prev() {
-			if n == p.Limit {
-				next = base64.RawURLEncoding.EncodeToString(lastKey)
-				return nil
-			}
-			id := key[len(prefix)+8:]
-			v := records.Get(recordKey(owner, string(id)))
-			if v == nil {
-				return fmt.Errorf("index entry without %s %s", k.name, id)
-			}
-			if err := decode(v); err != nil {
-				return fmt.Errorf("decode stored %s %s: %w", k.name, id, err)
-			}
-			lastKey = append(lastKey[:0], key...)
-			n++
+		if err := decode(v); err != nil {
+			return fmt.Errorf("decode stored %s %s: %w", k.name, id, err)
 		}
 		return nil
 	})
-	return next, err
 }
 
 // CreateDataset stores a new dataset with version 1.
@@ -345,8 +303,8 @@ func (s *Store) ListJobs(ctx context.Context, owner string, f pipeline.JobFilter
 }
 
 // descend walks the keys under prefix newest (greatest) first from the
-// cursor, decoding each value with decode.
-func (s *Store) descend(bucket, prefix []byte, p pipeline.Page, decode func(v []byte) error) (string, error) {
+// cursor (the last key of the previous page), visiting up to p.Limit.
+func (s *Store) descend(bucket, prefix []byte, p pipeline.Page, visit func(tx *bolt.Tx, k, v []byte) error) (string, error) {
 	p = p.Clamp()
 	var start []byte
 	if p.Cursor != "" {
@@ -367,7 +325,7 @@ func (s *Store) descend(bucket, prefix []byte, p pipeline.Page, decode func(v []
 				next = base64.RawURLEncoding.EncodeToString(last)
 				return nil
 			}
-			if err := decode(v); err != nil {
+			if err := visit(tx, k, v); err != nil {
 				return err
 			}
 			last = append(last[:0], k...)

@@ -68,3 +68,13 @@ type JobScanner interface {
 	// ListJobsByStatus returns jobs of every owner in a status, oldest first.
 	ListJobsByStatus(ctx context.Context, status JobStatus, p Page) ([]*Job, string, error)
 }
+
+// NewEvent returns an event of j's current attempt, stamped now.
+func NewEvent(j *Job, typ, msg string, now time.Time) *Event {
+	return &Event{ID: NewID("ev", now), Owner: j.Owner, JobID: j.ID, Attempt: j.Attempt, Type: typ, Message: msg, Time: now}
+}
+
+// NewNotification returns a notification about j for its owner.
+func NewNotification(j *Job, typ, msg string, now time.Time) *Notification {
+	return &Notification{ID: NewID("ntf", now), Owner: j.Owner, JobID: j.ID, Type: typ, Message: msg, CreatedAt: now}
+}

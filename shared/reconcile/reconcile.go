@@ -357,8 +357,7 @@ func (r *Reconciler) event(ctx context.Context, j *pipeline.Job, typ, msg string
 	if r.JobLog == nil {
 		return
 	}
-	e := &pipeline.Event{ID: pipeline.NewID("ev", r.now()), Owner: j.Owner, JobID: j.ID, Attempt: j.Attempt, Type: typ, Message: msg, Time: r.now()}
-	if _, err := r.JobLog.AppendEvent(ctx, e); err != nil {
+	if _, err := r.JobLog.AppendEvent(ctx, pipeline.NewEvent(j, typ, msg, r.now())); err != nil {
 		r.log().WarnContext(ctx, "append job event", "job_id", j.ID, "err", err)
 	}
 }
@@ -367,8 +366,7 @@ func (r *Reconciler) notify(ctx context.Context, j *pipeline.Job, typ, msg strin
 	if r.JobLog == nil {
 		return
 	}
-	n := &pipeline.Notification{ID: pipeline.NewID("ntf", r.now()), Owner: j.Owner, JobID: j.ID, Type: typ, Message: msg, CreatedAt: r.now()}
-	if err := r.JobLog.CreateNotification(ctx, n); err != nil {
+	if err := r.JobLog.CreateNotification(ctx, pipeline.NewNotification(j, typ, msg, r.now())); err != nil {
 		r.log().WarnContext(ctx, "store notification", "job_id", j.ID, "err", err)
 	}
 }
