@@ -11,10 +11,20 @@ out=docs/reliability.md
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-go test -count=1 -run '^TestFaultMatrix$' -v ./shared/localstack/ >"$tmp/faults" 2>&1
-go test -count=1 -run '^(TestSecuritySweep|TestPresignedURLSweep)$' -v ./shared/httpapi/ ./shared/local/ >"$tmp/sweep" 2>&1
-go run ./tools/benchload >"$tmp/load" 2>&1
-tools/fuzz.sh "$fuzz" >"$tmp/fuzz" 2>&1
+# step NAME CMD...: runs CMD into $tmp/NAME; on failure shows its end and stops.
+step() {
+  local name=$1; shift
+  echo "reliability: $name: $*" >&2
+  if ! "$@" >"$tmp/$name" 2>&1; then
+    echo "reliability: $name failed; its last lines:" >&2
+    tail -40 "$tmp/$name" >&2
+    exit 1
+  fi
+}
+step faults go test -count=1 -run '^TestFaultMatrix$' -v ./shared/localstack/
+step sweep go test -count=1 -run '^(TestSecuritySweep|TestPresignedURLSweep)$' -v ./shared/httpapi/ ./shared/local/
+step load go run ./tools/benchload
+step fuzz tools/fuzz.sh "$fuzz"
 
 # The tables the tests print with t.Logf: lines indented under the log line.
 table() { sed -n "/$1/,/^\(---\|===\|PASS\|FAIL\|ok\)/p" "$2" | sed '1d;$d' | sed 's/^        //'; }
