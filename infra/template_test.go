@@ -218,7 +218,7 @@ func functionFolders(t testing.TB) []string {
 }
 
 var partNames = map[string]awsapp.Part{
-	"Store": awsapp.Store, "Blobs": awsapp.Blobs, "Queue": awsapp.Queue, "GPU": awsapp.GPU, "Secrets": awsapp.Secrets,
+	"Store": awsapp.Store, "Blobs": awsapp.Blobs, "Queue": awsapp.Queue, "GPU": awsapp.GPU, "Secrets": awsapp.Secrets, "Public": awsapp.Public,
 }
 
 // mainGo is what a function's main.go asks for: the awsapp parts it loads
@@ -560,12 +560,9 @@ var envValues = map[string]func(m *tmpl, t *testing.T, fn, v string) bool{
 	"BRIGHTRUN_MAX_DISPATCH_ATTEMPTS": func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref MaxDispatchAttempts" },
 	"BRIGHTRUN_PUBLIC_URL": func(_ *tmpl, _ *testing.T, fn, v string) bool {
 		// The operator's URL when given; otherwise the API's own, which the
-		// dispatcher puts in job specs. Functions the API integrates cannot
-		// reference the API (circular) and do not use the value.
-		if !strings.HasPrefix(v, "!If ") || !strings.Contains(v, `"!Ref PublicBaseUrl"`) {
-			return false
-		}
-		return fn != "dispatch" || strings.Contains(v, "${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}")
+		// dispatcher puts in job specs.
+		return strings.HasPrefix(v, "!If ") && strings.Contains(v, `"!Ref PublicBaseUrl"`) &&
+			strings.Contains(v, "${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}")
 	},
 }
 

@@ -52,6 +52,7 @@ const (
 	Queue                    // SQS
 	GPU                      // RunPod (needs the API key secret)
 	Secrets                  // the callback master secret
+	Public                   // the API's public base URL (the dispatcher writes it into job specs)
 )
 
 // Secret is the JSON document held in Secrets Manager at BRIGHTRUN_SECRETS_ARN.
@@ -106,7 +107,7 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	if parts&GPU != 0 {
 		endpoint = need(EnvEndpointID)
 	}
-	if parts&(GPU|Secrets) != 0 {
+	if parts&Public != 0 {
 		publicURL = need(EnvPublicURL)
 	}
 	if parts&(Store|GPU|Secrets) != 0 {
