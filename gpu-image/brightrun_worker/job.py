@@ -29,6 +29,7 @@ from . import spec as spec_mod
 from .callbacks import CallbackClient, Transport, http_post
 from .data import build, read_jsonl, special_id
 from .download import download, sha256_file
+from .modelfiles import missing_model_advice, model_files_problem
 from .registry import CHAT_RULES
 from .upload import put_file
 
@@ -262,6 +263,7 @@ class _Job:
             },
         )
 
+        self._check_model_dir()
         self.stage("download")
         dataset_path = download(
             spec.dataset.url,
@@ -331,6 +333,11 @@ class _Job:
             "dataset_tokens_total": stats.tokens_total,
             "dataset_tokens_trained": stats.tokens_trained,
             "tokens_seen": result.tokens_seen,
+            "padded_tokens_seen": result.padded_tokens_seen,
+            "micro_batches": result.micro_batches,
+            "seconds_per_micro_batch": round(result.seconds_per_micro_batch, 4),
+            "micro_batch_tokens": spec.hyperparameters.token_budget(),
+            "grouped_moe_blocks": getattr(session_info, "grouped_moe_blocks", 0),
             "tokens_per_second": round(result.tokens_seen / result.train_seconds, 2) if result.train_seconds > 0 else 0.0,
             "peak_gpu_memory_bytes": result.peak_gpu_memory_bytes,
             "load_seconds": round(session_info.load_seconds, 3),
@@ -359,6 +366,16 @@ class _Job:
             "steps": result.steps,
             "artifacts": artifacts,
         }
+
+    def _check_model_dir(self) -> None:
+        """Fail at once, before the download, when the base model's files are
+        not on the volume, with the command that puts them there."""
+        bm = self.spec.base_model
+        problem = model_files_problem(Path(bm.volume_path))
+        if problem:
+            raise errors.WorkerError(
+                errors.MODEL_LOAD, problem, missing_model_advice(bm.volume_path, bm.id, bm.quantization)
+            )
 
     def _tokenizer(self) -> Any:
         from tokenizers import Tokenizer

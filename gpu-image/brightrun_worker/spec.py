@@ -42,6 +42,9 @@ HYPERPARAMETER_BOUNDS: dict[str, tuple[float, float, bool]] = {
     "warmup_ratio": (0, 0.5, False),
 }
 
+# The largest token budget of one micro-batch a spec may ask for.
+MAX_MICRO_BATCH_TOKENS = 65536
+
 
 class SpecError(errors.WorkerError):
     """The job spec does not follow the contract."""
@@ -82,6 +85,13 @@ class Hyperparameters:
     lora_dropout: float
     max_seq_length: int
     warmup_ratio: float
+    # Padded tokens (rows x longest row) one micro-batch may hold; the
+    # control plane sizes it to the GPU's memory. Absent: max_seq_length x
+    # batch_size, the largest micro-batch a fixed example count could make.
+    micro_batch_tokens: int = 0
+
+    def token_budget(self) -> int:
+        return self.micro_batch_tokens or self.max_seq_length * self.batch_size
 
     def knobs(self) -> errors.Knobs:
         return errors.Knobs(
@@ -267,6 +277,11 @@ def parse(raw: Any) -> JobSpec:
             hvals[name] = c.field(hp, name, "hyperparameters", lambda v, p, lo=lo, hi=hi: c.integer(v, p, int(lo), int(hi)))
         else:
             hvals[name] = c.field(hp, name, "hyperparameters", lambda v, p, lo=lo, hi=hi: c.number(v, p, lo, hi))
+
+    if hp and "micro_batch_tokens" in hp:
+        hvals["micro_batch_tokens"] = c.integer(
+            hp["micro_batch_tokens"], "hyperparameters.micro_batch_tokens", 1, MAX_MICRO_BATCH_TOKENS
+        )
 
     cb = c.obj(top.get("callback"), "callback")
     cb_url = c.field(cb, "url", "callback", c.url)

@@ -5,10 +5,13 @@ the job path that imports torch, transformers and peft.
   router (mlp.gate), shared_expert_gate and lm_head stay in BF16
   (registry.QLORA_SKIP_MODULES explains the names).
 - LoRA ("bf16"): plain BF16 weights.
-- On a machine without CUDA (tests, the local worker mode) the model is
-  loaded in float32 and a 4-bit request falls back to unquantized weights.
+- The same on a machine without CUDA (tests, the local worker mode):
+  bitsandbytes runs NF4 on the CPU; a request that cannot be honoured fails.
+- Every Qwen3-Next MoE block runs its routed experts grouped (moe.py).
 - Gradient checkpointing (non-reentrant), use_cache=False, no packing:
-  batches are padded per batch and grouped by length.
+  micro-batches of length-sorted examples cut by a token budget, padded per
+  micro-batch; the loss is normalised over each optimizer step's trained
+  tokens.
 """
 
 from __future__ import annotations
@@ -24,19 +27,11 @@ from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence
 
 import torch
-from torch.utils.data import Dataset as TorchDataset
-from transformers import (
-    AutoModelForCausalLM,
-    BitsAndBytesConfig,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-)
-from transformers import set_seed
-from transformers.trainer_callback import PrinterCallback
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, set_seed
 
 from . import errors
 from .data import IGNORE_INDEX, Example
+from .modelfiles import missing_model_advice, model_files_problem, prequantized
 from .registry import QLORA_SKIP_MODULES, forbidden_module
 from .spec import ARTIFACT_NAMES, JobSpec
 
@@ -56,6 +51,8 @@ class Progress:
     tokens_seen: int  # non-padding input tokens so far
     train_seconds: float
     gpu_memory_bytes: int  # peak allocated, 0 on CPU
+    micro_batches: int = 0  # forward/backward passes so far
+    padded_tokens_seen: int = 0  # rows x padded width so far
 
 
 class Hooks(Protocol):
@@ -71,8 +68,9 @@ class Session:
     model: Any
     device: str
     dtype: str
-    quantization: str  # what was actually applied: nf4, bf16, or "none (cpu)"
+    quantization: str  # nf4 or bf16: what the spec asked for (never silently another)
     load_seconds: float
+    grouped_moe_blocks: int = 0  # MoE blocks running grouped experts (moe.apply_grouped_moe)
     lora_modules: list[str] = field(default_factory=list)
     trainable_parameters: int = 0
 
@@ -87,6 +85,12 @@ class FitResult:
     train_seconds: float
     tokens_seen: int
     peak_gpu_memory_bytes: int
+    micro_batches: int = 0
+    padded_tokens_seen: int = 0
+
+    @property
+    def seconds_per_micro_batch(self) -> float:
+        return self.train_seconds / self.micro_batches if self.micro_batches else 0.0
 
 
 def cuda_available() -> bool:
@@ -100,14 +104,61 @@ def gpu_peak_bytes() -> int:
 # -- loading ----------------------------------------------------------------
 
 
-def load_model(spec: JobSpec) -> Session:
-    t0 = time.monotonic()
-    path = Path(spec.base_model.volume_path)
-    if not (path / "config.json").is_file():
+def _nf4_config() -> Any:
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
         raise errors.WorkerError(
             errors.MODEL_LOAD,
-            f"No model found at {path} (config.json is missing).",
-            "Check that the base model is cached on the network volume at that path, then retry.",
+            "QLoRA (quantization nf4) needs bitsandbytes, which is not installed in this worker.",
+            "Install the pinned requirements (gpu-image/requirements.txt), or train with quantization bf16.",
+        ) from None
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        llm_int8_skip_modules=list(QLORA_SKIP_MODULES),
+    )
+
+
+def _check_prequantized(path: Path, q: dict[str, Any], quant: str) -> None:
+    is_nf4 = q.get("quant_method") == "bitsandbytes" and q.get("load_in_4bit") and q.get("bnb_4bit_quant_type") == "nf4"
+    if quant != "nf4":
+        raise errors.WorkerError(
+            errors.MODEL_LOAD,
+            f"The model at {path} is a pre-quantized copy ({q.get('quant_method')}); a {quant} job needs the BF16 checkpoint.",
+            "Point the model registry's volume path for bf16 jobs at the unquantized checkpoint.",
+        )
+    if not is_nf4:
+        raise errors.WorkerError(
+            errors.MODEL_LOAD,
+            f"The model at {path} is quantized but not as 4-bit NF4 (quantization_config {json.dumps(q, sort_keys=True)[:200]}).",
+            "Prepare the copy again with python -m brightrun_worker.prepare.",
+        )
+    skipped = set(q.get("llm_int8_skip_modules") or [])
+    if not set(QLORA_SKIP_MODULES) <= skipped:
+        raise errors.WorkerError(
+            errors.MODEL_LOAD,
+            f"The 4-bit copy at {path} quantized modules that must stay in BF16 "
+            f"(its skip list {sorted(skipped)} lacks {sorted(set(QLORA_SKIP_MODULES) - skipped)}).",
+            "Prepare the copy again with python -m brightrun_worker.prepare.",
+        )
+
+
+def load_model(spec: JobSpec) -> Session:
+    """Load the base model as the spec asks, on the GPU when there is one and
+    on the CPU otherwise, and attach LoRA. A request that cannot be honoured
+    (4-bit without bitsandbytes, a copy quantized otherwise) fails: no
+    silent fallback to other weights."""
+    t0 = time.monotonic()
+    path = Path(spec.base_model.volume_path)
+    problem = model_files_problem(path)
+    if problem:
+        raise errors.WorkerError(
+            errors.MODEL_LOAD,
+            problem,
+            missing_model_advice(str(path), spec.base_model.id, spec.base_model.quantization),
         )
     cuda = torch.cuda.is_available()
     if not cuda:
@@ -120,36 +171,18 @@ def load_model(spec: JobSpec) -> Session:
         low_cpu_mem_usage=True,
         use_cache=False,
         output_router_logits=False,
+        # One device, never a silent CPU offload of part of the model.
+        device_map={"": 0} if cuda else {"": "cpu"},
     )
     quant = spec.base_model.quantization
-    if cuda:
-        dtype = torch.bfloat16
-        kwargs["device_map"] = {"": 0}  # one GPU, never a silent CPU offload
-    else:
-        dtype = torch.float32
-    applied = quant
-    if quant == "nf4":
-        if not cuda:
-            log.warning("no CUDA device: loading without 4-bit quantization (CPU test / local mode)")
-            applied = "none (cpu)"
-        else:
-            try:
-                import bitsandbytes  # noqa: F401
-            except ImportError:
-                raise errors.WorkerError(
-                    errors.MODEL_LOAD,
-                    "QLoRA needs bitsandbytes, which is not installed in this worker image.",
-                    "Rebuild the worker image with the pinned requirements, or train with quantization bf16.",
-                ) from None
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_quant_type="nf4",
-                bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=torch.bfloat16,
-                llm_int8_skip_modules=list(QLORA_SKIP_MODULES),
-            )
-    elif not cuda:
-        applied = "none (cpu)"
+    q = prequantized(path)
+    if q is not None:
+        _check_prequantized(path, q, quant)
+        _nf4_config()  # bitsandbytes must be there to run the copy
+    elif quant == "nf4":
+        log.info("quantizing %s to NF4 while loading (a prepared copy loads faster)", path)
+        kwargs["quantization_config"] = _nf4_config()
+    dtype = torch.bfloat16
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kwargs)
     except Exception as e:  # noqa: BLE001 - classified below
@@ -165,18 +198,36 @@ def load_model(spec: JobSpec) -> Session:
             f"The base model could not be loaded from {path} ({type(e).__name__}: {first}).",
         ) from e
     model.config.use_cache = False
+    if quant == "nf4" and not _has_4bit_experts(model):
+        raise errors.WorkerError(
+            errors.MODEL_LOAD,
+            f"The model at {path} was asked for in 4-bit NF4 but loaded without 4-bit layers.",
+            "Check the bitsandbytes install and the model's quantization_config.",
+        )
     if cuda:
         _guard_fla_on_hopper(model)
+    from .moe import apply_grouped_moe
+
+    grouped = apply_grouped_moe(model)
     session = Session(
         model=model,
         device="cuda" if cuda else "cpu",
         dtype=str(dtype).replace("torch.", ""),
-        quantization=applied,
+        quantization=quant,
         load_seconds=0.0,
+        grouped_moe_blocks=grouped,
     )
     attach_lora(session, spec)
     session.load_seconds = time.monotonic() - t0
     return session
+
+
+def _has_4bit_experts(model: Any) -> bool:
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return False
+    return any(isinstance(m, Linear4bit) for m in model.modules())
 
 
 def _version_tuple(v: str) -> tuple[int, ...]:
@@ -276,97 +327,129 @@ def lora_module_names(model: Any) -> list[str]:
 
 
 # -- training ---------------------------------------------------------------
+#
+# One optimizer step covers batch_size x gradient_accumulation examples (the
+# last step of an epoch may hold fewer), whatever the micro-batches: the step
+# is cut into micro-batches by a token budget (rows x longest row <= the
+# spec's micro_batch_tokens), its examples sorted by length so that short
+# chats share a micro-batch instead of paying one each. No cross-example
+# packing: transformers 4.57's gated delta net takes no sequence boundaries,
+# so every example is its own right-padded row. The loss is the sum of the
+# step's per-token cross-entropies over its trained tokens divided by their
+# number, so the gradient does not depend on how the step is split.
+
+MEGABATCH_STEPS = 16  # steps whose examples are length-sorted together
 
 
-class _Examples(TorchDataset):
-    def __init__(self, examples: Sequence[Example]) -> None:
-        self._ex = examples
-
-    def __len__(self) -> int:
-        return len(self._ex)
-
-    def __getitem__(self, i: int) -> dict[str, list[int]]:
-        ex = self._ex[i]
-        return {"input_ids": ex.input_ids, "labels": ex.labels}
+@dataclass(frozen=True)
+class StepPlan:
+    micro_batches: tuple[tuple[int, ...], ...]  # example indices, longest first
+    trained_tokens: int  # labels the loss is computed on (after the causal shift)
 
 
-class _Collator:
-    """Right-pads one batch to its longest example (no packing)."""
-
-    def __init__(self, pad_id: int, multiple_of: int = 1) -> None:
-        self.pad_id = pad_id
-        self.multiple_of = multiple_of
-
-    def __call__(self, feats: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        n = max(len(f["input_ids"]) for f in feats)
-        if self.multiple_of > 1:
-            n = int(math.ceil(n / self.multiple_of) * self.multiple_of)
-        ids = torch.full((len(feats), n), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(feats), n), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(feats), n), dtype=torch.long)
-        for i, f in enumerate(feats):
-            k = len(f["input_ids"])
-            ids[i, :k] = torch.tensor(f["input_ids"], dtype=torch.long)
-            labels[i, :k] = torch.tensor(f["labels"], dtype=torch.long)
-            mask[i, :k] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+def trained_after_shift(labels: Sequence[int]) -> int:
+    """Labels a causal-LM loss counts: the first position predicts nothing."""
+    return sum(1 for x in labels[1:] if x != IGNORE_INDEX)
 
 
-class _Reporter(TrainerCallback):
-    def __init__(self, hooks: Hooks, spec: JobSpec) -> None:
-        self.hooks = hooks
-        self.knobs = spec.hyperparameters.knobs()
-        self.error: Optional[errors.WorkerError] = None
-        self.t0 = time.monotonic()
-        self.initial_loss: Optional[float] = None
-        self.final_loss: Optional[float] = None
+def split_by_tokens(order: Sequence[int], lengths: Sequence[int], budget: int, multiple_of: int = 1) -> list[tuple[int, ...]]:
+    """Cut examples, longest first, into micro-batches of at most ``budget``
+    padded tokens; an example longer than the budget is a micro-batch alone."""
+    ranked = sorted(order, key=lambda i: (-lengths[i], i))
+    out: list[tuple[int, ...]] = []
+    cur: list[int] = []
+    width = 0
+    for i in ranked:
+        w = _round_up(lengths[i], multiple_of)
+        if cur and (len(cur) + 1) * max(width, w) > budget:
+            out.append(tuple(cur))
+            cur, width = [], 0
+        cur.append(i)
+        width = max(width, w)
+    if cur:
+        out.append(tuple(cur))
+    return out
 
-    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[override]
-        self.t0 = time.monotonic()
 
-    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[override]
-        err = self.hooks.stop_error()
-        if err is not None and self.error is None:
-            self.error = err
-            control.should_training_stop = True
-
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]
-        if not logs or "loss" not in logs:
-            return
-        loss = float(logs["loss"])
-        if not math.isfinite(loss):
-            if self.error is None:
-                self.error = errors.nan_loss(self.knobs, state.global_step, loss)
-            control.should_training_stop = True
-            return
-        if self.initial_loss is None:
-            self.initial_loss = loss
-        self.final_loss = loss
-        gn = logs.get("grad_norm")
-        self.hooks.progress(
-            Progress(
-                step=int(state.global_step),
-                total_steps=int(state.max_steps),
-                epoch=float(state.epoch or 0.0),
-                loss=loss,
-                learning_rate=float(logs.get("learning_rate", 0.0)),
-                grad_norm=float(gn) if gn is not None and math.isfinite(float(gn)) else None,
-                tokens_seen=int(getattr(state, "num_input_tokens_seen", 0) or 0),
-                train_seconds=time.monotonic() - self.t0,
-                gpu_memory_bytes=gpu_peak_bytes(),
+def plan_epoch(
+    examples: Sequence[Example], *, step_examples: int, budget: int, epoch: int, seed: int = SEED, multiple_of: int = 1
+) -> list[StepPlan]:
+    """The epoch's optimizer steps: a seeded shuffle, length-sorted within
+    groups of MEGABATCH_STEPS steps (less padding), cut into steps of
+    ``step_examples``, the steps shuffled again, each cut by the token budget."""
+    n = len(examples)
+    lengths = [len(ex.input_ids) for ex in examples]
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    mega = step_examples * MEGABATCH_STEPS
+    steps: list[list[int]] = []
+    for lo in range(0, n, mega):
+        chunk = sorted(perm[lo : lo + mega], key=lambda i: -lengths[i])
+        steps.extend(chunk[k : k + step_examples] for k in range(0, len(chunk), step_examples))
+    order = torch.randperm(len(steps), generator=g).tolist()
+    plans = []
+    for k in order:
+        idx = steps[k]
+        plans.append(
+            StepPlan(
+                micro_batches=tuple(split_by_tokens(idx, lengths, budget, multiple_of)),
+                trained_tokens=sum(trained_after_shift(examples[i].labels) for i in idx),
             )
         )
+    return plans
 
 
-def _optimizer(cuda: bool) -> str:
+def _round_up(n: int, multiple: int) -> int:
+    return n if multiple <= 1 else int(math.ceil(n / multiple) * multiple)
+
+
+def collate(examples: Sequence[Example], rows: Sequence[int], pad_id: int, multiple_of: int = 1) -> dict[str, torch.Tensor]:
+    """Right-pads one micro-batch to its longest example (no packing)."""
+    n = _round_up(max(len(examples[i].input_ids) for i in rows), multiple_of)
+    ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), n), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(rows), n), dtype=torch.long)
+    for r, i in enumerate(rows):
+        ex = examples[i]
+        k = len(ex.input_ids)
+        ids[r, :k] = torch.tensor(ex.input_ids, dtype=torch.long)
+        labels[r, :k] = torch.tensor(ex.labels, dtype=torch.long)
+        mask[r, :k] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def step_backward(model: Any, batches: Sequence[dict[str, torch.Tensor]], trained_tokens: int, device: str) -> float:
+    """Forward and backward every micro-batch of one optimizer step; the
+    gradients accumulate to those of the step's mean per-token loss. Returns
+    that loss."""
+    denom = max(1, trained_tokens)
+    total = torch.zeros((), dtype=torch.float32, device=device)
+    for batch in batches:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with _autocast(device):
+            out = model(**batch, num_items_in_batch=denom)
+        out.loss.backward()
+        total += out.loss.detach().float()
+    return float(total)
+
+
+def _autocast(device: str):
+    if device == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _optimizer(params: list[torch.nn.Parameter], lr: float, cuda: bool) -> tuple[torch.optim.Optimizer, str]:
     if cuda:
         try:
-            import bitsandbytes  # noqa: F401
+            import bitsandbytes as bnb
 
-            return "paged_adamw_8bit"
+            return bnb.optim.PagedAdamW8bit(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0), "paged_adamw_8bit"
         except ImportError:
-            pass
-    return "adamw_torch"
+            return torch.optim.AdamW(params, lr=lr, eps=1e-8, weight_decay=0.0, fused=True), "adamw_torch_fused"
+    return torch.optim.AdamW(params, lr=lr, eps=1e-8, weight_decay=0.0), "adamw_torch"
 
 
 def fit(
@@ -378,71 +461,101 @@ def fit(
     *,
     pad_id: int,
 ) -> FitResult:
+    from transformers import get_cosine_schedule_with_warmup
+
     hp = spec.hyperparameters
     cuda = session.device == "cuda"
+    device = session.device
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    args = TrainingArguments(
-        output_dir=str(workdir / "trainer"),
-        per_device_train_batch_size=hp.batch_size,
-        gradient_accumulation_steps=hp.gradient_accumulation,
-        num_train_epochs=hp.epochs,
-        learning_rate=hp.learning_rate,
-        warmup_ratio=hp.warmup_ratio,
-        lr_scheduler_type="cosine",
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        optim=_optimizer(cuda),
-        bf16=cuda,
-        use_cpu=not cuda,
-        gradient_checkpointing=True,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-        group_by_length=True,
-        remove_unused_columns=False,
-        label_names=["labels"],
-        logging_strategy="steps",
-        logging_steps=1,
-        logging_nan_inf_filter=False,  # a NaN must reach the NaN check, not be averaged away
-        include_num_input_tokens_seen="non_padding",
-        save_strategy="no",
-        eval_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        seed=SEED,
-        data_seed=SEED,
+    if not examples:
+        raise errors.WorkerError(errors.DATASET_INVALID, "The dataset has no example with a trained token.")
+    model = session.model
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer, opt_name = _optimizer(params, hp.learning_rate, cuda)
+    step_examples = hp.batch_size * hp.gradient_accumulation
+    steps_per_epoch = math.ceil(len(examples) / step_examples)
+    total_steps = steps_per_epoch * hp.epochs
+    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(hp.warmup_ratio * total_steps), total_steps)
+    multiple_of = 8 if cuda else 1
+    budget = hp.token_budget()
+    knobs = hp.knobs()
+    log.info(
+        "training: %d examples, %d steps of %d examples, token budget %d per micro-batch, optimizer %s",
+        len(examples), total_steps, step_examples, budget, opt_name,
     )
-    reporter = _Reporter(hooks, spec)
-    trainer = Trainer(
-        model=session.model,
-        args=args,
-        train_dataset=_Examples(examples),
-        data_collator=_Collator(pad_id, multiple_of=8 if cuda else 1),
-        callbacks=[reporter],
-    )
-    trainer.remove_callback(PrinterCallback)  # progress goes out as callbacks and log lines
+
+    def check() -> None:
+        err = hooks.stop_error()
+        if err is not None:
+            raise err
+
+    set_seed(SEED)
+    step = 0
+    micro_batches = tokens_seen = padded_seen = 0
+    losses: list[float] = []
     t0 = time.monotonic()
     try:
-        out = trainer.train()
+        for epoch in range(hp.epochs):
+            plans = plan_epoch(examples, step_examples=step_examples, budget=budget, epoch=epoch, multiple_of=multiple_of)
+            for i, plan in enumerate(plans):
+                batches = []
+                for rows in plan.micro_batches:
+                    b = collate(examples, rows, pad_id, multiple_of)
+                    tokens_seen += int(b["attention_mask"].sum())
+                    padded_seen += b["input_ids"].numel()
+                    batches.append(b)
+                # One micro-batch at a time, so a stop is honoured between them.
+                loss = 0.0
+                for b in batches:
+                    check()
+                    loss += step_backward(model, [b], plan.trained_tokens, device)
+                    micro_batches += 1
+                step += 1
+                if not math.isfinite(loss):
+                    raise errors.nan_loss(knobs, step, loss)
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
+                lr = float(scheduler.get_last_lr()[0])
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(loss)
+                hooks.progress(
+                    Progress(
+                        step=step,
+                        total_steps=total_steps,
+                        epoch=epoch + (i + 1) / len(plans),
+                        loss=loss,
+                        learning_rate=lr,
+                        grad_norm=grad_norm if math.isfinite(grad_norm) else None,
+                        tokens_seen=tokens_seen,
+                        train_seconds=time.monotonic() - t0,
+                        gpu_memory_bytes=gpu_peak_bytes(),
+                        micro_batches=micro_batches,
+                        padded_tokens_seen=padded_seen,
+                    )
+                )
+        check()
     finally:
-        state = trainer.state
         # Drop the optimizer (and its GPU state) before anything else happens.
-        trainer.optimizer = None
-        trainer.lr_scheduler = None
-        del trainer
+        optimizer.zero_grad(set_to_none=True)
+        del optimizer, scheduler
         gc.collect()
-    if reporter.error is not None:
-        raise reporter.error
     train_seconds = time.monotonic() - t0
     return FitResult(
-        steps=int(state.global_step),
-        total_steps=int(state.max_steps),
-        initial_loss=float(reporter.initial_loss if reporter.initial_loss is not None else float("nan")),
-        final_loss=float(reporter.final_loss if reporter.final_loss is not None else float("nan")),
-        train_loss_mean=float(out.training_loss),
+        steps=step,
+        total_steps=total_steps,
+        initial_loss=losses[0] if losses else float("nan"),
+        final_loss=losses[-1] if losses else float("nan"),
+        train_loss_mean=sum(losses) / len(losses) if losses else float("nan"),
         train_seconds=train_seconds,
-        tokens_seen=int(getattr(state, "num_input_tokens_seen", 0) or 0),
+        tokens_seen=tokens_seen,
         peak_gpu_memory_bytes=gpu_peak_bytes(),
+        micro_batches=micro_batches,
+        padded_tokens_seen=padded_seen,
     )
 
 
