@@ -13,6 +13,13 @@
 //
 // GPU types are the catalog's ids (the API's gpu_type): each brings its
 // RunPod GPU type names, tried in the order given.
+//
+// The prepare-model subcommand writes a model's pre-quantized 4-bit copy on
+// the endpoint's network volume, through one prepare_model job on the
+// endpoint (RunPod's job API, https://api.runpod.ai/v2), and waits for it;
+// Ctrl-C cancels the job. Once per volume (docs/deploy.md, section 5):
+//
+//	go run ./infra/provision prepare-model --endpoint ENDPOINT_ID --model Qwen/Qwen3-Next-80B-A3B-Instruct
 package main
 
 import (
@@ -23,15 +30,22 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/brightrun/brightrun/shared/catalog"
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	// Ctrl-C (or SIGTERM) ends the context: prepare-model then cancels its
+	// RunPod job instead of leaving it running unattended.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		stop()
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "provision:", err)
 		}
@@ -45,6 +59,9 @@ func main() {
 const DefaultGPUs = "a100-80gb,h100-80gb,h200-141gb"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "prepare-model" {
+		return runPrepareModel(ctx, args[1:], getenv, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := Config{Env: map[string]string{
