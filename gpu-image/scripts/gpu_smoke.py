@@ -1,15 +1,26 @@
-"""GPU smoke test: the CPU training test on a CUDA device.
+"""GPU smoke test: training checks and throughput figures on a CUDA device.
 
-Builds the tiny random Qwen3-Next, then trains it through the worker's own
-load / fit / save code with BF16 LoRA and, when bitsandbytes is importable,
-4-bit NF4 QLoRA; prints steps, loss before -> after, tokens/s and peak GPU
-memory, and checks that the loss falls, that LoRA sits only on the intended
-modules and (4-bit) that the router and shared_expert_gate stayed unquantized
-while the routed experts were quantized.
+1. Training: builds the tiny random Qwen3-Next and trains it through the
+   worker's own load / fit / save code with BF16 LoRA and, when bitsandbytes
+   is importable, 4-bit NF4 QLoRA; checks that the loss falls, that LoRA sits
+   only on the intended modules and (4-bit) that the router and
+   shared_expert_gate stayed unquantized while the routed experts were
+   quantized.
+2. Throughput (scripts/throughput.py): a real-width, reduced-depth
+   Qwen3-Next-80B-A3B (random weights, NF4 experts when bitsandbytes is
+   there), the per-expert loop against grouped experts: tokens/s, seconds per
+   micro-batch, peak memory and model FLOPs utilisation, and the rows for the
+   catalog's throughput table (shared/catalog/throughput.go), extrapolated to
+   48 layers. Also checks fla's gated-delta-rule gradients against the torch
+   implementation when fla is installed (the Hopper + old Triton bug).
 
-    python gpu-image/scripts/gpu_smoke.py                 # on a GPU machine
-    python gpu-image/scripts/gpu_smoke.py --hidden-size 512 --layers 8 --seq-len 1024   # bigger, for throughput
-    python gpu-image/scripts/gpu_smoke.py --allow-cpu     # dry run of the script itself
+    python gpu-image/scripts/gpu_smoke.py                  # on a GPU machine, under five minutes
+    python gpu-image/scripts/gpu_smoke.py --skip-train --json out.json
+    python gpu-image/scripts/gpu_smoke.py --allow-cpu --throughput-layers 4 --hidden 256  # dry run on a CPU
+
+Needs torch, transformers, peft, tokenizers and safetensors; bitsandbytes
+(and fla) from wheels when they are not installed:
+    pip install --no-deps bitsandbytes-0.48.2-*.whl
 
 Exits 1 when a check fails.
 """
@@ -30,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import throughput  # noqa: E402  (scripts/throughput.py)
 from brightrun_worker import errors, spec as spec_mod, tiny  # noqa: E402
 from brightrun_worker.data import Message, build, read_jsonl  # noqa: E402
 from brightrun_worker.registry import QWEN3_NEXT_LORA_TARGETS, forbidden_module  # noqa: E402
@@ -137,14 +149,17 @@ def run(model_dir: Path, quantization: str, args: argparse.Namespace) -> bool:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description="Train the tiny Qwen3-Next on a GPU through the worker's code.")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--allow-cpu", action="store_true", help="run even without CUDA (checks the script only)")
-    ap.add_argument("--hidden-size", type=int, default=64)
-    ap.add_argument("--layers", type=int, default=4, help="a multiple of 4 (3 linear-attention + 1 full-attention)")
+    ap.add_argument("--skip-train", action="store_true", help="only the throughput part")
+    ap.add_argument("--skip-throughput", action="store_true", help="only the tiny-model training part")
+    ap.add_argument("--hidden-size", type=int, default=64, help="training part: model width")
+    ap.add_argument("--layers", type=int, default=4, help="training part: a multiple of 4 (3 linear-attention + 1 full-attention)")
     ap.add_argument("--seq-len", type=int, default=256, help="> 256: synthetic conversations of about this many words")
     ap.add_argument("--examples", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=10)
+    throughput.add_arguments(ap)
     args = ap.parse_args()
 
     import torch
@@ -154,20 +169,24 @@ def main() -> int:
         return 1
     if torch.cuda.is_available():
         print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
-    with tempfile.TemporaryDirectory() as d:
-        model_dir = Path(d) / "tiny"
-        if args.hidden_size != 64 or args.layers != 4:
-            _build_scaled(model_dir, args.hidden_size, args.layers)
-        else:
-            tiny.build(model_dir)
-        quants = ["bf16"]
-        try:
-            import bitsandbytes  # noqa: F401
+    ok = True
+    if not args.skip_train:
+        with tempfile.TemporaryDirectory() as d:
+            model_dir = Path(d) / "tiny"
+            if args.hidden_size != 64 or args.layers != 4:
+                _build_scaled(model_dir, args.hidden_size, args.layers)
+            else:
+                tiny.build(model_dir)
+            quants = ["bf16"]
+            try:
+                import bitsandbytes  # noqa: F401
 
-            quants.append("nf4")
-        except ImportError:
-            print("bitsandbytes not importable: skipping 4-bit")
-        ok = all([run(model_dir, q, args) for q in quants])
+                quants.append("nf4")
+            except ImportError:
+                print("bitsandbytes not importable: skipping 4-bit training")
+            ok = all([run(model_dir, q, args) for q in quants])
+    if not args.skip_throughput:
+        ok = throughput.run(args) and ok
     print("\nOK" if ok else "\nFAILED")
     return 0 if ok else 1
 
