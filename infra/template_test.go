@@ -649,12 +649,14 @@ var needs = map[string][]string{
 	"estimate": {
 		"secretsmanager:GetSecretValue secret",
 		"dynamodb:GetItem table", // GetDataset
+		"dynamodb:Query table",   // ListMeasurements
 	},
 	"jobs": {
 		"secretsmanager:GetSecretValue secret",
 		// GetJob, CreateJob, TransitionJob / UpdateJob, AppendEvent (cancel).
 		"dynamodb:GetItem table", "dynamodb:PutItem table",
-		// ListEvents, ListMetrics, ListNotifications (the table); ListJobs.
+		// ListEvents, ListMetrics, ListNotifications, ListMeasurements (the
+		// table); ListJobs.
 		"dynamodb:Query table", "dynamodb:Query table/index/by_created", "dynamodb:Query table/index/by_status",
 		"sqs:SendMessage jobs-queue",     // EnqueueJob
 		"s3:GetObject bucket/adapters/*", // PresignGet of artifacts
@@ -668,7 +670,8 @@ var needs = map[string][]string{
 	},
 	"webhook": {
 		"secretsmanager:GetSecretValue secret",
-		// GetJob, TransitionJob, UpdateJob, AppendEvent, CreateNotification; PutMetrics.
+		// GetJob, TransitionJob, UpdateJob, AppendEvent, CreateNotification,
+		// PutMeasurement; PutMetrics.
 		"dynamodb:GetItem table", "dynamodb:PutItem table", "dynamodb:BatchWriteItem table",
 		"s3:GetObject bucket/adapters/*", // Stat of artifacts; the reconciler's Open
 	},

@@ -146,6 +146,9 @@ func validateModel(m Model) []string {
 	if m.LayerActivationBytesPerToken <= 0 {
 		p = append(p, "layer_activation_bytes_per_token must be > 0")
 	}
+	if m.ExpertStackBytes < 0 || (m.Experts == 0 && m.ExpertStackBytes != 0) {
+		p = append(p, "expert_stack_bytes must be ≥ 0, and 0 for a dense model")
+	}
 	if len(m.Quantization) == 0 {
 		p = append(p, "quantization rules are required")
 	} else {

@@ -103,6 +103,14 @@ type Model struct {
 	// while gradient checkpointing recomputes it and runs its backward,
 	// per token of the micro-batch (BF16 activations and their gradients).
 	LayerActivationBytesPerToken int64 `json:"layer_activation_bytes_per_token"`
+	// ExpertStackBytes is the larger of one layer's two routed-expert
+	// stacks in BF16, gate+up: experts × 2 × expert width × hidden × 2
+	// bytes. Under NF4 the worker's grouped MoE (gpu-image
+	// brightrun_worker/moe.py) dequantizes a layer's stacks right before
+	// its grouped matmuls, one stack at a time, and again in the backward:
+	// this is its peak transient. BF16 stacks are views of the weights: no
+	// transient. 0 for a dense model.
+	ExpertStackBytes int64 `json:"expert_stack_bytes"`
 }
 
 // Dense reports whether the model has no routed experts.
@@ -253,13 +261,38 @@ func defaultModels() []Model {
 				{Quantization: BF16, Path: volumePath("Qwen/Qwen3-Next-80B-A3B-Instruct", BF16), Bytes: 163_000_000_000},
 				{Quantization: NF4, Path: volumePath("Qwen/Qwen3-Next-80B-A3B-Instruct", NF4), Bytes: 45_000_000_000},
 			},
-			// One layer recomputed: linear-attention projections (qkvz 12288,
-			// conv 8192, core output and gated norm 2 × 4096), 10 routed
-			// experts (gathered inputs and outputs 2 × 10 × 2048, inner
-			// 10 × 4 × 512), shared expert, norms: ≈ 96 k BF16 values per
-			// token, doubled for their gradients, plus fla's chunk states
-			// (≈ 32 KB per token).
-			LayerActivationBytesPerToken: 420_000,
+			// One linear-attention layer recomputed and back-propagated (the
+			// largest of the two kinds), per token:
+			//   (a) projections and small tensors, BF16, each with its
+			//       gradient: in_proj_qkvz 12288, in_proj_ba 64, conv1d
+			//       output 8192, gated norm in and out 2 × 4096, shared
+			//       expert (gate, up, product 3 × 512, output 2048), two
+			//       RMSNorms 2 × 2048, router logits 512 (fp32): ≈ 36.9 k
+			//       values × 2 bytes × 2                      ≈ 148 KB
+			//   (b) the gated delta rule in transformers' torch fallback
+			//       (torch_chunk_gated_delta_rule, computed in fp32): the
+			//       worst case, kept until a GPU measures the image's fla
+			//       0.5.2 kernel (the worker falls back to torch when fla
+			//       is missing, or on Hopper with Triton < 3.7.1).
+			//       Measured on the CPU: its saved tensors hold ≈ 427 KiB
+			//       per token                                  ≈ 437 KB
+			//   (c) the grouped routed experts, top 10: gathered inputs
+			//       10 × 2048, gate and up 2 × 10 × 512, product 10 × 512,
+			//       outputs 10 × 2048 in BF16 (113 KB) and their gradients
+			//       while the block runs backward (113 KB), plus the fp32
+			//       weighted outputs before index_add 10 × 2048 × 4 (82 KB)
+			//                                                  ≈ 307 KB
+			//   total ≈ 892 KB, taken as 900,000 bytes. It replaces 420 KB,
+			//   which assumed fla's chunked kernel (≈ 32 KB of chunk states
+			//   instead of (b)) and the per-expert loop (no fp32 copy). The
+			//   full-attention layers keep less: sdpa saves no score matrix.
+			// Not measured on a GPU: the worker's grouped MoE has not run on
+			// one yet.
+			LayerActivationBytesPerToken: 900_000,
+			// gate+up: 512 experts × 2 × 512 × 2048 × 2 bytes = 2.15 GB
+			// (2.0 GiB); the whole layer (with down) would be 3.2 GB, but
+			// the worker frees gate+up before it dequantizes down.
+			ExpertStackBytes: 512 * 2 * 512 * 2048 * 2,
 		},
 		{
 			// Qwen/Qwen3-30B-A3B-Instruct-2507 (model card: 30.5 B total,
@@ -304,8 +337,11 @@ func defaultModels() []Model {
 			// Attention (q 4096, k, v 2 × 512, output 4096, o 2048), norms,
 			// 8 routed experts (gathered inputs and outputs 2 × 8 × 2048,
 			// inner 8 × 4 × 768): ≈ 73 k BF16 values per token, doubled
-			// for gradients.
-			LayerActivationBytesPerToken: 300_000,
+			// for gradients (291 KB), plus the grouped MoE's fp32 weighted
+			// outputs before index_add, 8 × 2048 × 4 (66 KB): ≈ 356 KB.
+			LayerActivationBytesPerToken: 360_000,
+			// gate+up: 128 experts × 2 × 768 × 2048 × 2 bytes = 0.81 GB.
+			ExpertStackBytes: 128 * 2 * 768 * 2048 * 2,
 		},
 		{
 			// Qwen/Qwen3-8B (config.json): dense, 36 layers, hidden 4096,

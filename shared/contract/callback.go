@@ -166,6 +166,9 @@ type CompletedMetrics struct {
 	DatasetTokensTrained         int64              `json:"dataset_tokens_trained,omitempty"`
 	DatasetTokensTrainedExpected *int64             `json:"dataset_tokens_trained_expected,omitempty"` // only when the worker's count differs from the spec's
 	TokensSeen                   int64              `json:"tokens_seen,omitempty"`
+	PaddedTokensSeen             int64              `json:"padded_tokens_seen,omitempty"`      // rows × padded width, every micro-batch
+	MicroBatches                 int64              `json:"micro_batches,omitempty"`           // forward/backward passes
+	SecondsPerMicroBatch         float64            `json:"seconds_per_micro_batch,omitempty"` // train_seconds / micro_batches
 	TokensPerSecond              float64            `json:"tokens_per_second,omitempty"`
 	PeakGPUMemoryBytes           int64              `json:"peak_gpu_memory_bytes,omitempty"`
 	LoadSeconds                  float64            `json:"load_seconds,omitempty"`
@@ -250,6 +253,9 @@ func (p *Completed) Validate() error {
 	c.intMin("data.steps", p.Steps, 0)
 	c.floatMin("data.train_seconds", p.TrainSeconds, 0)
 	c.intMin("data.tokens_trained", p.TokensTrained, 0)
+	c.intMin("data.metrics.padded_tokens_seen", p.Metrics.PaddedTokensSeen, 0)
+	c.intMin("data.metrics.micro_batches", p.Metrics.MicroBatches, 0)
+	c.floatMin("data.metrics.seconds_per_micro_batch", p.Metrics.SecondsPerMicroBatch, 0)
 	return c.err("completed callback")
 }
 

@@ -134,6 +134,10 @@ func TestInvalidJobSpecsAreRefusedWithTheField(t *testing.T) {
 		{"progress every half second is refused", func(m map[string]any) { obj(m, "callback")["progress_every_seconds"] = 0.5 }, "callback.progress_every_seconds"},
 		{"a POST artifact is refused", func(m map[string]any) { obj(obj(m, "artifacts"), "adapter_model.safetensors")["method"] = "POST" }, "artifacts.adapter_model.safetensors.method"},
 		{"a time limit over 7 days is refused", func(m map[string]any) { m["time_limit_seconds"] = contract.MaxTimeLimitSeconds + 1 }, "time_limit_seconds"},
+		{"a micro-batch budget below max_seq_length is refused", func(m map[string]any) { obj(m, "hyperparameters")["micro_batch_tokens"] = 2048 }, "hyperparameters.micro_batch_tokens"},
+		{"a micro-batch budget over 65536 is refused", func(m map[string]any) { obj(m, "hyperparameters")["micro_batch_tokens"] = 65537 }, "hyperparameters.micro_batch_tokens"},
+		{"a zero micro-batch budget is refused", func(m map[string]any) { obj(m, "hyperparameters")["micro_batch_tokens"] = 0 }, "hyperparameters.micro_batch_tokens"},
+		{"a fractional micro-batch budget is refused", func(m map[string]any) { obj(m, "hyperparameters")["micro_batch_tokens"] = 8192.5 }, "hyperparameters.micro_batch_tokens"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,6 +153,32 @@ func TestInvalidJobSpecsAreRefusedWithTheField(t *testing.T) {
 				t.Errorf("ParseJobSpec = %v, want a problem with %s", err, tt.field)
 			}
 		})
+	}
+}
+
+func TestMicroBatchTokensIsOptional(t *testing.T) {
+	// Each fixture's budget is what the estimator plans for its preset on
+	// an 80 GB card (example, qlora) or a 141 GB one (bf16), and at least
+	// its max_seq_length.
+	for name, want := range map[string]int{"job_spec.example.json": 8192, "job_spec.qlora.json": 8192, "job_spec.bf16.json": 16384} {
+		s, err := contract.ParseJobSpec(readFixture(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := s.Hyperparameters.MicroBatchTokens; b == nil || *b != want || *b < s.Hyperparameters.MaxSeqLength {
+			t.Errorf("%s micro_batch_tokens = %v, want %d (≥ max_seq_length %d)", name, b, want, s.Hyperparameters.MaxSeqLength)
+		}
+	}
+	s, err := contract.ParseJobSpec(mutate(t, func(m map[string]any) { delete(obj(m, "hyperparameters"), "micro_batch_tokens") }))
+	if err != nil || s.Hyperparameters.MicroBatchTokens != nil {
+		t.Fatalf("ParseJobSpec(no micro_batch_tokens) = %+v, %v; want it accepted, unset", s, err)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "micro_batch_tokens") {
+		t.Errorf("Marshal(spec without a budget) = %s, want no micro_batch_tokens", b)
 	}
 }
 
@@ -232,6 +262,10 @@ func TestCallbackPayloadsDecodeTheFixtureValues(t *testing.T) {
 	if c.FinalLoss == nil || *c.FinalLoss != 0.8312 || c.Metrics.StageSeconds["train"] != 27880.6 || c.Metrics.LoRAModules != 480 {
 		t.Errorf("completed = %+v", c)
 	}
+	if m := c.Metrics; m.MicroBatches != 4512 || m.PaddedTokensSeen != 31_449_516 || m.SecondsPerMicroBatch != 6.1792 || m.LoadSeconds != 412.7 || m.TokensPerSecond != 1058.19 {
+		t.Errorf("completed metrics = %d micro-batches, %d padded tokens, %v s each, load %v s, %v tokens/s; want the fixture's 4512, 31449516, 6.1792, 412.7, 1058.19",
+			m.MicroBatches, m.PaddedTokensSeen, m.SecondsPerMicroBatch, m.LoadSeconds, m.TokensPerSecond)
+	}
 	_, p, err = contract.ParseCallback(readFixture(t, "callback.failed.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -256,6 +290,8 @@ func TestInvalidCallbacksAreRefusedWithTheField(t *testing.T) {
 		{"progress at step 0 is refused", `{"version":1,"type":"progress","job_id":"j","attempt":1,"seq":2,"sent_at":"2026-11-25T12:00:00Z","data":{"step":0,"total_steps":2,"epoch":0,"loss":1,"learning_rate":0,"tokens_per_second":0,"gpu_memory_bytes":0}}`, "data.step"},
 		{"an artifact of another name is refused", `{"version":1,"type":"artifact","job_id":"j","attempt":1,"seq":2,"sent_at":"2026-11-25T12:00:00Z","data":{"name":"model.bin","size_bytes":1,"sha256":"` + strings.Repeat("0", 64) + `"}}`, "data.name"},
 		{"completed without final_loss is refused", `{"version":1,"type":"completed","job_id":"j","attempt":1,"seq":2,"sent_at":"2026-11-25T12:00:00Z","data":{"steps":1,"train_seconds":1,"tokens_trained":1,"metrics":{}}}`, "data.final_loss"},
+		{"completed with negative micro-batches is refused", `{"version":1,"type":"completed","job_id":"j","attempt":1,"seq":2,"sent_at":"2026-11-25T12:00:00Z","data":{"final_loss":1,"steps":1,"train_seconds":1,"tokens_trained":1,"metrics":{"micro_batches":-1}}}`, "data.metrics.micro_batches"},
+		{"completed with negative padded tokens is refused", `{"version":1,"type":"completed","job_id":"j","attempt":1,"seq":2,"sent_at":"2026-11-25T12:00:00Z","data":{"final_loss":1,"steps":1,"train_seconds":1,"tokens_trained":1,"metrics":{"padded_tokens_seen":-5}}}`, "data.metrics.padded_tokens_seen"},
 		{"failed with an unknown code is refused", `{"version":1,"type":"failed","job_id":"j","attempt":1,"seq":2,"sent_at":"2026-11-25T12:00:00Z","data":{"code":"segfault","message":"m","advice":"a"}}`, "data.code"},
 		{"failed without advice is refused", `{"version":1,"type":"failed","job_id":"j","attempt":1,"seq":2,"sent_at":"2026-11-25T12:00:00Z","data":{"code":"oom","message":"m","advice":""}}`, "data.advice"},
 		{"data that is not an object is refused", `{"version":1,"type":"stage","job_id":"j","attempt":1,"seq":1,"sent_at":"2026-11-25T12:00:00Z","data":[]}`, "data"},

@@ -32,6 +32,9 @@ const DatasetFormatChatJSONL = "chat-jsonl"
 // longest execution timeout).
 const MaxTimeLimitSeconds = 7 * 24 * 3600
 
+// MaxMicroBatchTokens is the largest hyperparameters.micro_batch_tokens.
+const MaxMicroBatchTokens = 65536
+
 // ForbiddenTargets are LoRA targets the worker refuses: the MoE router and
 // the shared-expert gate (tiny, destabilising), the depthwise conv1d and
 // "all-linear" (it would wrap every routed expert). Targets naming routed
@@ -82,6 +85,13 @@ type Hyperparameters struct {
 	LoRADropout          float64 `json:"lora_dropout"`
 	MaxSeqLength         int     `json:"max_seq_length"`
 	WarmupRatio          float64 `json:"warmup_ratio"`
+	// MicroBatchTokens is the most padded tokens (rows × longest row) one
+	// micro-batch may hold: the worker cuts each optimizer step's
+	// batch_size × gradient_accumulation examples, sorted by length, into
+	// micro-batches within it. Optional: absent, the worker takes
+	// max_seq_length × batch_size. At least max_seq_length, so that the
+	// longest example fits alone.
+	MicroBatchTokens *int `json:"micro_batch_tokens,omitempty"`
 }
 
 // StepsPerEpoch is the number of optimizer steps one epoch of examples
@@ -214,6 +224,12 @@ func (s *JobSpec) Validate() error {
 	c.floatRange("hyperparameters.lora_dropout", h.LoRADropout, 0, 0.5)
 	c.intRange("hyperparameters.max_seq_length", int64(h.MaxSeqLength), 256, 32768)
 	c.floatRange("hyperparameters.warmup_ratio", h.WarmupRatio, 0, 0.5)
+	if b := h.MicroBatchTokens; b != nil {
+		c.intRange("hyperparameters.micro_batch_tokens", int64(*b), 1, MaxMicroBatchTokens)
+		if *b >= 1 && *b < h.MaxSeqLength {
+			c.bad("hyperparameters.micro_batch_tokens", "must be at least max_seq_length (%d), got %d", h.MaxSeqLength, *b)
+		}
+	}
 
 	cb := s.Callback
 	c.httpURL("callback.url", cb.URL)

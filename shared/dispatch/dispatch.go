@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/contract"
+	"github.com/brightrun/brightrun/shared/estimate"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/runpod"
@@ -342,6 +343,10 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 	if seconds <= 0 {
 		seconds = 30
 	}
+	budget, err := microBatchTokens(d.Catalog, j)
+	if err != nil {
+		return runpod.RunRequest{}, err
+	}
 	h := j.Hyperparameters
 	spec := contract.JobSpec{
 		Version: contract.Version, JobID: j.ID, Attempt: j.Attempt,
@@ -350,7 +355,8 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 		Dataset: contract.Dataset{URL: get.URL, SHA256: ds.ContentSHA256, SizeBytes: ds.SizeBytes, Format: contract.DatasetFormatChatJSONL,
 			Examples: ds.Validation.Examples, TokensTotal: ds.Validation.Tokens.Total, TokensTrained: ds.Validation.Tokens.Trained},
 		Hyperparameters: contract.Hyperparameters{LearningRate: h.LearningRate, BatchSize: h.BatchSize, GradientAccumulation: h.GradientAccumulation,
-			Epochs: h.Epochs, LoRARank: h.LoRARank, LoRAAlpha: h.LoRAAlpha, LoRADropout: h.LoRADropout, MaxSeqLength: h.MaxSeqLength, WarmupRatio: h.WarmupRatio},
+			Epochs: h.Epochs, LoRARank: h.LoRARank, LoRAAlpha: h.LoRAAlpha, LoRADropout: h.LoRADropout, MaxSeqLength: h.MaxSeqLength, WarmupRatio: h.WarmupRatio,
+			MicroBatchTokens: &budget},
 		Callback: contract.CallbackTarget{URL: httpapi.WorkerCallbackURL(d.PublicURL, j.Owner),
 			Secret:             contract.FormatSecret(contract.DeriveSecret(d.CallbackSecret, j.ID)),
 			ProgressEverySteps: every, ProgressEverySeconds: seconds},
@@ -369,6 +375,21 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 		Webhook: d.PublicURL + "/v1/callbacks/runpod/" + httpapi.WebhookToken(d.CallbackSecret, j.Owner, j.ID, j.Attempt),
 		Policy:  runpod.Policy{ExecutionTimeout: exec, TTL: ttl},
 	}, nil
+}
+
+// microBatchTokens is the job spec's token budget per micro-batch: the one
+// the job's estimate chose (what its user saw), or, for a job estimated
+// before estimates recorded it, the estimator's choice for its model, GPU
+// and hyperparameters now.
+func microBatchTokens(c *catalog.Catalog, j *pipeline.Job) (int, error) {
+	if j.Estimate != nil && j.Estimate.MicroBatchTokens > 0 {
+		return j.Estimate.MicroBatchTokens, nil
+	}
+	n, err := estimate.MicroBatchTokens(c, j.BaseModel, j.GPUType, j.Hyperparameters)
+	if err != nil {
+		return 0, fmt.Errorf("micro_batch_tokens for %s on %s: %w", j.BaseModel, j.GPUType, err)
+	}
+	return n, nil
 }
 
 func withoutLength(h map[string]string) map[string]string {

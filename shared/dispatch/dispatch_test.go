@@ -366,3 +366,57 @@ func TestRunPodDownForAWhileThenBack(t *testing.T) {
 		t.Errorf("job = %s %q, want submitted as rp-back", j.Status, j.RunPodID)
 	}
 }
+
+func TestTheSpecCarriesTheEstimatesTokenBudget(t *testing.T) {
+	tests := []struct {
+		name       string
+		gpu        string
+		estimated  int
+		wantTokens int
+		wantError  string
+	}{
+		{"the budget the job's estimate chose is sent", "a100-80gb", 4096, 4096, ""},
+		// The fast preset (max_seq_length 2048, steps of 8) plans 8192
+		// tokens on an 80 GB card (catalog.TestPlanMicroBatch).
+		{"a job estimated before budgets were recorded gets the estimator's choice", "a100-80gb", 0, 8192, ""},
+		{"a job its model no longer fits fails with the reason", "l40s-48gb", 0, 0, "does not fit on L40S 48GB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			hp, _ := pipeline.ResolveHyperparameters("fast", pipeline.HyperparameterOverrides{})
+			j := &pipeline.Job{ID: "job_1", Owner: "alice", DatasetID: "ds_1", BaseModel: catalog.DefaultModelID, GPUType: tt.gpu,
+				Preset: "fast", Hyperparameters: hp, Status: pipeline.JobQueued, CreatedAt: time.Now().UTC(),
+				Estimate: &pipeline.JobEstimate{GPU: tt.gpu, ExecutionTimeoutSeconds: 7200, PriceUSDPerSecond: 0.00076, MicroBatchTokens: tt.estimated}}
+			if err := e.store.CreateJob(context.Background(), j); err != nil {
+				t.Fatal(err)
+			}
+			msg, _ := json.Marshal(pipeline.JobMessage{Owner: "alice", JobID: "job_1"})
+			_ = e.d.HandleMessage(context.Background(), msg, 1)
+			if tt.wantError != "" {
+				got := e.get(t, "job_1")
+				if len(e.gpu.runs) != 0 || got.Status != pipeline.JobFailed || got.Error == nil || !strings.Contains(got.Error.Message, tt.wantError) {
+					t.Errorf("%d runs, job %s %+v; want none, failed with %q", len(e.gpu.runs), got.Status, got.Error, tt.wantError)
+				}
+				return
+			}
+			if len(e.gpu.runs) != 1 {
+				t.Fatalf("%d runs, want 1", len(e.gpu.runs))
+			}
+			raw, _ := json.Marshal(e.gpu.runs[0].Input)
+			spec, err := contract.ParseJobSpec(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := spec.Hyperparameters.MicroBatchTokens; b == nil || *b != tt.wantTokens {
+				t.Errorf("spec micro_batch_tokens = %v, want %d", b, tt.wantTokens)
+			}
+			var generic struct {
+				Hyperparameters map[string]any `json:"hyperparameters"`
+			}
+			if err := json.Unmarshal(raw, &generic); err != nil || generic.Hyperparameters["micro_batch_tokens"] != float64(tt.wantTokens) {
+				t.Errorf("the spec's JSON hyperparameters = %v, want micro_batch_tokens %d", generic.Hyperparameters, tt.wantTokens)
+			}
+		})
+	}
+}

@@ -26,6 +26,7 @@ var (
 	eventIDKind      = kind{"EVENTID", "event"}
 	metricKind       = kind{"METRIC", "metric point"}
 	notificationKind = kind{"NOTIFICATION", "notification"}
+	measurementKind  = kind{"MEASUREMENT", "measurement"}
 )
 
 const (
@@ -300,6 +301,72 @@ func (s *Store) ListNotifications(ctx context.Context, owner string, p pipeline.
 		out = append(out, &n)
 	}
 	return out, next, nil
+}
+
+// measurementPK is the partition of a model's measurements on a GPU
+// type. The GPU id comes first and may not hold '#', so no two pairs share
+// a partition.
+func measurementPK(model, gpu string) (string, error) {
+	if model == "" || gpu == "" || strings.Contains(gpu, "#") {
+		return "", pipeline.Errorf(pipeline.EInvalid, "a measurement needs a model and a GPU id without '#'")
+	}
+	pk := "MEASURE#" + gpu + "#" + model
+	if len(pk) > maxPKBytes {
+		return "", pipeline.Errorf(pipeline.EInvalid, "model and GPU ids are too long for a measurement")
+	}
+	return pk, nil
+}
+
+// PutMeasurement stores m in its model and GPU's partition, keyed by the
+// job's creation time and id; a repeat replaces it (unconditional put).
+// Measurements do not expire with the job log: they are what the
+// estimator learns from.
+func (s *Store) PutMeasurement(ctx context.Context, m *pipeline.Measurement) error {
+	pk, err := measurementPK(m.Model, m.GPU)
+	if err != nil {
+		return err
+	}
+	if m.JobID == "" {
+		return pipeline.Errorf(pipeline.EInvalid, "a measurement needs a job id")
+	}
+	sk := measurementKind.prefix + "#" + timeKey(m.JobCreatedAt) + "#" + m.JobID
+	if len(sk) > maxSKBytes {
+		return pipeline.Errorf(pipeline.EInvalid, "job id %q is too long for a measurement", m.JobID)
+	}
+	item, err := encodeDoc(m)
+	if err != nil {
+		return fmt.Errorf("encode measurement of job %s: %w", m.JobID, err)
+	}
+	item[attrPK] = &types.AttributeValueMemberS{Value: pk}
+	item[attrSK] = &types.AttributeValueMemberS{Value: sk}
+	if _, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: item}); err != nil {
+		return s.translate(err, "put measurement of job %s", m.JobID)
+	}
+	return nil
+}
+
+// ListMeasurements returns up to limit measurements of a model on a GPU,
+// newest job first, read consistently.
+func (s *Store) ListMeasurements(ctx context.Context, model, gpu string, limit int) ([]*pipeline.Measurement, error) {
+	pk, err := measurementPK(model, gpu)
+	if err != nil {
+		return nil, err
+	}
+	q := listQuery{hashAttr: attrPK, hash: pk, rangeAttr: attrSK, prefix: measurementKind.prefix + "#",
+		scope: "measurements", desc: true}
+	items, _, err := s.query(ctx, q, pipeline.Page{Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*pipeline.Measurement, 0, len(items))
+	for _, item := range items {
+		var m pipeline.Measurement
+		if err := decodeDoc(item, &m); err != nil {
+			return nil, fmt.Errorf("decode stored measurement: %w", err)
+		}
+		out = append(out, &m)
+	}
+	return out, nil
 }
 
 // ListJobsByStatus returns one page of every owner's jobs in a

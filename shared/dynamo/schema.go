@@ -62,6 +62,13 @@ import (
 // These items hold no version and no index attributes; each may hold
 // expires_at when the store is given a LogRetention.
 //
+// What completed jobs measured (pipeline.Measurement) lives in a partition
+// per GPU type and model, across owners; a GPU id holding '#' is refused.
+// It never expires:
+//
+//	measurement  pk MEASURE#<gpu>#<model>  sk MEASUREMENT#T(job created_at)#<job id>
+//	               (a repeat replaces: unconditional PutItem)
+//
 // Every record item also holds version (N), the condition of every
 // update. Records and job-log items hold their JSON in doc (S), or
 // gzip-compressed in doc_gz (B) when the JSON is over 8 KiB (an event's
@@ -85,6 +92,9 @@ import (
 //     "METRIC#"), strongly consistent;
 //   - an owner's notifications, newest first: Query pk OWNER#<owner>,
 //     begins_with(sk, "NOTIFICATION#"), descending, strongly consistent;
+//   - the latest measurements of a model on a GPU type: Query pk
+//     MEASURE#<gpu>#<model>, begins_with(sk, "MEASUREMENT#"), descending,
+//     strongly consistent, limited;
 //   - a job by RunPod id, for the RunPod webhook: Query by_runpod, then
 //     GetItem;
 //   - idempotency keys, expiring through TTL: conditional PutItem / GetItem

@@ -4,7 +4,7 @@ package estimate
 // below or a figure of the catalog's built-in throughput table changes, so
 // an estimate stored with a job can be compared with the job's actual
 // duration and cost knowing which assumptions produced it.
-const Version = "2026-11-25.1"
+const Version = "2026-12-06.1"
 
 // span is one assumption's value at the fast/cheap end (low), the expected
 // value, and the slow/expensive end (high).
@@ -50,9 +50,11 @@ var (
 	tokenizeTokensPerSecond = span{1e6, 5e5, 2e5}
 
 	// paddingFraction: extra tokens from padding each micro-batch to its
-	// longest sequence, with batches grouped by length and no packing
-	// (WORKER.md: packing leaks across samples in Qwen3-Next). Scaled by
-	// (batch_size − 1) / batch_size: a micro-batch of one has no padding.
+	// longest sequence, with micro-batches of length-sorted examples and
+	// no packing (WORKER.md: packing leaks across samples in Qwen3-Next),
+	// when the dataset's length distribution is unknown (packEpoch
+	// simulates it otherwise). Scaled by 1 − 1 / examples per micro-batch:
+	// a micro-batch of one has no padding.
 	paddingFraction = span{0, 0.10, 0.30}
 
 	// saveSeconds and uploadBytesPerSecond: writing the adapter and

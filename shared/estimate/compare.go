@@ -13,7 +13,10 @@ type Comparison struct {
 	Estimates []Result `json:"estimates"`
 	// CheapestGPU has the lowest expected cost (ties: shorter expected
 	// duration, then table order); FastestGPU the shortest expected
-	// duration (ties: lower expected cost, then table order).
+	// duration (ties: lower expected cost, then table order). Both are
+	// chosen among the GPUs on which the job fits with headroom
+	// (catalog.HeadroomFraction of the memory free), when there is one.
+	// CheapestGPU is a job's GPU when the request names none.
 	CheapestGPU string `json:"cheapest_gpu"`
 	FastestGPU  string `json:"fastest_gpu"`
 	// DoesNotFit lists the GPUs left out, with the memory the model needs.
@@ -43,7 +46,7 @@ func Compare(c *catalog.Catalog, in Input) (Comparison, error) {
 		if err != nil {
 			return Comparison{}, err
 		}
-		mem := m.Memory(memoryInput(in, g))
+		mem := planMemory(m, g, in.Hyperparameters)
 		if !mem.Fits {
 			out.DoesNotFit = append(out.DoesNotFit, catalog.NotFit{
 				Model: m.ID, GPU: g.ID, GPUName: g.Name,
@@ -55,13 +58,27 @@ func Compare(c *catalog.Catalog, in Input) (Comparison, error) {
 	}
 	if len(out.Estimates) == 0 {
 		e := pipeline.Errorf(pipeline.EInvalid,
-			"%s fits on no GPU at batch_size %d × %d tokens: lower batch_size or max_seq_length",
-			m.ID, in.Hyperparameters.BatchSize, microBatchSeqLen(in.Dataset, in.Hyperparameters))
+			"%s fits on no GPU at %d tokens per micro-batch (max_seq_length) and LoRA rank %d: lower max_seq_length or lora_rank",
+			m.ID, in.Hyperparameters.MaxSeqLength, in.Hyperparameters.LoRARank)
 		e.Details = out.DoesNotFit
 		return Comparison{}, e
 	}
-	cheap, fast := 0, 0
+	// Candidates: the GPUs with headroom, or every GPU it fits on when
+	// none has.
+	var cand []int
 	for i, r := range out.Estimates {
+		if r.Memory.FitsWithHeadroom {
+			cand = append(cand, i)
+		}
+	}
+	if len(cand) == 0 {
+		for i := range out.Estimates {
+			cand = append(cand, i)
+		}
+	}
+	cheap, fast := cand[0], cand[0]
+	for _, i := range cand {
+		r := out.Estimates[i]
 		c, f := out.Estimates[cheap], out.Estimates[fast]
 		if r.CostUSD.Expected < c.CostUSD.Expected ||
 			(r.CostUSD.Expected == c.CostUSD.Expected && r.DurationSeconds.Expected < c.DurationSeconds.Expected) {

@@ -28,10 +28,13 @@ type Dataset struct {
 	Examples      int64 `json:"examples"`
 	TokensTotal   int64 `json:"tokens_total"`
 	TokensTrained int64 `json:"tokens_trained"`
-	// Optional (0: unknown). The longest example bounds the padded length
-	// of a micro-batch (the memory check) and the truncation.
+	// Optional (0: unknown): the length distribution of the examples.
+	// The longest bounds the truncation; together they set the padding
+	// of length-sorted micro-batches (packEpoch).
 	TokensPerExampleMax int64 `json:"tokens_per_example_max,omitempty"`
 	TokensPerExampleP95 int64 `json:"tokens_per_example_p95,omitempty"`
+	TokensPerExampleP50 int64 `json:"tokens_per_example_p50,omitempty"`
+	TokensPerExampleMin int64 `json:"tokens_per_example_min,omitempty"`
 }
 
 // Input is one estimate's question. Model "" means
@@ -41,6 +44,10 @@ type Input struct {
 	Hyperparameters pipeline.Hyperparameters `json:"hyperparameters"`
 	Model           string                   `json:"model"`
 	GPU             string                   `json:"gpu"`
+	// Measured are what finished jobs measured, newest first, of any
+	// model and GPU: the estimate of a pair with MinMeasuredJobs of them
+	// rests on them (calibrate).
+	Measured []pipeline.Measurement `json:"measured,omitempty"`
 }
 
 // SecondsRange is a duration range in whole seconds.
@@ -72,8 +79,9 @@ type RateRange struct {
 }
 
 // Steps counts the optimizer steps: per epoch
-// ceil(examples / (batch_size × gradient_accumulation)), the ceiling
-// transformers' Trainer takes (it steps on a short last accumulation).
+// ceil(examples / (batch_size × gradient_accumulation)), a short last step
+// included. The micro-batches are those of packEpoch: each step's examples
+// cut by the token budget, at least one per step.
 type Steps struct {
 	Epochs               int   `json:"epochs"`
 	EffectiveBatchSize   int   `json:"effective_batch_size"`
@@ -94,10 +102,10 @@ type Tokens struct {
 	TruncatedPerEpoch int64 `json:"truncated_per_epoch"`
 	// TrainedPerEpoch is the tokens the loss is computed on, at most.
 	TrainedPerEpoch int64 `json:"trained_per_epoch"`
-	// PaddedPerEpoch adds the padding of length-grouped micro-batches.
+	// PaddedPerEpoch adds the padding of length-sorted micro-batches.
 	PaddedPerEpoch CountRange `json:"padded_per_epoch"`
 	Total          int64      `json:"total"` // PerEpoch × epochs
-	// MicroBatchSeqLen is the padded length of the longest micro-batch:
+	// MicroBatchSeqLen is the padded width of the widest micro-batch:
 	// min(max_seq_length, longest example).
 	MicroBatchSeqLen int `json:"micro_batch_seq_len"`
 }
@@ -108,6 +116,12 @@ type Throughput struct {
 	MicroBatchSeconds float64 `json:"micro_batch_seconds"`
 	Uncertainty       float64 `json:"uncertainty"`
 	Source            string  `json:"source"`
+	// Basis is "table" (the catalog's figure, not measured on a GPU by
+	// this service) or "measured" (calibrated on MeasuredJobs finished
+	// jobs of the model on the GPU; the figures above are then the
+	// table's scaled by their median).
+	Basis        string `json:"basis"`
+	MeasuredJobs int    `json:"measured_jobs"`
 	// EffectiveTokensPerSecond is Tokens.Total / training seconds at each
 	// end (Low is the slow end).
 	EffectiveTokensPerSecond RateRange `json:"effective_tokens_per_second"`
@@ -140,10 +154,13 @@ type Result struct {
 	PriceUSDPerSecond float64                  `json:"price_usd_per_second"`
 	Quantization      catalog.Quantization     `json:"quantization"`
 	Hyperparameters   pipeline.Hyperparameters `json:"hyperparameters"`
-	Steps             Steps                    `json:"steps"`
-	Tokens            Tokens                   `json:"tokens"`
-	Memory            catalog.Memory           `json:"memory"`
-	Throughput        Throughput               `json:"throughput"`
+	// MicroBatchTokens is the job spec's micro_batch_tokens on this GPU:
+	// the most padded tokens one micro-batch holds (PlanMicroBatch).
+	MicroBatchTokens int            `json:"micro_batch_tokens"`
+	Steps            Steps          `json:"steps"`
+	Tokens           Tokens         `json:"tokens"`
+	Memory           catalog.Memory `json:"memory"`
+	Throughput       Throughput     `json:"throughput"`
 	// DurationSeconds is from submission until the adapter is uploaded.
 	DurationSeconds SecondsRange `json:"duration_seconds"`
 	// BilledSeconds is from worker start until the worker stops.
@@ -177,11 +194,39 @@ func Estimate(c *catalog.Catalog, in Input) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	mem, err := m.CheckFit(memoryInput(in, g))
-	if err != nil {
-		return Result{}, err
+	mem := planMemory(m, g, in.Hyperparameters)
+	if !mem.Fits {
+		return Result{}, m.NotFitError(g, mem)
 	}
 	return estimate(c.PricesDate(), m, g, tp, mem, in), nil
+}
+
+// MicroBatchTokens is the micro_batch_tokens the estimator chooses for a
+// job of h on model on gpu: what Estimate puts in Result.MicroBatchTokens,
+// for a job whose estimate did not record it. Errors are as Estimate's.
+func MicroBatchTokens(c *catalog.Catalog, model, gpu string, h pipeline.Hyperparameters) (int, error) {
+	if err := h.Validate(); err != nil {
+		return 0, err
+	}
+	m, err := c.Model(model)
+	if err != nil {
+		return 0, err
+	}
+	g, err := c.GPU(gpu)
+	if err != nil {
+		return 0, err
+	}
+	mem := planMemory(m, g, h)
+	if !mem.Fits {
+		return 0, m.NotFitError(g, mem)
+	}
+	return mem.MicroBatchTokens, nil
+}
+
+// planMemory chooses the token budget of h's micro-batches on g and
+// returns the memory at it.
+func planMemory(m catalog.Model, g catalog.GPU, h pipeline.Hyperparameters) catalog.Memory {
+	return m.PlanMicroBatch(g, h.LoRARank, h.MaxSeqLength, h.BatchSize*h.GradientAccumulation)
 }
 
 func checkInput(c *catalog.Catalog, in Input) (catalog.Model, error) {
@@ -220,8 +265,8 @@ func (d Dataset) Validate() error {
 	if d.TokensTrained < 0 || d.TokensTrained > d.TokensTotal {
 		bad = append(bad, fmt.Sprintf("tokens_trained (%d) must be between 0 and tokens_total (%d)", d.TokensTrained, d.TokensTotal))
 	}
-	if d.TokensPerExampleMax < 0 || d.TokensPerExampleP95 < 0 {
-		bad = append(bad, "tokens_per_example_max and tokens_per_example_p95 must not be negative")
+	if d.TokensPerExampleMax < 0 || d.TokensPerExampleP95 < 0 || d.TokensPerExampleP50 < 0 || d.TokensPerExampleMin < 0 {
+		bad = append(bad, "tokens_per_example_max, _p95, _p50 and _min must not be negative")
 	}
 	if mx := d.TokensPerExampleMax; mx > 0 && d.Examples > 0 {
 		// The mean cannot exceed the maximum, nor one example the total.
@@ -230,6 +275,13 @@ func (d Dataset) Validate() error {
 		}
 		if d.TokensPerExampleP95 > mx {
 			bad = append(bad, fmt.Sprintf("tokens_per_example_p95 (%d) must not exceed tokens_per_example_max (%d)", d.TokensPerExampleP95, mx))
+		}
+		if d.TokensPerExampleP50 > mx || (d.TokensPerExampleP95 > 0 && d.TokensPerExampleP50 > d.TokensPerExampleP95) {
+			bad = append(bad, fmt.Sprintf("tokens_per_example_p50 (%d) must not exceed tokens_per_example_p95 or _max", d.TokensPerExampleP50))
+		}
+		if mn := d.TokensPerExampleMin; mn > 0 && (mn > mx || float64(mn)*float64(d.Examples) > float64(d.TokensTotal) ||
+			(d.TokensPerExampleP50 > 0 && mn > d.TokensPerExampleP50)) {
+			bad = append(bad, fmt.Sprintf("tokens_per_example_min (%d) must not exceed the mean, tokens_per_example_p50 or _max", mn))
 		}
 	}
 	if len(bad) == 0 {
@@ -253,15 +305,6 @@ func microBatchSeqLen(d Dataset, h pipeline.Hyperparameters) int {
 	return h.MaxSeqLength
 }
 
-func memoryInput(in Input, g catalog.GPU) catalog.MemoryInput {
-	return catalog.MemoryInput{
-		GPU:        g,
-		LoRARank:   in.Hyperparameters.LoRARank,
-		MicroBatch: in.Hyperparameters.BatchSize,
-		SeqLen:     microBatchSeqLen(in.Dataset, in.Hyperparameters),
-	}
-}
-
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 // ceilSeconds and ceilCount round up, forgiving float error just above a
@@ -274,18 +317,18 @@ func ceilCount(x float64) float64 { return math.Ceil(x - 1e-6) }
 // seconds never cost less.
 func cents(usd float64) float64 { return math.Round(usd*100) / 100 }
 
-// estimate does the arithmetic; inputs are already checked.
+// estimate does the arithmetic; inputs are already checked and mem fits.
 func estimate(pricesDate string, m catalog.Model, g catalog.GPU, tp catalog.Throughput, mem catalog.Memory, in Input) Result {
 	h, d := in.Hyperparameters, in.Dataset
 	epochs := int64(h.Epochs)
-	b := int64(h.BatchSize)
 	seqCap := int64(h.MaxSeqLength)
+	pk := packEpoch(d, h, mem.MicroBatchTokens)
 
 	steps := Steps{
 		Epochs:               h.Epochs,
 		EffectiveBatchSize:   h.BatchSize * h.GradientAccumulation,
-		PerEpoch:             ceilDiv(d.Examples, b*int64(h.GradientAccumulation)),
-		MicroBatchesPerEpoch: ceilDiv(d.Examples, b),
+		PerEpoch:             ceilDiv(d.Examples, int64(h.BatchSize)*int64(h.GradientAccumulation)),
+		MicroBatchesPerEpoch: pk.microBatches,
 	}
 	steps.Total = steps.PerEpoch * epochs
 	steps.MicroBatchesTotal = steps.MicroBatchesPerEpoch * epochs
@@ -304,19 +347,29 @@ func estimate(pricesDate string, m catalog.Model, g catalog.GPU, tp catalog.Thro
 		Total:             processed * epochs,
 		MicroBatchSeqLen:  microBatchSeqLen(d, h),
 	}
-	padShare := float64(b-1) / float64(b)
+	// No row is wider than max_seq_length rounded up to the padding
+	// multiple: where truncation binds, the processed tokens are an upper
+	// bound already, and padding cannot add past that width.
+	widest := float64(d.Examples) * math.Ceil(float64(seqCap)/padMultiple) * padMultiple
 	var padded [3]float64
 	for _, e := range ends {
-		padded[e] = ceilCount(float64(processed) * (1 + paddingFraction.at(e)*padShare))
+		padded[e] = ceilCount(min(float64(processed)*(1+padFraction(pk, e)), widest))
 	}
 	tok.PaddedPerEpoch = CountRange{int64(padded[low]), int64(padded[expected]), int64(padded[high])}
 
-	// Stage seconds at each end.
-	speed := [3]float64{1 + tp.Uncertainty, 1, 1 - tp.Uncertainty}
+	cal := calibrate(in.Measured, m, g, mem.Quantization, tp)
+	// scale[e] multiplies the table's training time at end e.
+	scale := [3]float64{1 / (1 + tp.Uncertainty), 1, 1 / (1 - tp.Uncertainty)}
+	if cal.measuredTraining() {
+		scale = cal.trainFactor
+	}
 	load := m.LoadTime(mem.Quantization)
 	loadSec := [3]float64{load.LowSeconds, load.ExpectedSeconds, load.HighSeconds}
+	if cal.measuredLoad() {
+		loadSec = cal.loadSeconds
+	}
 	adapterBytes := float64(m.LoRAParameters(h.LoRARank)) * adapterFileBytesPerParameter
-	var train, overheadShare [3]float64
+	var train, fixedShare [3]float64
 	var stages []Stage
 	type stageDef struct {
 		name, desc         string
@@ -338,9 +391,9 @@ func estimate(pricesDate string, m catalog.Model, g catalog.GPU, tp catalog.Thro
 			func(e end) float64 {
 				fixed := float64(steps.MicroBatchesTotal) * tp.MicroBatchSeconds
 				compute := padded[e] * float64(epochs) / tp.TokensPerSecond
-				train[e] = (fixed + compute) / speed[e]
+				train[e] = (fixed + compute) * scale[e]
 				if fixed+compute > 0 {
-					overheadShare[e] = fixed / (fixed + compute)
+					fixedShare[e] = fixed / (fixed + compute)
 				}
 				return train[e]
 			}},
@@ -390,6 +443,25 @@ func estimate(pricesDate string, m catalog.Model, g catalog.GPU, tp catalog.Thro
 	}
 	eff = RateRange{math.Round(eff.Low), math.Round(eff.Expected), math.Round(eff.High)}
 
+	thr := Throughput{
+		TokensPerSecond:          tp.TokensPerSecond,
+		MicroBatchSeconds:        tp.MicroBatchSeconds,
+		Uncertainty:              tp.Uncertainty,
+		Source:                   tp.Source,
+		Basis:                    BasisTable,
+		MeasuredJobs:             cal.trainJobs,
+		EffectiveTokensPerSecond: eff,
+	}
+	if cal.measuredTraining() {
+		f := cal.trainFactor
+		thr.TokensPerSecond = math.Round(tp.TokensPerSecond / f[expected])
+		thr.MicroBatchSeconds = math.Round(tp.MicroBatchSeconds*f[expected]*1000) / 1000
+		thr.Uncertainty = math.Round(max(1-f[low]/f[expected], f[high]/f[expected]-1)*1000) / 1000
+		thr.Basis = BasisMeasured
+		thr.Source = fmt.Sprintf("measured on %d finished jobs of %s on %s (the latest %d at most); the table's figure was %.2f s + T / %.0f tokens/s: %s",
+			cal.trainJobs, m.ID, g.Name, MaxMeasuredJobs, tp.MicroBatchSeconds, tp.TokensPerSecond, tp.Source)
+	}
+
 	r := Result{
 		Model:             m.ID,
 		GPU:               g.ID,
@@ -397,72 +469,120 @@ func estimate(pricesDate string, m catalog.Model, g catalog.GPU, tp catalog.Thro
 		PriceUSDPerSecond: p,
 		Quantization:      mem.Quantization,
 		Hyperparameters:   h,
+		MicroBatchTokens:  mem.MicroBatchTokens,
 		Steps:             steps,
 		Tokens:            tok,
 		Memory:            mem,
-		Throughput: Throughput{
-			TokensPerSecond:          tp.TokensPerSecond,
-			MicroBatchSeconds:        tp.MicroBatchSeconds,
-			Uncertainty:              tp.Uncertainty,
-			Source:                   tp.Source,
-			EffectiveTokensPerSecond: eff,
-		},
-		DurationSeconds:         SecondsRange{dur[low], dur[expected], dur[high]},
-		BilledSeconds:           SecondsRange{billed[low], billed[expected], billed[high]},
-		CostUSD:                 USDRange{cents(float64(billed[low]) * p), cents(float64(billed[expected]) * p), cents(float64(billed[high]) * p)},
+		Throughput:        thr,
+		DurationSeconds:   SecondsRange{dur[low], dur[expected], dur[high]},
+		BilledSeconds:     SecondsRange{billed[low], billed[expected], billed[high]},
+		CostUSD:           USDRange{cents(float64(billed[low]) * p), cents(float64(billed[expected]) * p), cents(float64(billed[high]) * p)},
+
 		ExecutionTimeoutSeconds: timeout,
 		Breakdown:               stages,
 		PricesDate:              pricesDate,
 		EstimatorVersion:        Version,
 	}
-	r.Assumptions = assumptions(m, g, tp, load, in, pricesDate)
-	r.Warnings = warnings(m, tp, in, tok, steps, overheadShare[expected], exec[high])
+	r.Assumptions = assumptions(m, g, tp, mem, pk, cal, load, in, pricesDate)
+	fixedSeconds := float64(steps.MicroBatchesTotal) * tp.MicroBatchSeconds * scale[expected]
+	r.Warnings = warnings(m, tp, mem, in, tok, steps, fixedShare[expected], fixedSeconds, exec[high])
 	return r
 }
 
-func assumptions(m catalog.Model, g catalog.GPU, tp catalog.Throughput, load catalog.LoadTime, in Input, pricesDate string) []Assumption {
+// Throughput bases.
+const (
+	BasisTable    = "table"
+	BasisMeasured = "measured"
+)
+
+// padFraction is the padding over the processed tokens at end e: the
+// simulated padding, halved at the low end and × 1.5 at the high end; or,
+// without the dataset's length distribution, the rounding of widths plus
+// paddingFraction × (1 − 1 / rows per micro-batch).
+func padFraction(pk packing, e end) float64 {
+	if pk.spread {
+		return pk.padFraction * [3]float64{0.5, 1, 1.5}[e]
+	}
+	share := 0.0
+	if pk.rowsPerMicroBatch > 1 {
+		share = 1 - 1/pk.rowsPerMicroBatch
+	}
+	return pk.padFraction + paddingFraction.at(e)*share
+}
+
+func assumptions(m catalog.Model, g catalog.GPU, tp catalog.Throughput, mem catalog.Memory, pk packing, cal calibration, load catalog.LoadTime, in Input, pricesDate string) []Assumption {
+	h := in.Hyperparameters
 	pct := func(f float64) int { return int(math.Round(f * 100)) }
+	throughput := Assumption{
+		Name: "throughput",
+		Value: fmt.Sprintf("%s on %s: a micro-batch of T padded tokens takes %.2f s + T / %.0f tokens/s; the range divides training time by %.2f (fast) and %.2f (slow). A table figure, NOT measured on a GPU by this service: %s on %s has %d finished jobs with measurements, %d are needed",
+			m.ID, g.Name, tp.MicroBatchSeconds, tp.TokensPerSecond, 1+tp.Uncertainty, 1-tp.Uncertainty, m.ID, g.Name, cal.trainJobs, MinMeasuredJobs),
+		Source: tp.Source,
+	}
+	if cal.measuredTraining() {
+		f := cal.trainFactor
+		throughput.Value = fmt.Sprintf("measured on %d finished jobs of %s on %s: training took %.2f× (%.2f× to %.2f×) the table's %.2f s + T / %.0f tokens/s per micro-batch of T padded tokens (median, smallest, largest; the range at least ±%d%%)",
+			cal.trainJobs, m.ID, g.Name, f[expected], f[low], f[high], tp.MicroBatchSeconds, tp.TokensPerSecond, pct(measuredMinSpread))
+		throughput.Source = "each job's measured train_seconds ÷ the table's time for its measured micro_batches and padded_tokens_seen (completed callbacks); table: " + tp.Source
+	}
+	budget := Assumption{
+		Name: "micro_batch_tokens",
+		Value: fmt.Sprintf("%d padded tokens per micro-batch (the job spec's micro_batch_tokens): the largest of max_seq_length × 1, 2, 4 … (at most %d, and at most one step's batch_size × gradient_accumulation × max_seq_length) with which training needs at most %d%% of the GPU's %.1f GiB",
+			mem.MicroBatchTokens, catalog.MaxPlannedMicroBatchTokens, pct(1-catalog.HeadroomFraction), mem.AvailableGiB),
+	}
+	if !mem.FitsWithHeadroom {
+		budget.Value = fmt.Sprintf("%d padded tokens per micro-batch (max_seq_length): even that leaves less than %d%% of the GPU's %.1f GiB free",
+			mem.MicroBatchTokens, pct(catalog.HeadroomFraction), mem.AvailableGiB)
+	}
+	padding := Assumption{
+		Name: "padding",
+		Value: fmt.Sprintf("the worker sorts each %d steps' examples by length, cuts them into steps of batch_size × gradient_accumulation and each step, longest first, into micro-batches of at most %d padded tokens (rows × longest row, rounded up to %d), without packing: %d micro-batches per epoch. Replayed on the dataset's length distribution (min, p50, p95, max, linear between): +%.1f%% padding expected, half that / one and a half times that at the ends",
+			megabatchSteps, mem.MicroBatchTokens, padMultiple, pk.microBatches, pk.padFraction*100),
+		Source: "gpu-image/brightrun_worker/train.py (plan_epoch, split_by_tokens); WORKER.md: no packing for Qwen3-Next (sequence boundaries leak)",
+	}
+	if !pk.spread {
+		padding.Value = fmt.Sprintf("the worker sorts each %d steps' examples by length and cuts each step into micro-batches of at most %d padded tokens, without packing: %d micro-batches per epoch of %.1f examples on average. Without the dataset's length distribution: +%d%% / +%d%% / +%d%% tokens (low / expected / high) × (1 − 1 / examples per micro-batch)",
+			megabatchSteps, mem.MicroBatchTokens, pk.microBatches, pk.rowsPerMicroBatch, pct(paddingFraction.low), pct(paddingFraction.expected), pct(paddingFraction.high))
+	}
+	loadA := Assumption{
+		Name: "model_load",
+		Value: fmt.Sprintf("%s weights at %s (%.1f GB) read from the network volume at %.0f / %.0f / %.0f MB/s; NOT measured on a GPU by this service (%d finished jobs reported a load time, %d are needed)",
+			load.Weights.Quantization, load.Weights.Path, float64(load.Weights.Bytes)/1e9,
+			catalog.VolumeReadFastBytesPerSecond/1e6, catalog.VolumeReadExpectedBytesPerSecond/1e6, catalog.VolumeReadSlowBytesPerSecond/1e6,
+			cal.loadJobs, MinMeasuredJobs),
+		Source: "RunPod network volumes: 200–400 MB/s typical",
+	}
+	if cal.measuredLoad() {
+		loadA.Value = fmt.Sprintf("measured on %d finished jobs of %s on %s: %.0f / %.0f / %.0f s (smallest, median, largest; at least ±%d%%)",
+			cal.loadJobs, m.ID, g.Name, cal.loadSeconds[low], cal.loadSeconds[expected], cal.loadSeconds[high], pct(measuredMinSpread))
+		loadA.Source = "load_seconds of the jobs' completed callbacks"
+	}
 	return []Assumption{
-		{
-			Name: "throughput",
-			Value: fmt.Sprintf("%s on %s: a micro-batch of T padded tokens takes %.2f s + T / %.0f tokens/s; the range divides training time by %.2f (fast) and %.2f (slow)",
-				m.ID, g.Name, tp.MicroBatchSeconds, tp.TokensPerSecond, 1+tp.Uncertainty, 1-tp.Uncertainty),
-			Source: tp.Source,
-		},
-		{
-			Name: "padding",
-			Value: fmt.Sprintf("micro-batches are padded to their longest sequence, grouped by length, without packing: +%d%% / +%d%% / +%d%% tokens (low / expected / high) × (batch_size − 1) / batch_size",
-				pct(paddingFraction.low), pct(paddingFraction.expected), pct(paddingFraction.high)),
-			Source: "WORKER.md: no packing for Qwen3-Next (sequence boundaries leak); length-grouped batches as transformers' group_by_length",
-		},
+		throughput,
+		budget,
+		padding,
 		{
 			Name:  "truncation",
-			Value: fmt.Sprintf("examples are cut at max_seq_length %d; without the longest example's length, every token is assumed kept up to examples × max_seq_length (an overestimate when few examples are long)", in.Hyperparameters.MaxSeqLength),
+			Value: fmt.Sprintf("examples are cut at max_seq_length %d; without the longest example's length, every token is assumed kept up to examples × max_seq_length (an overestimate when few examples are long)", h.MaxSeqLength),
 		},
-		{
-			Name: "model_load",
-			Value: fmt.Sprintf("%s weights at %s (%.1f GB) read from the network volume at %.0f / %.0f / %.0f MB/s",
-				load.Weights.Quantization, load.Weights.Path, float64(load.Weights.Bytes)/1e9,
-				catalog.VolumeReadFastBytesPerSecond/1e6, catalog.VolumeReadExpectedBytesPerSecond/1e6, catalog.VolumeReadSlowBytesPerSecond/1e6),
-			Source: "RunPod network volumes: 200–400 MB/s typical",
-		},
+		loadA,
 		{
 			Name:  "queue",
-			Value: fmt.Sprintf("%.0f / %.0f / %.0f s waiting for a free worker, not billed; a busy endpoint queues longer", queueSeconds.low, queueSeconds.expected, queueSeconds.high),
+			Value: fmt.Sprintf("%.0f / %.0f / %.0f s waiting for a free worker, not billed; a busy endpoint queues longer (assumed, not measured)", queueSeconds.low, queueSeconds.expected, queueSeconds.high),
 		},
 		{
 			Name:  "cold_start",
-			Value: fmt.Sprintf("%.0f / %.0f / %.0f s from worker start to the handler (FlashBoot, image cached … image pulled)", coldStartSeconds.low, coldStartSeconds.expected, coldStartSeconds.high),
+			Value: fmt.Sprintf("%.0f / %.0f / %.0f s from worker start to the handler (FlashBoot, image cached … image pulled; assumed, not measured)", coldStartSeconds.low, coldStartSeconds.expected, coldStartSeconds.high),
 		},
 		{
 			Name: "startup",
-			Value: fmt.Sprintf("%.0f / %.0f / %.0f s of imports, CUDA initialisation, dataset download and kernel compilation, plus tokenization at %.0f / %.0f / %.0f k tokens/s",
+			Value: fmt.Sprintf("%.0f / %.0f / %.0f s of imports, CUDA initialisation, dataset download and kernel compilation, plus tokenization at %.0f / %.0f / %.0f k tokens/s (assumed, not measured on a GPU)",
 				startupSeconds.low, startupSeconds.expected, startupSeconds.high,
 				tokenizeTokensPerSecond.low/1e3, tokenizeTokensPerSecond.expected/1e3, tokenizeTokensPerSecond.high/1e3),
 		},
 		{
 			Name: "save_upload",
-			Value: fmt.Sprintf("%.0f / %.0f / %.0f s to save, plus the fp32 adapter (rank × %d parameters × 4 bytes) uploaded at %.0f / %.0f / %.0f MB/s; no intermediate checkpoints",
+			Value: fmt.Sprintf("%.0f / %.0f / %.0f s to save, plus the fp32 adapter (rank × %d parameters × 4 bytes) uploaded at %.0f / %.0f / %.0f MB/s; no intermediate checkpoints (assumed, not measured)",
 				saveSeconds.low, saveSeconds.expected, saveSeconds.high, m.LoRAParametersPerRank,
 				uploadBytesPerSecond.low/1e6, uploadBytesPerSecond.expected/1e6, uploadBytesPerSecond.high/1e6),
 		},
@@ -473,8 +593,10 @@ func assumptions(m catalog.Model, g catalog.GPU, tp catalog.Throughput, load cat
 			Source: fmt.Sprintf("price table of %s", pricesDate),
 		},
 		{
-			Name:  "memory",
-			Value: fmt.Sprintf("peak = weights (%s) + LoRA state (16 B/parameter) + checkpointed layer inputs + one layer's activations + logits (10 B per token per vocabulary entry) + 1 GiB + 8 %%, at batch_size × min(max_seq_length, longest example) tokens", load.Weights.Quantization),
+			Name: "memory",
+			Value: fmt.Sprintf("peak = weights (%s) + LoRA state (16 B/parameter) + checkpointed layer inputs + one layer's activations (%d bytes per token) + one layer's expert stack in BF16 (%.1f GiB) + logits (10 B per token per vocabulary entry) + 1 GiB + 8 %%, at micro_batch_tokens %d tokens; NOT measured on a GPU for the worker's grouped MoE",
+				mem.Quantization, m.LayerActivationBytesPerToken, mem.ExpertStackGiB, mem.MicroBatchTokens),
+			Source: "layer activations: catalog model registry (the torch gated-delta-rule fallback's saved tensors measured on the CPU); weights and the axolotl Qwen3-Next QLoRA measurement (45.62 GiB) anchor the rest",
 		},
 		{
 			Name:  "rounding",
@@ -483,7 +605,11 @@ func assumptions(m catalog.Model, g catalog.GPU, tp catalog.Throughput, load cat
 	}
 }
 
-func warnings(m catalog.Model, tp catalog.Throughput, in Input, tok Tokens, steps Steps, overheadShare float64, execHigh int64) []string {
+// fixedCostWarnSeconds: the fixed cost per micro-batch is worth a warning
+// when it is most of the training time and more than this in all.
+const fixedCostWarnSeconds = 60
+
+func warnings(m catalog.Model, tp catalog.Throughput, mem catalog.Memory, in Input, tok Tokens, steps Steps, fixedShare, fixedSeconds float64, execHigh int64) []string {
 	h, d := in.Hyperparameters, in.Dataset
 	w := []string{}
 	switch {
@@ -504,9 +630,13 @@ func warnings(m catalog.Model, tp catalog.Throughput, in Input, tok Tokens, step
 		w = append(w, fmt.Sprintf("fewer examples (%d) than one effective batch (batch_size × gradient_accumulation = %d): each epoch is a single optimizer step",
 			d.Examples, steps.EffectiveBatchSize))
 	}
-	if overheadShare > 0.5 && !m.Dense() {
-		w = append(w, fmt.Sprintf("%d%% of the training time is the fixed cost of each micro-batch in the mixture-of-experts loop (%.1f s): a larger batch_size with a proportionally smaller gradient_accumulation keeps the optimizer steps and runs fewer micro-batches, if memory allows",
-			int(math.Round(overheadShare*100)), tp.MicroBatchSeconds))
+	if fixedShare > 0.5 && fixedSeconds > fixedCostWarnSeconds && !m.Dense() {
+		w = append(w, fmt.Sprintf("%d%% of the training time is the fixed cost of each micro-batch (%.2f s, whatever its length: every layer's expert weights are read, and dequantized under NF4, for each one): a step's %d examples fill micro-batches of %d tokens poorly; a larger batch_size × gradient_accumulation runs fewer, fuller micro-batches per epoch",
+			int(math.Round(fixedShare*100)), tp.MicroBatchSeconds, steps.EffectiveBatchSize, mem.MicroBatchTokens))
+	}
+	if !mem.FitsWithHeadroom {
+		w = append(w, fmt.Sprintf("training needs about %.1f of the GPU's %.1f GiB, less than %d%% to spare: it may run out of memory; lower max_seq_length or lora_rank, or choose a GPU with more memory",
+			mem.RequiredGiB, mem.AvailableGiB, int(math.Round(catalog.HeadroomFraction*100))))
 	}
 	if execHigh > maxExecutionSeconds {
 		w = append(w, "at its slow end the job runs past RunPod's 7-day execution limit, where it would be stopped: train on fewer tokens or epochs")

@@ -9,7 +9,8 @@ import (
 )
 
 // The issue's reference dataset (1,000 examples, 1.2 M tokens, 0.6 M
-// trained) with the balanced preset, on the default model.
+// trained) with the balanced preset, on the default model: micro-batches
+// of as many tokens as fit each GPU with 10 % to spare.
 func ExampleCompare() {
 	balanced, _ := pipeline.LookupPreset("balanced")
 	cmp, err := estimate.Compare(catalog.Default(), estimate.Input{
@@ -21,9 +22,9 @@ func ExampleCompare() {
 		return
 	}
 	for _, r := range cmp.Estimates {
-		fmt.Printf("%-12s %s steps %d  hours %.1f / %.1f / %.1f  USD %.2f / %.2f / %.2f  %.1f GiB\n",
-			r.GPU, r.Quantization, r.Steps.Total,
-			float64(r.DurationSeconds.Low)/3600, float64(r.DurationSeconds.Expected)/3600, float64(r.DurationSeconds.High)/3600,
+		fmt.Printf("%-12s %s steps %d  micro-batches %d of %5d tokens  minutes %.0f / %.0f / %.0f  USD %.2f / %.2f / %.2f  %.1f GiB\n",
+			r.GPU, r.Quantization, r.Steps.Total, r.Steps.MicroBatchesTotal, r.MicroBatchTokens,
+			float64(r.DurationSeconds.Low)/60, float64(r.DurationSeconds.Expected)/60, float64(r.DurationSeconds.High)/60,
 			r.CostUSD.Low, r.CostUSD.Expected, r.CostUSD.High, r.Memory.RequiredGiB)
 	}
 	for _, n := range cmp.DoesNotFit {
@@ -31,11 +32,11 @@ func ExampleCompare() {
 	}
 	fmt.Println("cheapest:", cmp.CheapestGPU, "fastest:", cmp.FastestGPU)
 	// Output:
-	// a100-80gb    nf4 steps 189  hours 7.2 / 10.8 / 21.7  USD 19.57 / 29.42 / 59.12  61.4 GiB
-	// h100-80gb    nf4 steps 189  hours 5.8 / 8.8 / 17.7  USD 24.33 / 36.56 / 73.46  61.4 GiB
-	// h200-141gb   nf4 steps 189  hours 5.8 / 8.7 / 17.7  USD 32.48 / 48.81 / 98.05  61.4 GiB
-	// l40s-48gb    does not fit: needs 61.4 GiB, has 44.4
-	// a6000-48gb   does not fit: needs 61.4 GiB, has 47.4
-	// rtx4090-24gb does not fit: needs 61.4 GiB, has 23.6
-	// cheapest: a100-80gb fastest: h200-141gb
+	// a100-80gb    nf4 steps 189  micro-batches 564 of  8192 tokens  minutes 28 / 41 / 80  USD 1.28 / 1.87 / 3.43  67.5 GiB
+	// h100-80gb    nf4 steps 189  micro-batches 564 of  8192 tokens  minutes 10 / 14 / 33  USD 0.67 / 0.99 / 1.97  67.5 GiB
+	// h200-141gb   nf4 steps 189  micro-batches 375 of 16384 tokens  minutes 8 / 12 / 30  USD 0.73 / 1.11 / 2.31  89.0 GiB
+	// l40s-48gb    does not fit: needs 56.7 GiB, has 44.4
+	// a6000-48gb   does not fit: needs 56.7 GiB, has 47.4
+	// rtx4090-24gb does not fit: needs 56.7 GiB, has 23.6
+	// cheapest: h100-80gb fastest: h200-141gb
 }

@@ -172,7 +172,10 @@ func TestAFasterGPUNeverTakesLonger(t *testing.T) {
 					tb, _ := c.Throughput(in.Model, b.ID)
 					ra, okA := res[a.ID]
 					rb, okB := res[b.ID]
-					if a.ID == b.ID || !okA || !okB || !dominates(ta, tb) {
+					// Only GPUs that get the same micro_batch_tokens compare:
+					// a GPU with less memory gets smaller micro-batches, so
+					// more of them, each paying the fixed cost.
+					if a.ID == b.ID || !okA || !okB || !dominates(ta, tb) || ra.MicroBatchTokens != rb.MicroBatchTokens {
 						continue
 					}
 					pairs++

@@ -211,10 +211,25 @@ func (s *Server) applyCallback(ctx context.Context, j *pipeline.Job, cb *contrac
 			cur.Artifacts = append(cur.Artifacts, a)
 		})
 	case *contract.Completed:
+		// What the run measured is stored first, keyed by the job: a
+		// retry of this callback stores it again, never twice, and the
+		// run's figures hold whatever state the job is in. Only a run on
+		// a GPU is recorded: the local worker's tiny model on the CPU and
+		// the RunPod emulator's simulated worker say nothing of one. A
+		// record the store refuses (a job without a model or GPU) is
+		// logged, not returned: it must not keep the job from completing.
+		if p.Metrics.Device == "cuda" {
+			if err := s.JobLog.PutMeasurement(ctx, measurement(j, p, now)); pipeline.ErrorCode(err) == pipeline.EInvalid {
+				s.log().WarnContext(ctx, "measurement not stored", "job_id", j.ID, "err", err)
+			} else if err != nil {
+				return nil, fmt.Errorf("store measurement: %w", err)
+			}
+		}
 		done, err := forward(pipeline.JobCompleted, func(cur *pipeline.Job) {
 			cur.FinishedAt = &now
 			cur.Stage = ""
 			cur.Cost = s.cost(cur, now)
+			cur.Cost.CompareWithEstimate(cur, now)
 		})
 		if err == nil && moved {
 			s.notify(ctx, done, "job_completed", fmt.Sprintf("Job %s completed: %d steps, final loss %s, cost $%.2f.", jobName(done), p.Steps, lossText(p.FinalLoss), done.Cost.USD))
@@ -254,6 +269,23 @@ func (s *Server) cost(j *pipeline.Job, now time.Time) *pipeline.JobCost {
 	}
 	c.USD = math.Round(c.BilledSeconds*c.PriceUSDPerSecond*100) / 100
 	return c
+}
+
+// measurement is what a completed run measured of its model on its GPU.
+// A worker that predates the token budget sends no micro-batch figures:
+// the record keeps its load time, and calibration skips its training.
+func measurement(j *pipeline.Job, p *contract.Completed, now time.Time) *pipeline.Measurement {
+	m := p.Metrics
+	out := &pipeline.Measurement{
+		JobID: j.ID, Owner: j.Owner, Model: j.BaseModel, GPU: j.GPUType, Quantization: m.Quantization,
+		JobCreatedAt: j.CreatedAt, MicroBatches: m.MicroBatches, PaddedTokens: m.PaddedTokensSeen,
+		TrainSeconds: p.TrainSeconds, SecondsPerMicroBatch: m.SecondsPerMicroBatch, TokensPerSecond: m.TokensPerSecond,
+		LoadSeconds: m.LoadSeconds, RecordedAt: now,
+	}
+	if j.Estimate != nil {
+		out.MicroBatchTokens = j.Estimate.MicroBatchTokens
+	}
+	return out
 }
 
 func jobName(j *pipeline.Job) string {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -64,12 +65,14 @@ func (s *Server) resolve(r *http.Request, owner string, req trainingRequest) (*p
 	if err != nil {
 		return nil, err
 	}
+	lengths := d.Validation.Stats.TokensPerExample
 	in := estimate.Input{
 		Dataset: estimate.Dataset{
 			Examples: d.Validation.Examples, TokensTotal: d.Validation.Tokens.Total, TokensTrained: d.Validation.Tokens.Trained,
-			TokensPerExampleMax: d.Validation.Stats.TokensPerExample.Max, TokensPerExampleP95: d.Validation.Stats.TokensPerExample.P95,
+			TokensPerExampleMax: lengths.Max, TokensPerExampleP95: lengths.P95, TokensPerExampleP50: lengths.P50, TokensPerExampleMin: lengths.Min,
 		},
 		Hyperparameters: hp, Model: m.ID,
+		Measured: s.measurements(r.Context(), m.ID),
 	}
 	cmp, err := estimate.Compare(s.Catalog, in)
 	if err != nil {
@@ -85,6 +88,28 @@ func (s *Server) resolve(r *http.Request, owner string, req trainingRequest) (*p
 		return nil, err
 	}
 	return &plan{dataset: d, preset: preset, hp: hp, model: m, selected: sel, comparison: cmp}, nil
+}
+
+// measurements returns what finished jobs measured of model on every GPU,
+// newest first, for the estimator to learn from. They only refine the
+// estimate: when they cannot be read, the estimate rests on the table and
+// the failure is logged.
+func (s *Server) measurements(ctx context.Context, model string) []pipeline.Measurement {
+	if s.JobLog == nil {
+		return nil
+	}
+	var out []pipeline.Measurement
+	for _, g := range s.Catalog.GPUs() {
+		ms, err := s.JobLog.ListMeasurements(ctx, model, g.ID, estimate.MaxMeasuredJobs)
+		if err != nil {
+			s.log().WarnContext(ctx, "list measurements: estimating from the table", "model", model, "gpu", g.ID, "err", err)
+			continue
+		}
+		for _, m := range ms {
+			out = append(out, *m)
+		}
+	}
+	return out
 }
 
 type estimateResponse struct {

@@ -127,7 +127,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request, owner string)
 		GPUType: est.GPU, Preset: p.preset, Hyperparameters: p.hp, Status: pipeline.JobQueued, BudgetUSD: req.BudgetUSD,
 		IdempotencyKey: key, RequestHash: reqHash, CreatedAt: now, UpdatedAt: now,
 		Estimate: &pipeline.JobEstimate{
-			GPU: est.GPU, PriceUSDPerSecond: est.PriceUSDPerSecond, TotalSteps: int(est.Steps.Total),
+			GPU: est.GPU, PriceUSDPerSecond: est.PriceUSDPerSecond, TotalSteps: int(est.Steps.Total), MicroBatchTokens: est.MicroBatchTokens,
 			DurationSeconds:         pipeline.Range{Low: float64(est.DurationSeconds.Low), Expected: float64(est.DurationSeconds.Expected), High: float64(est.DurationSeconds.High)},
 			CostUSD:                 pipeline.Range{Low: est.CostUSD.Low, Expected: est.CostUSD.Expected, High: est.CostUSD.High},
 			ExecutionTimeoutSeconds: est.ExecutionTimeoutSeconds, PricesDate: est.PricesDate, EstimatorVersion: est.EstimatorVersion,

@@ -7,20 +7,22 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/brightrun/brightrun/shared/pipeline"
 	bolt "go.etcd.io/bbolt"
 )
 
 var (
-	bucketEvents                         = []byte("events")
-	bucketEventIDs                       = []byte("event_ids")
-	bucketMetrics                        = []byte("metrics")
-	bucketNotes                          = []byte("notifications")
-	bucketJobsGlobal                     = []byte("jobs_by_status_global")
-	jobLogBuckets                        = [][]byte{bucketEvents, bucketEventIDs, bucketMetrics, bucketNotes, bucketJobsGlobal}
-	_                pipeline.JobLog     = (*Store)(nil)
-	_                pipeline.JobScanner = (*Store)(nil)
+	bucketEvents                           = []byte("events")
+	bucketEventIDs                         = []byte("event_ids")
+	bucketMetrics                          = []byte("metrics")
+	bucketNotes                            = []byte("notifications")
+	bucketJobsGlobal                       = []byte("jobs_by_status_global")
+	bucketMeasurements                     = []byte("measurements")
+	jobLogBuckets                          = [][]byte{bucketEvents, bucketEventIDs, bucketMetrics, bucketNotes, bucketJobsGlobal, bucketMeasurements}
+	_                  pipeline.JobLog     = (*Store)(nil)
+	_                  pipeline.JobScanner = (*Store)(nil)
 )
 
 func jobPrefix(owner, jobID string) []byte {
@@ -190,6 +192,55 @@ func (s *Store) ListNotifications(ctx context.Context, owner string, p pipeline.
 		return nil
 	})
 	return out, next, err
+}
+
+// measurementPrefix is where a model's measurements on a GPU are: the
+// GPU id and the model id may not hold a 0 byte, so no two pairs share it.
+func measurementPrefix(model, gpu string) ([]byte, error) {
+	if model == "" || gpu == "" || strings.ContainsRune(model, 0) || strings.ContainsRune(gpu, 0) {
+		return nil, pipeline.Errorf(pipeline.EInvalid, "a measurement needs a model and a GPU without 0 bytes")
+	}
+	return append(append(append([]byte(gpu), 0), model...), 0), nil
+}
+
+// PutMeasurement stores m under its model, GPU, job creation time and job
+// id, replacing a measurement stored with the same key.
+func (s *Store) PutMeasurement(ctx context.Context, m *pipeline.Measurement) error {
+	prefix, err := measurementPrefix(m.Model, m.GPU)
+	if err != nil {
+		return err
+	}
+	if m.JobID == "" {
+		return pipeline.Errorf(pipeline.EInvalid, "a measurement needs a job id")
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode measurement: %w", err)
+	}
+	key := binary.BigEndian.AppendUint64(prefix, uint64(m.JobCreatedAt.UnixNano()))
+	key = append(key, m.JobID...)
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeasurements).Put(key, data)
+	})
+}
+
+// ListMeasurements returns up to limit measurements of a model on a GPU,
+// newest job first.
+func (s *Store) ListMeasurements(ctx context.Context, model, gpu string, limit int) ([]*pipeline.Measurement, error) {
+	prefix, err := measurementPrefix(model, gpu)
+	if err != nil {
+		return nil, err
+	}
+	var out []*pipeline.Measurement
+	_, err = s.descend(bucketMeasurements, prefix, pipeline.Page{Limit: limit}, func(_ *bolt.Tx, _, v []byte) error {
+		var m pipeline.Measurement
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("decode measurement: %w", err)
+		}
+		out = append(out, &m)
+		return nil
+	})
+	return out, err
 }
 
 // ListJobsByStatus returns every owner's jobs in a status, oldest first.

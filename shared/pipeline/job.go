@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"math"
 	"time"
 )
 
@@ -128,14 +129,18 @@ type Range struct {
 
 // JobEstimate is the part of an estimate a job keeps.
 type JobEstimate struct {
-	GPU                     string  `json:"gpu"`
-	PriceUSDPerSecond       float64 `json:"price_usd_per_second"`
-	TotalSteps              int     `json:"total_steps"`
-	DurationSeconds         Range   `json:"duration_seconds"`
-	CostUSD                 Range   `json:"cost_usd"`
-	ExecutionTimeoutSeconds int64   `json:"execution_timeout_seconds"`
-	PricesDate              string  `json:"prices_date"`
-	EstimatorVersion        string  `json:"estimator_version"`
+	GPU               string  `json:"gpu"`
+	PriceUSDPerSecond float64 `json:"price_usd_per_second"`
+	TotalSteps        int     `json:"total_steps"`
+	// MicroBatchTokens is the token budget per micro-batch the estimator
+	// chose for the job's GPU; the dispatcher puts it in the job spec.
+	// 0 for a job estimated before it existed.
+	MicroBatchTokens        int    `json:"micro_batch_tokens,omitempty"`
+	DurationSeconds         Range  `json:"duration_seconds"`
+	CostUSD                 Range  `json:"cost_usd"`
+	ExecutionTimeoutSeconds int64  `json:"execution_timeout_seconds"`
+	PricesDate              string `json:"prices_date"`
+	EstimatorVersion        string `json:"estimator_version"`
 }
 
 // Artifact is one file of a trained adapter.
@@ -146,12 +151,50 @@ type Artifact struct {
 	SHA256    string `json:"sha256"`
 }
 
-// JobCost is what a job actually cost, beside its estimate.
+// JobCost is what a job actually cost and took, beside its estimate.
 type JobCost struct {
 	BilledSeconds     float64 `json:"billed_seconds"`
 	PriceUSDPerSecond float64 `json:"price_usd_per_second"`
 	USD               float64 `json:"usd"`
 	EstimatedUSD      float64 `json:"estimated_usd"`
+	// For a completed job only (a failed or cancelled one stopped short):
+	// DurationSeconds is from creation to completion, the span the
+	// estimate's duration covers; EstimatedDurationSeconds is the
+	// estimate's expected duration; the errors are (estimated − actual) /
+	// actual, positive when the estimate was too high.
+	DurationSeconds          float64  `json:"duration_seconds,omitempty"`
+	EstimatedDurationSeconds float64  `json:"estimated_duration_seconds,omitempty"`
+	DurationError            *float64 `json:"duration_error,omitempty"`
+	CostError                *float64 `json:"cost_error,omitempty"`
+	// DurationInRange is whether the actual duration lies within the
+	// estimate's low–high range.
+	DurationInRange *bool `json:"duration_in_range,omitempty"`
+}
+
+// CompareWithEstimate fills in c's duration and the estimate's errors for a
+// job completed at finished: what the estimator's error is measured by.
+// It does nothing without an estimate.
+func (c *JobCost) CompareWithEstimate(j *Job, finished time.Time) {
+	if j.Estimate == nil {
+		return
+	}
+	est := j.Estimate.DurationSeconds
+	c.DurationSeconds = math.Round(finished.Sub(j.CreatedAt).Seconds()*10) / 10
+	c.EstimatedDurationSeconds = est.Expected
+	if c.DurationSeconds > 0 {
+		e := relativeError(est.Expected, c.DurationSeconds)
+		in := c.DurationSeconds >= est.Low && c.DurationSeconds <= est.High
+		c.DurationError, c.DurationInRange = &e, &in
+	}
+	if c.USD > 0 {
+		e := relativeError(c.EstimatedUSD, c.USD)
+		c.CostError = &e
+	}
+}
+
+// relativeError is (estimated − actual) / actual, to three decimals.
+func relativeError(estimated, actual float64) float64 {
+	return math.Round((estimated-actual)/actual*1000) / 1000
 }
 
 // JobError is why a job failed, classified, with advice for the user.

@@ -61,6 +61,48 @@ type JobLog interface {
 	CreateNotification(ctx context.Context, n *Notification) error
 	// ListNotifications returns an owner's notifications newest first.
 	ListNotifications(ctx context.Context, owner string, p Page) ([]*Notification, string, error)
+	// PutMeasurement stores what a completed job measured, keyed by its
+	// model, GPU, job creation time and job id; a measurement with a
+	// stored key replaces it, so a repeat is harmless.
+	PutMeasurement(ctx context.Context, m *Measurement) error
+	// ListMeasurements returns the latest measurements of a model on a
+	// GPU, of every owner, newest job first: at most limit, as Page.Clamp
+	// takes it (0: DefaultPageSize; at most MaxPageSize).
+	ListMeasurements(ctx context.Context, model, gpu string, limit int) ([]*Measurement, error)
+}
+
+// Measurement is what one completed job measured of its model on its GPU
+// type: the figures the estimator calibrates its throughput table with,
+// once a model × GPU pair has enough of them. Only the figures are ever
+// shown to others (as medians), never the job or its owner.
+type Measurement struct {
+	JobID        string    `json:"job_id"`
+	Owner        string    `json:"owner"`
+	Model        string    `json:"model"`
+	GPU          string    `json:"gpu"`
+	Quantization string    `json:"quantization,omitempty"`
+	JobCreatedAt time.Time `json:"job_created_at"`
+	// MicroBatchTokens is the job spec's token budget per micro-batch.
+	MicroBatchTokens int `json:"micro_batch_tokens,omitempty"`
+	// MicroBatches and PaddedTokens are the forward/backward passes the
+	// worker ran and the padded tokens (rows × padded width) they held,
+	// all epochs together.
+	MicroBatches int64 `json:"micro_batches"`
+	PaddedTokens int64 `json:"padded_tokens"`
+	// TrainSeconds is the training stage's time; SecondsPerMicroBatch is
+	// TrainSeconds / MicroBatches as the worker reported it.
+	TrainSeconds         float64 `json:"train_seconds"`
+	SecondsPerMicroBatch float64 `json:"seconds_per_micro_batch"`
+	// TokensPerSecond is non-padding tokens per training second.
+	TokensPerSecond float64 `json:"tokens_per_second"`
+	// LoadSeconds is the time the model took to load (0: not reported).
+	LoadSeconds float64   `json:"load_seconds"`
+	RecordedAt  time.Time `json:"recorded_at"`
+}
+
+// Usable reports whether m has the figures a calibration needs.
+func (m *Measurement) Usable() bool {
+	return m.MicroBatches > 0 && m.PaddedTokens > 0 && m.TrainSeconds > 0
 }
 
 // JobScanner finds jobs across owners, for reconciliation.

@@ -3,7 +3,9 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -192,4 +194,62 @@ func TestTransitionJobRace(t *testing.T) {
 	if wins != 1 {
 		t.Errorf("%d claims won, want exactly 1", wins)
 	}
+}
+
+func TestACompletedJobsCostIsComparedWithItsEstimate(t *testing.T) {
+	created := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	est := &pipeline.JobEstimate{DurationSeconds: pipeline.Range{Low: 600, Expected: 900, High: 2000}, CostUSD: pipeline.Range{Expected: 1.0}}
+	f := func(x float64) *float64 { return &x }
+	b := func(x bool) *bool { return &x }
+	tests := []struct {
+		name string
+		est  *pipeline.JobEstimate
+		took time.Duration
+		usd  float64
+		want pipeline.JobCost
+	}{
+		{"an estimate too long by half", est, 600 * time.Second, 0.80,
+			pipeline.JobCost{USD: 0.80, EstimatedUSD: 1.0, DurationSeconds: 600, EstimatedDurationSeconds: 900, DurationError: f(0.5), CostError: f(0.25), DurationInRange: b(true)}},
+		{"an estimate too short, outside its range", est, 3000 * time.Second, 2.0,
+			pipeline.JobCost{USD: 2.0, EstimatedUSD: 1.0, DurationSeconds: 3000, EstimatedDurationSeconds: 900, DurationError: f(-0.7), CostError: f(-0.5), DurationInRange: b(false)}},
+		{"a job that cost nothing has no cost error", est, 900 * time.Second, 0,
+			pipeline.JobCost{EstimatedUSD: 1.0, DurationSeconds: 900, EstimatedDurationSeconds: 900, DurationError: f(0), DurationInRange: b(true)}},
+		{"a job without an estimate has nothing to compare", nil, 900 * time.Second, 0.5, pipeline.JobCost{USD: 0.5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &pipeline.Job{CreatedAt: created, Estimate: tt.est}
+			c := &pipeline.JobCost{USD: tt.usd}
+			if tt.est != nil {
+				c.EstimatedUSD = tt.est.CostUSD.Expected
+			}
+			c.CompareWithEstimate(j, created.Add(tt.took))
+			if !sameCost(*c, tt.want) {
+				t.Errorf("CompareWithEstimate(took %v, $%v) = %s, want %s", tt.took, tt.usd, costString(*c), costString(tt.want))
+			}
+		})
+	}
+}
+
+func costString(c pipeline.JobCost) string {
+	p := func(x *float64) string {
+		if x == nil {
+			return "nil"
+		}
+		return strconv.FormatFloat(*x, 'g', -1, 64)
+	}
+	in := "nil"
+	if c.DurationInRange != nil {
+		in = strconv.FormatBool(*c.DurationInRange)
+	}
+	return fmt.Sprintf("$%v of $%v, %v s of %v s, duration error %s, cost error %s, in range %s",
+		c.USD, c.EstimatedUSD, c.DurationSeconds, c.EstimatedDurationSeconds, p(c.DurationError), p(c.CostError), in)
+}
+
+func sameCost(a, b pipeline.JobCost) bool {
+	eqF := func(x, y *float64) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	eqB := func(x, y *bool) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	return a.BilledSeconds == b.BilledSeconds && a.USD == b.USD && a.EstimatedUSD == b.EstimatedUSD &&
+		a.DurationSeconds == b.DurationSeconds && a.EstimatedDurationSeconds == b.EstimatedDurationSeconds &&
+		eqF(a.DurationError, b.DurationError) && eqF(a.CostError, b.CostError) && eqB(a.DurationInRange, b.DurationInRange)
 }

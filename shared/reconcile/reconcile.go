@@ -330,6 +330,11 @@ func (r *Reconciler) end(ctx context.Context, j *pipeline.Job, to pipeline.JobSt
 			c.BilledSeconds = cur.Cost.BilledSeconds
 		}
 		c.USD = math.Round(c.BilledSeconds*c.PriceUSDPerSecond*100) / 100
+		if to == pipeline.JobCompleted {
+			// Finished no later than now: the duration may be long by up
+			// to one reconciliation interval.
+			c.CompareWithEstimate(cur, now)
+		}
 		cur.Cost = c
 		return nil
 	})

@@ -138,6 +138,11 @@ func TestACompletedRunWhoseCallbacksWereLostKeepsItsAdapter(t *testing.T) {
 	if j.Status != pipeline.JobCompleted || len(j.Artifacts) != 2 || j.Artifacts[0].SHA256 == "" || j.Cost.BilledSeconds != 91 || j.Cost.USD != 0.09 {
 		t.Errorf("job = %s, artifacts %+v, cost %+v; want completed with both files hashed and 91 s billed ($0.09)", j.Status, j.Artifacts, j.Cost)
 	}
+	// The job was created an hour ago; it had no duration estimate (0 s):
+	// the estimate was 100 % short. $3 expected for $0.09: +3233 %.
+	if c := j.Cost; c.DurationSeconds != 3600 || c.DurationError == nil || *c.DurationError != -1 || c.CostError == nil || *c.CostError != 32.333 {
+		t.Errorf("cost = %+v, want a duration of 3600 s compared with the estimate", c)
+	}
 	notes, _, _ := e.store.ListNotifications(context.Background(), "alice", pipeline.Page{})
 	if len(notes) != 1 || notes[0].Type != "job_completed" {
 		t.Errorf("notifications = %+v, want one job_completed", notes)

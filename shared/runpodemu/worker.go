@@ -331,7 +331,7 @@ func (w *simWorker) execute(ctx context.Context) (json.RawMessage, error) {
 			LoadSeconds:          round(loadSeconds, 3),
 			StageSeconds:         w.seconds,
 			TotalSeconds:         round(time.Since(w.started).Seconds(), 3),
-			Device:               "cuda",
+			Device:               "emulated", // not a GPU: the control plane must not learn from it
 			Quantization:         spec.BaseModel.Quantization,
 			TrainableParameters:  files.trainable,
 			LoRAModules:          files.modules,

@@ -22,6 +22,9 @@ func RunJobLog(t *testing.T, newStore func(t *testing.T) FullStore) {
 	t.Run("metric points order by attempt and step and a repeat replaces", func(t *testing.T) { testMetrics(t, newStore(t)) })
 	t.Run("notifications are per owner and newest first", func(t *testing.T) { testNotifications(t, newStore(t)) })
 	t.Run("jobs by status span owners oldest first and follow updates", func(t *testing.T) { testJobsByStatus(t, newStore(t)) })
+	t.Run("measurements are per model and GPU, span owners, newest job first, and a repeat replaces", func(t *testing.T) {
+		testMeasurements(t, newStore(t))
+	})
 }
 
 func testEvents(t *testing.T, s FullStore) {
@@ -131,5 +134,63 @@ func testJobsByStatus(t *testing.T, s FullStore) {
 	must(t, err)
 	if len(queued) != 0 {
 		t.Errorf("queued jobs = %v, want none after the update", jobIDs(queued))
+	}
+}
+
+func testMeasurements(t *testing.T, s FullStore) {
+	ctx := context.Background()
+	const next, dense = "Qwen/Qwen3-Next-80B-A3B-Instruct", "Qwen/Qwen3-8B"
+	put := func(owner, job string, minute int, model, gpu string, secs float64) {
+		t.Helper()
+		must(t, s.PutMeasurement(ctx, &pipeline.Measurement{JobID: job, Owner: owner, Model: model, GPU: gpu, Quantization: "nf4",
+			JobCreatedAt: base.Add(time.Duration(minute) * time.Minute), MicroBatches: 10, PaddedTokens: 80_000,
+			TrainSeconds: secs, SecondsPerMicroBatch: secs / 10, LoadSeconds: 150, RecordedAt: base.Add(time.Hour)}))
+	}
+	put("alice", "job_a", 1, next, "h100-80gb", 10)
+	put("bob", "job_b", 3, next, "h100-80gb", 12)
+	put("alice", "job_c", 2, next, "h100-80gb", 11)
+	put("alice", "job_d", 4, next, "a100-80gb", 20)
+	put("alice", "job_e", 5, dense, "h100-80gb", 5)
+	put("bob", "job_b", 3, next, "h100-80gb", 13) // the same job again: replaces
+
+	list, err := s.ListMeasurements(ctx, next, "h100-80gb", 10)
+	must(t, err)
+	var got []string
+	for _, m := range list {
+		got = append(got, fmt.Sprintf("%s/%s=%g", m.Owner, m.JobID, m.TrainSeconds))
+	}
+	if want := "[bob/job_b=13 alice/job_c=11 alice/job_a=10]"; fmt.Sprint(got) != want {
+		t.Errorf("ListMeasurements(next, h100) = %v, want %s (every owner, newest job first, the repeat replacing)", got, want)
+	}
+	if len(list) > 0 {
+		m := list[0]
+		if m.Model != next || m.GPU != "h100-80gb" || m.Quantization != "nf4" || m.MicroBatches != 10 || m.PaddedTokens != 80_000 ||
+			m.LoadSeconds != 150 || !m.JobCreatedAt.Equal(base.Add(3*time.Minute)) {
+			t.Errorf("ListMeasurements()[0] = %+v, want the stored figures back", *m)
+		}
+	}
+
+	two, err := s.ListMeasurements(ctx, next, "h100-80gb", 2)
+	must(t, err)
+	if len(two) != 2 || two[0].JobID != "job_b" || two[1].JobID != "job_c" {
+		t.Errorf("ListMeasurements(limit 2) = %d measurements, want the newest two, job_b and job_c", len(two))
+	}
+	for _, tt := range []struct{ model, gpu, want string }{
+		{next, "a100-80gb", "job_d"},
+		{dense, "h100-80gb", "job_e"},
+	} {
+		l, err := s.ListMeasurements(ctx, tt.model, tt.gpu, 10)
+		must(t, err)
+		if len(l) != 1 || l[0].JobID != tt.want {
+			t.Errorf("ListMeasurements(%s, %s) = %d measurements, want only %s", tt.model, tt.gpu, len(l), tt.want)
+		}
+	}
+	none, err := s.ListMeasurements(ctx, next, "h200-141gb", 10)
+	must(t, err)
+	if len(none) != 0 {
+		t.Errorf("ListMeasurements(next, h200) = %d measurements, want none", len(none))
+	}
+	if err := s.PutMeasurement(ctx, &pipeline.Measurement{Model: next, GPU: "h100-80gb"}); pipeline.ErrorCode(err) != pipeline.EInvalid {
+		t.Errorf("PutMeasurement(no job id) = %v, want %s", err, pipeline.EInvalid)
 	}
 }
