@@ -2,7 +2,6 @@
 # machine; `make test` runs every test. See README.md.
 
 GO        ?= go
-PYTHON    ?= python3
 FUNCTIONS := $(notdir $(wildcard functions/*))
 BIN       := bin
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
@@ -10,20 +9,39 @@ LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 # The build-<LogicalId> targets `sam build` calls (BuildMethod: makefile).
 -include infra/sam.mk
 
-.PHONY: run test test-go test-python lint build build-cli bench bench-load fuzz clean
+# What the tests run besides Go, installed under .cache/ by tools/setup.sh:
+# the project's Python environment, then the emulators and template tools,
+# come first on PATH, so the python3, moto, versitygw, sam and cfn-lint that
+# the tests (and the local worker) start are these.
+VENV        := $(CURDIR)/.cache/venv
+export PATH := $(VENV)/bin:$(CURDIR)/.cache/bin:$(PATH)
 
-## run: the local stack (API on 127.0.0.1:8080, state in .local/)
-run:
+.PHONY: run test test-go test-python setup setup-python setup-node lint build build-cli bench bench-load fuzz clean
+
+## run: the local stack (API on 127.0.0.1:8080, state in .local/);
+## BRIGHTRUN_GPU=local-worker trains with the real worker in .cache/venv
+run: $(if $(filter local-worker,$(BRIGHTRUN_GPU)),setup-python)
 	$(GO) run ./cmd/localstack
 
-## test: lint, then every Go and Python test
-test: lint test-go test-python
+## test: set-up, lint, then every Go and Python test
+test: setup lint test-go test-python
 
-test-go:
+test-go: setup
 	$(GO) test -count=1 ./...
 
-test-python:
-	@if [ -d gpu-image/tests ]; then $(PYTHON) -m pytest -q gpu-image/tests; fi
+test-python: setup-python
+	$(VENV)/bin/python -m pytest -q gpu-image/tests
+
+## setup: what the tests need, from the package registries, into .cache/ and
+## tools/tokref/node_modules; redone only when a pin changes (tools/setup.sh)
+setup:
+	@tools/setup.sh
+
+setup-python:
+	@tools/setup.sh python
+
+setup-node:
+	@tools/setup.sh node
 
 ## lint: gofmt and go vet must be clean
 lint:
@@ -45,7 +63,7 @@ build-cli:
 ## bench: Go benchmarks (validator, tokenizer, estimator), then validation
 ## with exact token counts on a generated 500 MB file (MB/s on one core, peak
 ## RSS) against the JavaScript reference tokenizer
-bench:
+bench: setup-node
 	$(GO) test -run '^$$' -bench . -benchmem ./shared/...
 	$(GO) run ./tools/benchvalidate -mb $(or $(BENCH_MB),500)
 

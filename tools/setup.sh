@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Installs what the tests need, from the package registries only (PyPI, npm,
+# the Go module proxy), into ignored folders of this checkout; `make test`
+# runs it first, so the README's two commands are the whole set-up:
+#
+#   .cache/venv   Python: the worker's test pins (gpu-image/requirements-dev.txt,
+#                 torch with its CUDA libraries: several GB the first time),
+#                 the reference tokenizer (tools/tokref) and moto's server
+#                 (infra/emulators/requirements.txt)
+#   .cache/sam    aws-sam-cli and cfn-lint (infra/requirements.txt), apart:
+#                 their pins would move boto3 and click under moto and the worker
+#   .cache/bin    sam and cfn-lint (links), and the Go-built emulators of
+#                 infra/emulators/go-tools.txt (versitygw)
+#   tools/tokref/node_modules   `npm ci` of tools/tokref/package-lock.json
+#
+# Each part records a hash of its pins (and of the interpreter or Node
+# version) beside what it installed, and is redone only when that changes
+# or the install is gone: with nothing to do this takes a few milliseconds.
+# A changed pin is installed over the environment; `rm -rf .cache` starts
+# afresh. Concurrent runs wait for one another (.cache/setup.lock).
+#
+#   tools/setup.sh [python|sam|node|emulators]...   (default: all four;
+#                                                    emulators = python + Go tools)
+# Environment: PYTHON, the interpreter the environments are made from
+# (default python3, found on PATH without this script's own folders).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+cache=$root/.cache
+
+# The pins of the project environment, in install order.
+py_requirements=(gpu-image/requirements-dev.txt tools/tokref/requirements.txt infra/emulators/requirements.txt)
+sam_requirements=infra/requirements.txt
+go_tools=infra/emulators/go-tools.txt
+tokref=tools/tokref
+
+# Our own folders never provide the base interpreter.
+PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF -e "$cache/venv/bin" -e "$cache/bin" -e "$cache/sam/bin" | paste -sd:)
+python=${PYTHON:-python3}
+
+say() { echo "setup: $*" >&2; }
+
+# key LINE FILE...: a hash of LINE and the files' contents.
+key() {
+	local line=$1
+	shift
+	{ printf '%s\n' "$line"; sha256sum "$@"; } | sha256sum | cut -d' ' -f1
+}
+
+# fresh STAMP KEY: whether STAMP records KEY.
+fresh() { [ -f "$1" ] && [ "$(<"$1")" = "$2" ]; }
+
+# The base interpreter's version, asked once (a pyenv shim takes 0.1 s).
+version=
+python_version() {
+	[ -n "$version" ] || version=$("$python" -c 'import sys; print(sys.version.split()[0])') ||
+		{ say "no Python interpreter ($python): install Python 3.11 or set PYTHON"; exit 1; }
+}
+
+# venv DIR REQUIREMENTS...: a virtual environment at DIR with the pins.
+venv() {
+	local dir=$1 stamp=$1/.brightrun-setup k
+	shift
+	python_version
+	k=$(key "python $version" "$@")
+	fresh "$stamp" "$k" && return
+	if [ "$("$dir/bin/python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)" != "$version" ]; then
+		say "creating ${dir#"$root"/} with $python $version"
+		rm -rf "$dir"
+		"$python" -m venv "$dir"
+	fi
+	say "installing $* into ${dir#"$root"/} (the first time: minutes)"
+	local args=()
+	for r in "$@"; do args+=(-r "$r"); done
+	"$dir/bin/python" -m pip install --quiet --disable-pip-version-check "${args[@]}"
+	printf '%s\n' "$k" >"$stamp"
+}
+
+python_done=
+setup_python() {
+	[ -n "$python_done" ] || venv "$cache/venv" "${py_requirements[@]}"
+	python_done=1
+}
+
+setup_sam() {
+	venv "$cache/sam" "$sam_requirements"
+	mkdir -p "$cache/bin"
+	for cmd in sam cfn-lint; do
+		[ "$(readlink "$cache/bin/$cmd" 2>/dev/null)" = "../sam/bin/$cmd" ] || ln -sfn "../sam/bin/$cmd" "$cache/bin/$cmd"
+	done
+}
+
+setup_node() {
+	local stamp=$tokref/node_modules/.brightrun-setup node k
+	command -v node >/dev/null && command -v npm >/dev/null || { say "node and npm are needed (Node 20)"; exit 1; }
+	node=$(node --version)
+	k=$(key "node ${node%%.*}" "$tokref/package-lock.json")
+	fresh "$stamp" "$k" && return
+	say "npm ci --prefix $tokref"
+	npm ci --prefix "$tokref" --no-audit --no-fund --loglevel=error
+	printf '%s\n' "$k" >"$stamp"
+}
+
+# The Go-built emulators, by `go install` into .cache/bin.
+setup_go_tools() {
+	local stamp=$cache/bin/.brightrun-go-tools k tools=() tool
+	while read -r tool; do
+		case $tool in '' | '#'*) continue ;; esac
+		tools+=("$tool")
+	done <"$go_tools"
+	k=$(key "" "$go_tools")
+	if fresh "$stamp" "$k"; then
+		local ok=1
+		for tool in "${tools[@]}"; do
+			tool=${tool%@*}
+			[ -x "$cache/bin/${tool##*/}" ] || ok=
+		done
+		[ -n "$ok" ] && return
+	fi
+	mkdir -p "$cache/bin"
+	for tool in "${tools[@]}"; do
+		say "go install $tool (a first build downloads its modules: minutes)"
+		GOBIN=$cache/bin GOFLAGS=-mod=mod go install "$tool"
+	done
+	printf '%s\n' "$k" >"$stamp"
+}
+
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(python sam node emulators)
+
+mkdir -p "$cache"
+exec 9>"$cache/setup.lock"
+flock 9
+
+for part in "${parts[@]}"; do
+	case $part in
+	python) setup_python ;;
+	sam) setup_sam ;;
+	node) setup_node ;;
+	emulators) setup_python && setup_go_tools ;;
+	*)
+		say "unknown part $part (want python, sam, node or emulators)"
+		exit 2
+		;;
+	esac
+done
