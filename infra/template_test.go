@@ -546,6 +546,40 @@ func TestEveryRouteHasAnHttpApiEventAndBack(t *testing.T) {
 	}
 }
 
+// TestCallbackRoutesHaveTheirOwnThrottle: the public callback routes get
+// limits of their own, so that junk sent to them and the user API do not
+// draw on one budget.
+func TestCallbackRoutesHaveTheirOwnThrottle(t *testing.T) {
+	m := load(t)
+	settings, _ := dig(m.resource(t, "HttpApi"), "Properties", "RouteSettings").(map[string]any)
+	defaults := dig(m.resource(t, "HttpApi"), "Properties", "DefaultRouteSettings")
+	if dig(defaults, "ThrottlingRateLimit") == nil || dig(defaults, "ThrottlingBurstLimit") == nil {
+		t.Errorf("HttpApi.DefaultRouteSettings must throttle the user API")
+	}
+	n := 0
+	for _, rt := range (&httpapi.Server{}).Routes() {
+		if rt.Function != httpapi.FnWebhook {
+			continue
+		}
+		n++
+		key := rt.Method + " " + rt.Path
+		s := settings[key]
+		rate, _ := dig(s, "ThrottlingRateLimit").(float64)
+		burst, _ := dig(s, "ThrottlingBurstLimit").(float64)
+		if rate <= 0 || burst < rate {
+			t.Errorf("HttpApi.RouteSettings[%q] = %v, want a ThrottlingRateLimit and a ThrottlingBurstLimit at least as large", key, s)
+		}
+	}
+	if n == 0 {
+		t.Fatal("httpapi.Routes has no webhook routes")
+	}
+	for key := range settings {
+		if !strings.HasPrefix(key, "POST /v1/callbacks/") {
+			t.Errorf("HttpApi.RouteSettings[%q]: only the callback routes have limits of their own", key)
+		}
+	}
+}
+
 // envValues are the values each variable may take in the template.
 var envValues = map[string]func(m *tmpl, t *testing.T, fn, v string) bool{
 	"BRIGHTRUN_TABLE":       func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref Table" },
@@ -613,118 +647,6 @@ func partsString(p awsapp.Part) string {
 	return strings.Join(names, "|")
 }
 
-// needs lists, per function, the IAM grants ("action resource") its code
-// needs, from the calls each code path makes. Resources: secret = AppSecret;
-// table = the table (table/index/X its indexes); bucket/K = objects of the
-// bucket under key pattern K; jobs-queue = the jobs queue. A function's
-// policy must grant exactly these (SAM adds the SQS poller policy of
-// dispatch's event source, the dead-letter SendMessage of validate, logs
-// and X-Ray).
-//
-// DynamoDB: AppendEvent is a TransactWriteItems of two Puts, which IAM
-// authorizes as dynamodb:PutItem (there is no TransactWriteItems action);
-// PutMetrics is BatchWriteItem. S3: presigning needs the permission of the
-// action presigned; HeadObject (Stat) is s3:GetObject; multipart create,
-// part and complete are s3:PutObject.
-var needs = map[string][]string{
-	"uploads": {
-		"secretsmanager:GetSecretValue secret",
-		// CreateDataset, UpdateDataset (PutItem), GetDataset, DeleteDataset.
-		"dynamodb:GetItem table", "dynamodb:PutItem table", "dynamodb:DeleteItem table",
-		// ListDatasets.
-		"dynamodb:Query table/index/by_created",
-		// PresignPut, CreateMultipart, PresignPart, CompleteMultipart; AbortMultipart on delete.
-		"s3:PutObject bucket/datasets/*.jsonl", "s3:AbortMultipartUpload bucket/datasets/*.jsonl",
-		// Stat of the upload, Open of the report; Delete of both.
-		"s3:GetObject bucket/datasets/*", "s3:DeleteObject bucket/datasets/*",
-		// A missing report must be S3's 404 (NoSuchKey), not 403.
-		`s3:ListBucket bucket if {"StringLike":{"s3:prefix":"datasets/*"}}`,
-	},
-	"validate": {
-		"secretsmanager:GetSecretValue secret",
-		"dynamodb:GetItem table", "dynamodb:PutItem table", // UpdateDataset
-		"s3:GetObject bucket/datasets/*.jsonl",                                                        // Open the upload
-		"s3:PutObject bucket/datasets/*.report.json", "s3:DeleteObject bucket/datasets/*.report.json", // the report
-	},
-	"estimate": {
-		"secretsmanager:GetSecretValue secret",
-		"dynamodb:GetItem table", // GetDataset
-		"dynamodb:Query table",   // ListMeasurements
-	},
-	"jobs": {
-		"secretsmanager:GetSecretValue secret",
-		// GetJob, CreateJob, TransitionJob / UpdateJob, AppendEvent (cancel).
-		"dynamodb:GetItem table", "dynamodb:PutItem table",
-		// ListEvents, ListMetrics, ListNotifications, ListMeasurements (the
-		// table); ListJobs.
-		"dynamodb:Query table", "dynamodb:Query table/index/by_created", "dynamodb:Query table/index/by_status",
-		"sqs:SendMessage jobs-queue",     // EnqueueJob
-		"s3:GetObject bucket/adapters/*", // PresignGet of artifacts
-	},
-	"dispatch": {
-		"secretsmanager:GetSecretValue secret",
-		// GetJob, GetDataset, TransitionJob, UpdateJob, AppendEvent, CreateNotification.
-		"dynamodb:GetItem table", "dynamodb:PutItem table",
-		"s3:GetObject bucket/datasets/*.jsonl", // PresignGet of the dataset
-		"s3:PutObject bucket/adapters/*",       // PresignPut of the adapter files
-	},
-	"webhook": {
-		"secretsmanager:GetSecretValue secret",
-		// GetJob, TransitionJob, UpdateJob, AppendEvent, CreateNotification,
-		// PutMeasurement; PutMetrics.
-		"dynamodb:GetItem table", "dynamodb:PutItem table", "dynamodb:BatchWriteItem table",
-		"s3:GetObject bucket/adapters/*", // Stat of artifacts; the reconciler's Open
-	},
-	"reconcile": {
-		"secretsmanager:GetSecretValue secret",
-		"dynamodb:GetItem table", "dynamodb:PutItem table",
-		"dynamodb:Query table/index/active_by_created", // ListJobsByStatus
-		"sqs:SendMessage jobs-queue",                   // EnqueueJob of jobs never enqueued
-		"s3:GetObject bucket/adapters/*",               // collectArtifacts
-	},
-}
-
-// keysCovered are object keys the code writes or reads, by the pattern
-// that must cover them.
-var keysCovered = map[string][]string{
-	"datasets/*":             {httpapi.DatasetKey("alice", "ds_1"), httpapi.ReportKey(httpapi.DatasetKey("alice", "ds_1"))},
-	"datasets/*.jsonl":       {httpapi.DatasetKey("alice", "ds_1"), httpapi.DatasetKey("bob@example.com", "ds_01HZ")},
-	"datasets/*.report.json": {httpapi.ReportKey(httpapi.DatasetKey("alice", "ds_1"))},
-	"adapters/*":             {httpapi.ArtifactKey("alice", "job_1", 3, "adapter_model.safetensors")},
-}
-
-// globMatch reports whether an IAM resource pattern (* and ?) matches s.
-func globMatch(pattern, s string) bool {
-	re := "^" + strings.NewReplacer(`\*`, ".*", `\?`, ".").Replace(regexp.QuoteMeta(pattern)) + "$"
-	return regexp.MustCompile(re).MatchString(s)
-}
-
-// shortResource turns a resource marker into the names of needs.
-func (m *tmpl) shortResource(t *testing.T, s string) string {
-	t.Helper()
-	exact := map[string]string{
-		"!Ref AppSecret": "secret", "!GetAtt Table.Arn": "table", "!GetAtt DatasetBucket.Arn": "bucket",
-		"!GetAtt JobsQueue.Arn": "jobs-queue",
-	}
-	if short, ok := exact[s]; ok {
-		return short
-	}
-	for prefix, short := range map[string]string{"!Sub ${Table.Arn}/": "table/", "!Sub ${DatasetBucket.Arn}/": "bucket/"} {
-		if rest, ok := strings.CutPrefix(s, prefix); ok && !strings.Contains(rest, " ") {
-			return short + rest
-		}
-	}
-	// The bucket by name: arn:...:s3:::<the bucket's BucketName>/<key pattern>.
-	name := strings.TrimPrefix(m.bucketName(t), "!Sub ")
-	nameTmpl, vars, _ := strings.Cut(name, " ")
-	if rest, ok := strings.CutPrefix(s, "!Sub arn:${AWS::Partition}:s3:::"+nameTmpl+"/"); ok {
-		if keys, ok := strings.CutSuffix(rest, " "+vars); ok {
-			return "bucket/" + keys
-		}
-	}
-	return s
-}
-
 func asStrings(v any) []string {
 	switch v := v.(type) {
 	case string:
@@ -739,96 +661,8 @@ func asStrings(v any) []string {
 	return nil
 }
 
-func (m *tmpl) grants(t *testing.T, f *serverless.Function) []string {
-	t.Helper()
-	if f.Policies == nil || f.Policies.IAMPolicyDocumentArray == nil {
-		t.Fatalf("Policies must be a list of inline policy documents (no SAM policy templates or managed policies)")
-	}
-	var out []string
-	for _, doc := range *f.Policies.IAMPolicyDocumentArray {
-		for _, raw := range doc.Statement {
-			st, _ := raw.(map[string]any)
-			if st["Effect"] != "Allow" {
-				t.Errorf("statement %v: only Allow statements are expected", st["Sid"])
-			}
-			cond := ""
-			if c, ok := st["Condition"]; ok {
-				b, _ := json.Marshal(c)
-				cond = " if " + string(b)
-			}
-			for _, a := range asStrings(st["Action"]) {
-				for _, r := range asStrings(st["Resource"]) {
-					out = append(out, a+" "+m.shortResource(t, r)+cond)
-				}
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func TestEveryFunctionIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
-	m := load(t)
-	indexes := map[string]bool{}
-	for _, gsi := range asAnySlice(dig(m.resource(t, "Table"), "Properties", "GlobalSecondaryIndexes")) {
-		indexes[fmt.Sprint(dig(gsi, "IndexName"))] = true
-	}
-	for pattern, keys := range keysCovered {
-		for _, k := range keys {
-			if !globMatch(pattern, k) {
-				t.Errorf("key pattern %s does not cover the key %s the code uses", pattern, k)
-			}
-		}
-	}
-	if globMatch("datasets/*.report.json", httpapi.DatasetKey("alice", "ds_1")) {
-		t.Errorf("datasets/*.report.json covers a dataset upload: validate could overwrite uploads")
-	}
-	for _, fn := range functionFolders(t) {
-		t.Run(fn, func(t *testing.T) {
-			want, ok := needs[fn]
-			if !ok {
-				t.Fatalf("needs has no entry for functions/%s: list what its code calls", fn)
-			}
-			want = slices.Sorted(slices.Values(want))
-			got := m.grants(t, m.function(t, logicalID(fn)))
-			for _, g := range got {
-				if !slices.Contains(want, g) {
-					t.Errorf("%s grants %q, which its code does not need", logicalID(fn), g)
-				}
-				action, rest, _ := strings.Cut(g, " ")
-				resource, _, _ := strings.Cut(rest, " ")
-				if strings.Contains(action, "*") || resource == "*" {
-					t.Errorf("%s grants a wildcard: %q", logicalID(fn), g)
-				}
-				if idx, ok := strings.CutPrefix(resource, "table/index/"); ok && !indexes[idx] {
-					t.Errorf("%s grants %q on an index the table does not have", logicalID(fn), g)
-				}
-				if keys, ok := strings.CutPrefix(resource, "bucket/"); ok && keysCovered[keys] == nil {
-					t.Errorf("%s grants %q: add the keys the code uses under %s to keysCovered", logicalID(fn), g, keys)
-				}
-			}
-			for _, w := range want {
-				if !slices.Contains(got, w) {
-					t.Errorf("%s does not grant %q, which its code needs", logicalID(fn), w)
-				}
-			}
-
-			// The grants follow the parts main.go loads.
-			parts := readMain(t, fn).parts
-			has := func(prefix string) bool {
-				return slices.ContainsFunc(got, func(g string) bool { return strings.HasPrefix(g, prefix) })
-			}
-			for _, c := range []struct {
-				prefix string
-				part   awsapp.Part
-			}{{"dynamodb:", awsapp.Store}, {"s3:", awsapp.Blobs}, {"sqs:SendMessage", awsapp.Queue}, {"secretsmanager:", awsapp.Store | awsapp.GPU | awsapp.Secrets}} {
-				if has(c.prefix) != (parts&c.part != 0) {
-					t.Errorf("%s: grants %s* = %v, but main.go loads %s", logicalID(fn), c.prefix, has(c.prefix), partsString(parts))
-				}
-			}
-		})
-	}
-}
+// What each function's policies allow is proven by running its code under
+// them: see leastprivilege_test.go.
 
 func asAnySlice(v any) []any { s, _ := v.([]any); return s }
 

@@ -1,0 +1,946 @@
+package infra_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/brightrun/brightrun/infra/iamproof"
+	"github.com/brightrun/brightrun/shared/awstest"
+	"github.com/brightrun/brightrun/shared/dynamo"
+	"github.com/brightrun/brightrun/shared/runpodemu"
+	"github.com/brightrun/brightrun/shared/s3blob"
+	"github.com/brightrun/brightrun/shared/sqsqueue"
+)
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+// proofAccount is moto's default account, in which it creates everything.
+var proofAccount = iamproof.Account{Partition: "aws", Region: awstest.Region, ID: "123456789012"}
+
+// iamUser is the IAM user that stands for one function's role.
+type iamUser struct {
+	Name              string
+	AccessKey, Secret string
+	Policies          []iamproof.NamedPolicy
+}
+
+// stack is template.yaml deployed on the emulators: its table, queues,
+// bucket and secrets, one IAM user per function carrying exactly the
+// function's policies, and each function's bootstrap running with its
+// template environment and its own user's credentials behind a gateway
+// that enforces the policies.
+type stack struct {
+	t       *testing.T
+	tmpl    iamproof.Template
+	scope   *iamproof.Scope
+	moto    *awstest.Emulator
+	gw      *iamproof.Gateway
+	gwURL   string
+	bins    string
+	front   *apiFront
+	api     string // the HTTP API's base URL
+	runpod  *runpodemu.Emulator
+	users   map[string]iamUser     // by logical id
+	hosts   map[string]*lambdaHost // the functions, with their own credentials
+	queue   sqsqueue.Options
+	bucket  string
+	secrets map[string]string    // secret name or ARN -> ARN
+	second  map[string][2]string // a neighbour's second access key and secret, by logical id
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func deployStack(t *testing.T) *stack {
+	t.Helper()
+	ctx := context.Background()
+	s := &stack{t: t, moto: awstest.Moto(t), users: map[string]iamUser{}, hosts: map[string]*lambdaHost{}, secrets: map[string]string{}}
+	data, err := os.ReadFile(filepath.Join(root, "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.tmpl, err = iamproof.ParseTemplate(data); err != nil {
+		t.Fatalf("parse template.yaml: %v", err)
+	}
+	s.bins = buildBootstraps(t)
+
+	// RunPod, and the HTTP API the worker and RunPod call back.
+	runpodKey := "rp-" + randomHex(8)
+	if s.runpod, err = runpodemu.New(runpodemu.Config{APIKey: runpodKey, EndpointID: "proofendpoint", StepsPerSecond: 400, Workers: 2,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), WebhookRetryInterval: 200 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	rp := httptest.NewServer(s.runpod)
+	t.Cleanup(func() { rp.Close(); s.runpod.Close() })
+	s.front = newAPIFront(s.routes())
+	front := httptest.NewServer(s.front)
+	t.Cleanup(front.Close)
+	s.api = front.URL
+
+	// Parameters as an operator would deploy them, pointing at the emulators.
+	params := map[string]string{}
+	for name, p := range s.tmpl["Parameters"].(map[string]any) {
+		if d, ok := iamproof.Dig(p, "Default").(string); ok {
+			params[name] = d
+		} else if d, ok := iamproof.Dig(p, "Default").(float64); ok {
+			params[name] = fmt.Sprint(d)
+		}
+	}
+	params["RunPodEndpointId"], params["RunPodApiUrl"], params["PublicBaseUrl"] = "proofendpoint", rp.URL+"/v2", s.api
+	conditions, _ := s.tmpl["Conditions"].(map[string]any)
+	stackUUID := randomHex(4) + "-0000-4000-8000-" + randomHex(6)
+	s.scope = &iamproof.Scope{Account: proofAccount, StackName: "brightrun-proof",
+		StackID: "arn:aws:cloudformation:us-east-1:123456789012:stack/brightrun-proof/" + stackUUID,
+		Params:  params, Refs: map[string]string{}, Attrs: map[string]map[string]string{}, Conditions: conditions}
+	resources := s.tmpl["Resources"].(map[string]any)
+	for name := range resources {
+		s.scope.Refs[name] = name + "-proof" // what nothing of the proof reaches (the API's id in URLs, log groups)
+	}
+
+	// The resources the functions use, as the template declares them.
+	cfg := s.moto.Config
+	table := "brightrun-proof-Table-" + randomHex(4)
+	if err := dynamo.CreateTable(ctx, dynamodb.NewFromConfig(cfg), table); err != nil {
+		t.Fatalf("create the table: %v", err)
+	}
+	s.scope.Refs["Table"] = table
+	s.scope.Attrs["Table"] = map[string]string{"Arn": fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/%s", proofAccount.Region, proofAccount.ID, table)}
+
+	sqsClient := sqs.NewFromConfig(cfg)
+	queueName := "brightrun-proof-JobsQueue-" + randomHex(4)
+	if s.queue, err = sqsqueue.CreateQueues(ctx, sqsClient, queueName, 5); err != nil {
+		t.Fatalf("create the queues: %v", err)
+	}
+	vdlq, err := sqsClient.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("brightrun-proof-ValidateDLQ-" + randomHex(4))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, u := range map[string]string{"JobsQueue": s.queue.QueueURL, "JobsDeadLetterQueue": s.queue.DeadLetterURL, "ValidateDeadLetterQueue": *vdlq.QueueUrl} {
+		name := u[strings.LastIndex(u, "/")+1:]
+		s.scope.Refs[id] = u
+		s.scope.Attrs[id] = map[string]string{"Arn": fmt.Sprintf("arn:aws:sqs:%s:%s:%s", proofAccount.Region, proofAccount.ID, name), "QueueName": name}
+	}
+
+	name, err := s.scope.Resolve(iamproof.Dig(resources, "DatasetBucket", "Properties", "BucketName"))
+	if err != nil {
+		t.Fatalf("DatasetBucket's name: %v", err)
+	}
+	s.bucket = name.(string)
+	if err := s3blob.CreateBucket(ctx, s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }), s.bucket); err != nil {
+		t.Fatal(err)
+	}
+	s.scope.Refs["DatasetBucket"] = s.bucket
+	s.scope.Attrs["DatasetBucket"] = map[string]string{"Arn": "arn:aws:s3:::" + s.bucket}
+
+	s.createSecrets(ctx, runpodKey)
+
+	// The gateway that enforces each caller's policies.
+	upstream, _ := url.Parse(s.moto.Endpoint)
+	s.gw = iamproof.NewGateway(upstream, proofAccount, func(id string) string {
+		if arn, ok := s.secrets[id]; ok {
+			return arn
+		}
+		return id
+	})
+	gw := httptest.NewServer(s.gw)
+	t.Cleanup(gw.Close)
+	s.gwURL = gw.URL
+
+	// One IAM user per function, with the function's policies; the gateway
+	// evaluates the documents IAM stored.
+	for _, id := range iamproof.Functions(s.tmpl) {
+		policies, err := iamproof.FunctionPolicies(s.tmpl, id, s.scope)
+		if err != nil {
+			t.Fatalf("%s's policies: %v", id, err)
+		}
+		s.users[id] = s.createUser(id, policies)
+	}
+	for _, id := range iamproof.Functions(s.tmpl) {
+		s.hosts[id] = s.startFunction(id, id)
+		s.front.serve(id, s.hosts[id])
+	}
+	return s
+}
+
+// createSecrets creates the template's secrets with the values
+// CloudFormation would generate; values the operator sets after
+// deploying (the empty ones: runpod_api_key) are set to the emulator's.
+func (s *stack) createSecrets(ctx context.Context, runpodKey string) {
+	t := s.t
+	sm := secretsmanager.NewFromConfig(s.moto.Config)
+	values := map[string]string{}
+	resources := s.tmpl["Resources"].(map[string]any)
+	var pending []string
+	for id, r := range resources {
+		if iamproof.Dig(r, "Type") == "AWS::SecretsManager::Secret" {
+			pending = append(pending, id)
+		}
+	}
+	sort.Strings(pending)
+	dynamicRef := func(v string) (string, bool) {
+		for id, arn := range s.scope.Refs {
+			ref := "{{resolve:secretsmanager:" + arn + ":SecretString}}"
+			if val, ok := values[id]; ok && strings.Contains(v, ref) {
+				v = strings.ReplaceAll(v, ref, val)
+			}
+		}
+		return v, !strings.Contains(v, "{{resolve:")
+	}
+	for round := 0; len(pending) > 0; round++ {
+		if round > len(resources) {
+			t.Fatalf("secrets %v refer to each other in a loop", pending)
+		}
+		var later []string
+		for _, id := range pending {
+			gen := iamproof.Dig(resources[id], "Properties", "GenerateSecretString")
+			length := 32
+			if n, ok := iamproof.Dig(gen, "PasswordLength").(float64); ok {
+				length = int(n)
+			}
+			var value string
+			switch {
+			case gen == nil:
+				v, err := s.scope.Resolve(iamproof.Dig(resources[id], "Properties", "SecretString"))
+				if err != nil {
+					t.Fatalf("%s: %v", id, err)
+				}
+				value, _ = v.(string)
+			case iamproof.Dig(gen, "SecretStringTemplate") != nil:
+				v, err := s.scope.Resolve(iamproof.Dig(gen, "SecretStringTemplate"))
+				if err != nil {
+					t.Fatalf("%s's SecretStringTemplate: %v", id, err)
+				}
+				str, ok := dynamicRef(v.(string))
+				if !ok {
+					later = append(later, id)
+					continue
+				}
+				doc := map[string]any{}
+				if err := json.Unmarshal([]byte(str), &doc); err != nil {
+					t.Fatalf("%s's SecretStringTemplate is not a JSON object: %v", id, err)
+				}
+				for k, v := range doc {
+					if v == "" {
+						doc[k] = runpodKey // set by the operator after deploying
+					}
+				}
+				doc[iamproof.Dig(gen, "GenerateStringKey").(string)] = randomHex(length)[:length]
+				b, _ := json.Marshal(doc)
+				value = string(b)
+			default:
+				value = randomHex(length)[:length]
+			}
+			out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("brightrun-proof-" + id + "-" + randomHex(3)), SecretString: aws.String(value)})
+			if err != nil {
+				t.Fatalf("create secret %s: %v", id, err)
+			}
+			values[id] = value
+			s.scope.Refs[id] = *out.ARN
+			s.secrets[*out.ARN], s.secrets[*out.Name] = *out.ARN, *out.ARN
+		}
+		pending = later
+	}
+}
+
+// iamQuery calls moto's IAM (Query protocol) with the emulator's
+// administrator credentials.
+func (s *stack) iamQuery(action string, params url.Values) []byte {
+	s.t.Helper()
+	params.Set("Action", action)
+	params.Set("Version", "2010-05-08")
+	body := params.Encode()
+	req, _ := http.NewRequest(http.MethodPost, s.moto.Endpoint+"/", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+	sum := sha256.Sum256([]byte(body))
+	creds, _ := s.moto.Config.Credentials.Retrieve(context.Background())
+	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "iam", "us-east-1", time.Now()); err != nil {
+		s.t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("IAM %s: %v", action, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("IAM %s = %d %s", action, resp.StatusCode, out)
+	}
+	return out
+}
+
+// createUser creates the IAM user of a function with its policies (IAM
+// validates each document), reads them back as IAM stored them, and gives
+// the user an access key.
+func (s *stack) createUser(logicalID string, policies []iamproof.NamedPolicy) iamUser {
+	t := s.t
+	u := iamUser{Name: "brightrun-proof-" + logicalID}
+	s.iamQuery("CreateUser", url.Values{"UserName": {u.Name}})
+	for _, p := range policies {
+		s.iamQuery("PutUserPolicy", url.Values{"UserName": {u.Name}, "PolicyName": {p.Name}, "PolicyDocument": {p.Policy.JSON()}})
+	}
+	var list struct {
+		Names []string `xml:"ListUserPoliciesResult>PolicyNames>member"`
+	}
+	if err := xml.Unmarshal(s.iamQuery("ListUserPolicies", url.Values{"UserName": {u.Name}}), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range list.Names {
+		var got struct {
+			Document string `xml:"GetUserPolicyResult>PolicyDocument"`
+		}
+		if err := xml.Unmarshal(s.iamQuery("GetUserPolicy", url.Values{"UserName": {u.Name}, "PolicyName": {name}}), &got); err != nil {
+			t.Fatal(err)
+		}
+		doc := got.Document
+		if unescaped, err := url.QueryUnescape(doc); err == nil && strings.HasPrefix(strings.TrimSpace(unescaped), "{") {
+			doc = unescaped
+		}
+		var p iamproof.Policy
+		if err := json.Unmarshal([]byte(doc), &p); err != nil {
+			t.Fatalf("IAM's copy of %s/%s: %v\n%s", u.Name, name, err, doc)
+		}
+		u.Policies = append(u.Policies, iamproof.NamedPolicy{Name: name, Policy: p})
+	}
+	if len(u.Policies) != len(policies) {
+		t.Fatalf("IAM holds %d policies of %s, want %d", len(u.Policies), u.Name, len(policies))
+	}
+	u.AccessKey, u.Secret = s.accessKey(u)
+	return u
+}
+
+func (s *stack) accessKey(u iamUser) (string, string) {
+	var key struct {
+		ID     string `xml:"CreateAccessKeyResult>AccessKey>AccessKeyId"`
+		Secret string `xml:"CreateAccessKeyResult>AccessKey>SecretAccessKey"`
+	}
+	if err := xml.Unmarshal(s.iamQuery("CreateAccessKey", url.Values{"UserName": {u.Name}}), &key); err != nil {
+		s.t.Fatal(err)
+	}
+	s.gw.SetPrincipal(key.ID, iamproof.Principal{Name: u.Name, Policies: u.Policies})
+	return key.ID, key.Secret
+}
+
+// startFunction runs the bootstrap of code (a logical id) with the
+// environment template.yaml gives it and the credentials of the user of
+// as (its own logical id, or a neighbour's with a key of its own).
+func (s *stack) startFunction(code, as string) *lambdaHost {
+	t := s.t
+	env, err := iamproof.Environment(s.tmpl, code, s.scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := s.users[as]
+	key, secret := u.AccessKey, u.Secret
+	if code != as {
+		// A second key of the neighbour's user, so that its calls here are
+		// told from its own function's.
+		if s.second == nil {
+			s.second = map[string][2]string{}
+		}
+		if _, ok := s.second[as]; !ok {
+			k, sec := s.accessKey(u)
+			s.second[as] = [2]string{k, sec}
+		}
+		key, secret = s.second[as][0], s.second[as][1]
+	}
+	list := []string{
+		"AWS_REGION=" + awstest.Region, "AWS_DEFAULT_REGION=" + awstest.Region,
+		"AWS_ACCESS_KEY_ID=" + key, "AWS_SECRET_ACCESS_KEY=" + secret,
+		"AWS_ENDPOINT_URL=" + s.gwURL, "AWS_MAX_ATTEMPTS=2",
+		"AWS_REQUEST_CHECKSUM_CALCULATION=when_required", "AWS_RESPONSE_CHECKSUM_VALIDATION=when_required",
+		"BRIGHTRUN_S3_PATH_STYLE=1", // the emulator's bucket is reached by path, not by host name
+	}
+	for k, v := range env {
+		list = append(list, k+"="+v)
+	}
+	folder := strings.ToLower(strings.TrimSuffix(code, "Function"))
+	label := code
+	if code != as {
+		label = code + "-as-" + as
+	}
+	return startLambda(t, label, filepath.Join(s.bins, folder), list)
+}
+
+// routes are the template's HttpApi events.
+func (s *stack) routes() []apiRoute {
+	var out []apiRoute
+	for _, id := range iamproof.Functions(s.tmpl) {
+		evs, _ := iamproof.Dig(s.tmpl["Resources"], id, "Properties", "Events").(map[string]any)
+		for _, ev := range evs {
+			if iamproof.Dig(ev, "Type") != "HttpApi" {
+				continue
+			}
+			p := iamproof.Dig(ev, "Properties")
+			out = append(out, apiRoute{Function: id, Method: fmt.Sprint(iamproof.Dig(p, "Method")), Path: fmt.Sprint(iamproof.Dig(p, "Path")),
+				Public: iamproof.Dig(p, "Auth", "Authorizer") == "NONE"})
+		}
+	}
+	return out
+}
+
+// do calls the HTTP API as user.
+func (s *stack) do(method, path, user, body string, header map[string]string) (int, []byte) {
+	s.t.Helper()
+	req, _ := http.NewRequest(method, s.api+path, strings.NewReader(body))
+	if user != "" {
+		req.Header.Set("Authorization", "Bearer "+user)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// expect calls the API and checks the status.
+func (s *stack) expect(want int, method, path, user, body string, into any) []byte {
+	s.t.Helper()
+	status, out := s.do(method, path, user, body, nil)
+	if status != want {
+		s.t.Errorf("%s %s = %d %s, want %d", method, path, status, out, want)
+	}
+	if into != nil && status == want {
+		if err := json.Unmarshal(out, into); err != nil {
+			s.t.Errorf("%s %s: %v", method, path, err)
+		}
+	}
+	return out
+}
+
+type signedRequest struct {
+	Method  string
+	URL     string
+	Headers map[string]string
+}
+
+// send does a presigned request, as a browser, the CLI or the worker does.
+func send(r signedRequest, body []byte) (int, []byte, error) {
+	req, err := http.NewRequest(r.Method, r.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range r.Headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out, nil
+}
+
+// s3Event is the notification S3 sends validate for an upload.
+func (s *stack) s3Event(key string, size int64) events.S3Event {
+	return events.S3Event{Records: []events.S3EventRecord{{
+		EventVersion: "2.1", EventSource: "aws:s3", AWSRegion: awstest.Region, EventTime: time.Now().UTC(), EventName: "ObjectCreated:Put",
+		S3: events.S3Entity{SchemaVersion: "1.0", Bucket: events.S3Bucket{Name: s.bucket, Arn: "arn:aws:s3:::" + s.bucket},
+			Object: events.S3Object{Key: url.QueryEscape(key), Size: size}},
+	}}}
+}
+
+// deliver does what the SQS event source does for dispatch: receive the
+// jobs queue's messages, hand them to the function, delete those it did
+// not report as failed.
+func (s *stack) deliver(ctx context.Context) int {
+	t := s.t
+	client := sqs.NewFromConfig(s.moto.Config)
+	out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(s.queue.QueueURL), MaxNumberOfMessages: 10,
+		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}, MessageAttributeNames: []string{"All"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Messages) == 0 {
+		return 0
+	}
+	var ev events.SQSEvent
+	for _, m := range out.Messages {
+		rec := events.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle), Body: aws.ToString(m.Body),
+			Attributes: m.Attributes, EventSource: "aws:sqs", EventSourceARN: s.scope.Attrs["JobsQueue"]["Arn"], AWSRegion: awstest.Region,
+			MessageAttributes: map[string]events.SQSMessageAttribute{}}
+		for k, a := range m.MessageAttributes {
+			rec.MessageAttributes[k] = events.SQSMessageAttribute{StringValue: a.StringValue, DataType: aws.ToString(a.DataType)}
+		}
+		ev.Records = append(ev.Records, rec)
+	}
+	res, err := s.hosts["DispatchFunction"].invoke(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.err != "" {
+		t.Fatalf("dispatch failed the batch: %s", res.err)
+	}
+	var answer events.SQSEventResponse
+	_ = json.Unmarshal(res.body, &answer)
+	failed := map[string]bool{}
+	for _, f := range answer.BatchItemFailures {
+		failed[f.ItemIdentifier] = true
+	}
+	for _, m := range out.Messages {
+		if failed[aws.ToString(m.MessageId)] {
+			t.Errorf("dispatch reported message %s as failed", aws.ToString(m.MessageId))
+			continue
+		}
+		_, _ = client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(s.queue.QueueURL), ReceiptHandle: m.ReceiptHandle})
+	}
+	return len(out.Messages)
+}
+
+// denials returns the gateway's denied decisions for an access key.
+func (s *stack) entries(key string) []iamproof.Entry {
+	var out []iamproof.Entry
+	for _, e := range s.gw.Log() {
+		if e.AccessKey == key {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+type dataset struct {
+	ID     string
+	Status string
+}
+
+type created struct {
+	Dataset dataset
+	Upload  struct {
+		Type     string
+		Request  signedRequest
+		UploadID string `json:"upload_id"`
+		Parts    []struct {
+			PartNumber int `json:"part_number"`
+			signedRequest
+		}
+	}
+}
+
+type jobView struct {
+	ID     string
+	Status string
+}
+
+// TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore deploys template.yaml on
+// the emulators and drives every function's real bootstrap through the
+// pipeline with the credentials of an IAM user holding exactly that
+// function's policies: every call must be allowed; every grant must be
+// used by some call; and calls that a neighbouring function must not make
+// are denied under the neighbour's policy.
+func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
+	started := time.Now()
+	s := deployStack(t)
+	ctx := t.Context()
+	t.Logf("stack deployed in %s", time.Since(started).Round(time.Millisecond))
+	const alice = "alice"
+	sample, err := os.ReadFile(filepath.Join(root, "testdata", "datasets", "sample.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A dataset: uploads hands out the URL, the browser uploads, S3
+	// notifies validate.
+	var ds created
+	s.expect(201, "POST", "/v1/datasets", alice, fmt.Sprintf(`{"name":"sample","size_bytes":%d}`, len(sample)), &ds)
+	if status, out, err := send(ds.Upload.Request, sample); err != nil || status != 200 {
+		t.Fatalf("upload to uploads' presigned URL = %d %s %v, want 200", status, out, err)
+	}
+	// S3 notifies validate of the key the browser uploaded to.
+	u, _ := url.Parse(ds.Upload.Request.URL)
+	key := strings.TrimPrefix(u.Path, "/"+s.bucket+"/")
+	if res, err := s.hosts["ValidateFunction"].invoke(s.s3Event(key, int64(len(sample)))); err != nil || res.err != "" {
+		t.Fatalf("validate = %v %s", err, res.err)
+	}
+	var got dataset
+	s.expect(200, "GET", "/v1/datasets/"+ds.Dataset.ID, alice, "", &got)
+	if got.Status != "ready" {
+		t.Fatalf("dataset after validation = %+v, want ready", got)
+	}
+	s.expect(200, "GET", "/v1/datasets", alice, "", nil)
+	s.expect(200, "GET", "/v1/datasets/"+ds.Dataset.ID+"/report", alice, "", nil)
+
+	// A second dataset whose report is lost (deleted by hand): reading it
+	// is a 409 telling the user to upload again, which needs S3's 404 for
+	// the missing key, not its 403.
+	var lost created
+	s.expect(201, "POST", "/v1/datasets", alice, fmt.Sprintf(`{"name":"lost","size_bytes":%d}`, len(sample)), &lost)
+	if status, out, err := send(lost.Upload.Request, sample); err != nil || status != 200 {
+		t.Fatalf("upload = %d %s %v, want 200", status, out, err)
+	}
+	u, _ = url.Parse(lost.Upload.Request.URL)
+	lostKey := strings.TrimPrefix(u.Path, "/"+s.bucket+"/")
+	if res, err := s.hosts["ValidateFunction"].invoke(s.s3Event(lostKey, int64(len(sample)))); err != nil || res.err != "" {
+		t.Fatalf("validate = %v %s", err, res.err)
+	}
+	s.adminDeleteReport(ctx, lostKey)
+	s.expect(409, "GET", "/v1/datasets/"+lost.Dataset.ID+"/report", alice, "", nil)
+
+	// A large dataset: a multipart upload, completed with a part that was
+	// never uploaded (S3 refuses it), then deleted: the upload is aborted.
+	var big created
+	s.expect(201, "POST", "/v1/datasets", alice, `{"name":"big","size_bytes":70000000}`, &big)
+	if big.Upload.Type != "multipart" || len(big.Upload.Parts) == 0 {
+		t.Fatalf("a 70 MB dataset's upload = %+v, want a multipart plan", big.Upload)
+	}
+	s.expect(400, "POST", "/v1/datasets/"+big.Dataset.ID+"/complete", alice, `{"parts":[{"part_number":1,"etag":"0123456789abcdef0123456789abcdef"}]}`, nil)
+	s.expect(204, "DELETE", "/v1/datasets/"+big.Dataset.ID, alice, "", nil)
+
+	// Estimates.
+	for _, p := range []string{"/v1/presets", "/v1/gpus", "/v1/models", "/healthz"} {
+		s.expect(200, "GET", p, alice, "", nil)
+	}
+	s.expect(200, "POST", "/v1/estimates", alice, fmt.Sprintf(`{"dataset_id":%q,"preset":"fast"}`, ds.Dataset.ID), nil)
+
+	// A job: created and enqueued by jobs, claimed and submitted by
+	// dispatch, trained by the emulated worker (which downloads with
+	// dispatch's URL, calls back webhook and uploads with dispatch's URLs),
+	// confirmed by RunPod's webhook to webhook.
+	jobBody := fmt.Sprintf(`{"dataset_id":%q,"preset":"fast","hyperparameters":{"batch_size":1,"gradient_accumulation":1,"epochs":1}}`, ds.Dataset.ID)
+	var job jobView
+	status, out := s.do("POST", "/v1/jobs", alice, jobBody, map[string]string{"Idempotency-Key": "proof-job-1"})
+	if status != 201 || json.Unmarshal(out, &job) != nil {
+		t.Fatalf("POST /v1/jobs = %d %s, want 201", status, out)
+	}
+	if n := s.deliver(ctx); n != 1 {
+		t.Fatalf("the jobs queue held %d messages, want the new job's", n)
+	}
+	if !waitUntil(ctx, 60*time.Second, func() bool {
+		var j jobView
+		s.expect(200, "GET", "/v1/jobs/"+job.ID, alice, "", &j)
+		job.Status = j.Status
+		return j.Status == "completed" || j.Status == "failed" || j.Status == "cancelled"
+	}) || job.Status != "completed" {
+		t.Fatalf("job %s ended %q, want completed; the gateway saw:\n%s", job.ID, job.Status, iamproof.Summary(iamproof.Denied(s.gw.Log())))
+	}
+	// RunPod's completion webhook comes after the last callback.
+	waitUntil(ctx, 10*time.Second, func() bool { return len(s.runpod.Webhooks()) > 0 })
+	time.Sleep(300 * time.Millisecond)
+
+	for _, p := range []string{"/v1/jobs", "/v1/jobs?status=completed", "/v1/jobs/" + job.ID + "/events", "/v1/notifications"} {
+		s.expect(200, "GET", p, alice, "", nil)
+	}
+	// Metric points come only from the worker's signed progress callbacks,
+	// which pass API Gateway's payload and the Lambda proxy.
+	var metrics struct{ Metrics []json.RawMessage }
+	s.expect(200, "GET", "/v1/jobs/"+job.ID+"/metrics", alice, "", &metrics)
+	if len(metrics.Metrics) == 0 {
+		t.Errorf("job %s has no metric points: the worker's callbacks did not get through to the webhook function; its log:\n%s", job.ID, s.hosts["WebhookFunction"].logs)
+	}
+	var arts struct {
+		Artifacts []struct {
+			Name     string
+			Download signedRequest
+		}
+	}
+	s.expect(200, "GET", "/v1/jobs/"+job.ID+"/artifacts", alice, "", &arts)
+	if len(arts.Artifacts) == 0 {
+		t.Fatalf("the completed job has no artifacts")
+	}
+	if status, out, err := send(arts.Artifacts[0].Download, nil); err != nil || status != 200 {
+		t.Errorf("download of %s with jobs' presigned URL = %d %s %v, want 200", arts.Artifacts[0].Name, status, out, err)
+	}
+
+	// A second job on the dataset keeps it from being deleted until it is
+	// cancelled (DELETE checks for active jobs by status).
+	var second jobView
+	s.expect(201, "POST", "/v1/jobs", alice, jobBody, &second)
+	s.expect(409, "DELETE", "/v1/datasets/"+ds.Dataset.ID, alice, "", nil)
+	s.expect(200, "POST", "/v1/jobs/"+second.ID+"/cancel", alice, "", nil)
+
+	// Reconciliation's pass.
+	if res, err := s.hosts["ReconcileFunction"].invoke(map[string]any{"version": "0", "id": "proof", "detail-type": "Scheduled Event",
+		"source": "aws.events", "time": time.Now().UTC().Format(time.RFC3339), "detail": map[string]any{}}); err != nil || res.err != "" {
+		t.Errorf("reconcile = %v %s", err, res.err)
+	}
+
+	s.expect(204, "DELETE", "/v1/datasets/"+lost.Dataset.ID, alice, "", nil)
+
+	s.probes(ctx, job.ID)
+	s.neighbours(ds.Dataset.ID, job.ID, jobBody)
+
+	// Every function's own calls passed under its own policy, and every
+	// grant of its policy was used by one of them.
+	for _, id := range iamproof.Functions(s.tmpl) {
+		t.Run(id, func(t *testing.T) {
+			own := s.entries(s.users[id].AccessKey)
+			if len(own) == 0 {
+				t.Fatalf("%s made no AWS call in the proof", id)
+			}
+			if denied := iamproof.Denied(own); len(denied) > 0 {
+				t.Errorf("%s's own policy denied %d of its calls:\n%s", id, len(denied), iamproof.Summary(denied))
+			}
+			used := map[string]bool{}
+			for _, e := range own {
+				for _, g := range e.Decision.Grants {
+					used[fmt.Sprintf("%s/%d %s %s", g.Policy, g.Statement, g.Action, g.Resource)] = true
+				}
+			}
+			for _, p := range s.users[id].Policies {
+				for i, st := range p.Policy.Statement {
+					for _, a := range st.Action {
+						for _, r := range st.Resource {
+							if !used[fmt.Sprintf("%s/%d %s %s", p.Name, i, a, r)] {
+								t.Errorf("%s grants %s on %s (statement %s), which none of its calls in the proof needed", id, a, r, st.Sid)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+	if testing.Verbose() {
+		t.Logf("every authorization the gateway decided:\n%s", iamproof.Summary(s.gw.Log()))
+		for _, id := range iamproof.Functions(s.tmpl) {
+			t.Logf("%s's log:\n%s", id, s.hosts[id].logs)
+		}
+	}
+	t.Logf("the proof took %s; the gateway decided %d authorizations", time.Since(started).Round(time.Millisecond), len(s.gw.Log()))
+}
+
+// adminDeleteReport removes a dataset's report behind the functions' backs.
+func (s *stack) adminDeleteReport(ctx context.Context, datasetKey string) {
+	s.t.Helper()
+	client := s3.NewFromConfig(s.moto.Config, func(o *s3.Options) { o.UsePathStyle = true })
+	prefix := strings.TrimSuffix(datasetKey, ".jsonl")
+	out, err := client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(prefix)})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	deleted := 0
+	for _, o := range out.Contents {
+		if k := aws.ToString(o.Key); k != datasetKey {
+			if _, err := client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: o.Key}); err != nil {
+				s.t.Fatal(err)
+			}
+			deleted++
+		}
+	}
+	if deleted != 1 {
+		s.t.Fatalf("found %d objects beside %s, want its report", deleted, datasetKey)
+	}
+}
+
+// clientConfig reaches the gateway with a user's credentials.
+func (s *stack) clientConfig(u iamUser) aws.Config {
+	cfg := awstest.NewConfig(s.gwURL)
+	cfg.Credentials = aws.NewCredentialsCache(credentialsOf(u))
+	cfg.RetryMaxAttempts = 1
+	return cfg
+}
+
+type staticCreds iamUser
+
+func (c staticCreds) Retrieve(context.Context) (aws.Credentials, error) {
+	return aws.Credentials{AccessKeyID: c.AccessKey, SecretAccessKey: c.Secret, Source: "iamproof"}, nil
+}
+
+func credentialsOf(u iamUser) aws.CredentialsProvider { return staticCreds(u) }
+
+// probes make, with a function's own credentials, the calls of code paths
+// the proof cannot drive in a test's time: reconciliation repairs a job
+// only when its heartbeat has been stale for 2 minutes (then it reads and
+// writes the job, and collects the adapter RunPod reports), and enqueues a
+// stored job only a minute after it was created; validation deletes the
+// report it just wrote only when the dataset was deleted while it was
+// validating. The calls are the ones those paths make (the same API
+// operations on the same items), so that the grants are proven to allow
+// them and are counted as used.
+func (s *stack) probes(ctx context.Context, jobID string) {
+	t := s.t
+	rec := s.users["ReconcileFunction"]
+	cfg := s.clientConfig(rec)
+	db := dynamodb.NewFromConfig(cfg)
+	table := s.scope.Refs["Table"]
+	// Find the job's item as the store keeps it (admin), to read and
+	// rewrite it unchanged as reconcile's repair does.
+	scan, err := dynamodb.NewFromConfig(s.moto.Config).Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(table)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var item map[string]dbtypes.AttributeValue
+	for _, it := range scan.Items {
+		if sk, ok := it["sk"].(*dbtypes.AttributeValueMemberS); ok && strings.HasSuffix(sk.Value, jobID) && strings.HasPrefix(sk.Value, "JOB#") {
+			item = it
+		}
+	}
+	if item == nil {
+		t.Fatalf("no item of job %s in the table", jobID)
+	}
+	for name, call := range map[string]func() error{
+		"reconcile reads a stale job": func() error {
+			_, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(table), Key: map[string]dbtypes.AttributeValue{"pk": item["pk"], "sk": item["sk"]}, ConsistentRead: aws.Bool(true)})
+			return err
+		},
+		"reconcile writes the repaired job": func() error {
+			_, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: item})
+			return err
+		},
+		"reconcile enqueues a job stored but never enqueued": func() error {
+			_, err := sqs.NewFromConfig(cfg).SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(s.queue.QueueURL),
+				MessageBody: aws.String(fmt.Sprintf(`{"owner":"alice","job_id":%q}`, jobID))})
+			return err
+		},
+		"reconcile collects the adapter of a run RunPod completed": func() error {
+			b, err := s3blob.New(s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }), s3blob.Options{Bucket: s.bucket})
+			if err != nil {
+				return err
+			}
+			rc, _, err := b.Open(ctx, s.anyAdapterKey(ctx))
+			if err == nil {
+				rc.Close()
+			}
+			return err
+		},
+		"validate removes the report of a dataset deleted while validating": func() error {
+			b, err := s3blob.New(s3.NewFromConfig(s.clientConfig(s.users["ValidateFunction"]), func(o *s3.Options) { o.UsePathStyle = true }), s3blob.Options{Bucket: s.bucket})
+			if err != nil {
+				return err
+			}
+			return b.Delete(ctx, "datasets/probe/ds_probe.report.json")
+		},
+	} {
+		if err := call(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// The probe's message is not a job to dispatch.
+	_, _ = sqs.NewFromConfig(s.moto.Config).PurgeQueue(ctx, &sqs.PurgeQueueInput{QueueUrl: aws.String(s.queue.QueueURL)})
+}
+
+func (s *stack) anyAdapterKey(ctx context.Context) string {
+	out, err := s3.NewFromConfig(s.moto.Config, func(o *s3.Options) { o.UsePathStyle = true }).ListObjectsV2(ctx,
+		&s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String("adapters/")})
+	if err != nil || len(out.Contents) == 0 {
+		s.t.Fatalf("no adapter in the bucket: %v", err)
+	}
+	return aws.ToString(out.Contents[0].Key)
+}
+
+// neighbours runs functions' code with a neighbouring function's
+// credentials: the calls that neighbour must not make are denied.
+func (s *stack) neighbours(datasetID, jobID, jobBody string) {
+	for _, c := range []struct {
+		name     string
+		code, as string
+		// answered says the code may still answer 2xx: it stores the job
+		// and leaves its enqueueing to reconciliation.
+		answered bool
+		action   string // the denial that must be among the gateway's
+		resource string // a substring of its resource
+		run      func(h *lambdaHost) (int, error)
+	}{
+		{"estimate cannot write jobs", "JobsFunction", "EstimateFunction", false, "dynamodb:PutItem", ":table/",
+			func(h *lambdaHost) (int, error) {
+				r, err := h.callAPI("POST", "/v1/jobs", nil, []byte(jobBody), "alice")
+				return r.Status, err
+			}},
+		{"uploads cannot enqueue jobs", "JobsFunction", "UploadsFunction", true, "sqs:SendMessage", s.scope.Attrs["JobsQueue"]["QueueName"],
+			func(h *lambdaHost) (int, error) {
+				r, err := h.callAPI("POST", "/v1/jobs", nil, []byte(jobBody), "alice")
+				return r.Status, err
+			}},
+		{"estimate cannot delete datasets", "UploadsFunction", "EstimateFunction", false, "dynamodb:Query", "/index/by_status",
+			func(h *lambdaHost) (int, error) {
+				r, err := h.callAPI("DELETE", "/v1/datasets/"+datasetID, nil, nil, "alice")
+				return r.Status, err
+			}},
+		{"jobs cannot hand out upload URLs", "UploadsFunction", "JobsFunction", false, "s3:PutObject", "/datasets/",
+			func(h *lambdaHost) (int, error) {
+				r, err := h.callAPI("POST", "/v1/datasets", nil, []byte(`{"name":"x","size_bytes":3}`), "alice")
+				if err != nil || r.Status != 201 {
+					return r.Status, err
+				}
+				var c created
+				if err := json.Unmarshal(r.Body, &c); err != nil {
+					return 0, err
+				}
+				status, _, err := send(c.Upload.Request, []byte("abc"))
+				return status, err
+			}},
+		{"validate cannot read adapters", "JobsFunction", "ValidateFunction", false, "s3:GetObject", "/adapters/",
+			func(h *lambdaHost) (int, error) {
+				r, err := h.callAPI("GET", "/v1/jobs/"+jobID+"/artifacts", nil, nil, "alice")
+				if err != nil || r.Status != 200 {
+					return r.Status, err
+				}
+				var arts struct {
+					Artifacts []struct{ Download signedRequest }
+				}
+				if err := json.Unmarshal(r.Body, &arts); err != nil || len(arts.Artifacts) == 0 {
+					return 0, fmt.Errorf("artifacts %s: %v", r.Body, err)
+				}
+				status, _, err := send(arts.Artifacts[0].Download, nil)
+				return status, err
+			}},
+		{"webhook cannot scan jobs for reconciliation", "ReconcileFunction", "WebhookFunction", false, "dynamodb:Query", "/index/active_by_created",
+			func(h *lambdaHost) (int, error) {
+				res, err := h.invoke(map[string]any{"detail-type": "Scheduled Event", "source": "aws.events", "detail": map[string]any{}})
+				if err == nil && res.err == "" {
+					return 200, nil
+				}
+				return 500, err
+			}},
+	} {
+		t := s.t
+		h := s.startFunction(c.code, c.as)
+		status, err := c.run(h)
+		if err != nil {
+			t.Errorf("neighbour %q: %v", c.name, err)
+			continue
+		}
+		if !c.answered && status >= 200 && status < 300 {
+			t.Errorf("neighbour %q: %s's code with %s's credentials answered %d, want a failure", c.name, c.code, c.as, status)
+		}
+		var found bool
+		var all []iamproof.Entry
+		for _, e := range s.gw.Log() {
+			if e.AccessKey != s.second[c.as][0] {
+				continue // the neighbour's own function uses its first key
+			}
+			all = append(all, e)
+			if !e.Decision.Allowed && e.Request.Action == c.action && strings.Contains(e.Request.Resource, c.resource) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("neighbour %q: %s's policy did not deny %s on *%s* to %s's code; the gateway saw:\n%s", c.name, c.as, c.action, c.resource, c.code, iamproof.Summary(all))
+		}
+		s.gw.Forget(s.second[c.as][0])
+	}
+}
