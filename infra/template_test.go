@@ -37,6 +37,7 @@ import (
 	"github.com/brightrun/brightrun/shared/awsapp"
 	"github.com/brightrun/brightrun/shared/dynamo"
 	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
 const root = ".."
@@ -847,11 +848,11 @@ func TestUploadsReachValidateWithoutALoop(t *testing.T) {
 	matches := func(key string) bool {
 		return strings.HasPrefix(key, rules["prefix"]) && strings.HasSuffix(key, rules["suffix"])
 	}
-	upload := httpapi.DatasetKey("alice", "ds_1")
+	upload := pipeline.DatasetKey("alice", "ds_1")
 	if rules["prefix"] != "datasets/" || rules["suffix"] != ".jsonl" || !matches(upload) {
 		t.Errorf("validate's S3 filter = %v, want prefix datasets/ and suffix .jsonl (uploads are %s)", rules, upload)
 	}
-	for _, key := range []string{httpapi.ReportKey(upload), httpapi.ArtifactKey("alice", "job_1", 1, "adapter_model.safetensors")} {
+	for _, key := range []string{pipeline.ReportKey(upload), pipeline.ArtifactKey("alice", "job_1", 1, "adapter_model.safetensors")} {
 		if matches(key) {
 			t.Errorf("validate's S3 filter matches %s, which the functions write: a loop", key)
 		}

@@ -5,10 +5,11 @@ import (
 	"io"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/spf13/cobra"
 
 	"github.com/brightrun/brightrun/shared/client"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -108,7 +109,7 @@ func (a *app) datasetsShowCommand() *cobra.Command {
 }
 
 // printDataset writes a dataset's record and validation summary.
-func printDataset(w io.Writer, d *httpapi.DatasetView) {
+func printDataset(w io.Writer, d *api.DatasetView) {
 	fmt.Fprintf(w, "%s  %s\n", d.ID, d.Name)
 	tw := newTable(w)
 	fmt.Fprintf(tw, "  status\t%s\n", d.Status)
@@ -189,6 +190,6 @@ func (a *app) datasetsDeleteCommand() *cobra.Command {
 }
 
 // datasetDone reports whether validation has finished with d.
-func datasetDone(d *httpapi.DatasetView) bool {
+func datasetDone(d *api.DatasetView) bool {
 	return d.Status == pipeline.DatasetReady || d.Status == pipeline.DatasetInvalid
 }

@@ -12,10 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/spf13/cobra"
 
 	"github.com/brightrun/brightrun/shared/client"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -163,7 +164,7 @@ func sameContent(path string, size int64, sha string) (bool, error) {
 
 // fetch downloads one artifact to a temporary file beside dest, checks
 // its size and sha256, then moves it into place.
-func (a *app) fetch(ctx context.Context, cl *client.Client, art *httpapi.ArtifactView, dest string) error {
+func (a *app) fetch(ctx context.Context, cl *client.Client, art *api.ArtifactView, dest string) error {
 	body, _, err := cl.Get(ctx, art.Download)
 	if err != nil {
 		return fmt.Errorf("download %s: %w", art.Name, err)

@@ -8,10 +8,11 @@ import (
 	"io"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/spf13/cobra"
 
 	"github.com/brightrun/brightrun/shared/client"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -149,7 +150,7 @@ func orDash(s string) string {
 }
 
 // jobProgress is "step/total (pct)" or "-".
-func jobProgress(j *httpapi.JobView) string {
+func jobProgress(j *api.JobView) string {
 	p := j.Progress
 	if p == nil || p.TotalSteps <= 0 {
 		return "-"
@@ -158,7 +159,7 @@ func jobProgress(j *httpapi.JobView) string {
 }
 
 // jobCost is the actual cost, or "~" and the expected estimate.
-func jobCost(j *httpapi.JobView) string {
+func jobCost(j *api.JobView) string {
 	switch {
 	case j.Cost != nil:
 		return formatUSD(j.Cost.USD)
@@ -193,7 +194,7 @@ func (a *app) jobsShowCommand() *cobra.Command {
 }
 
 // printJob writes a job's record.
-func printJob(w io.Writer, j *httpapi.JobView, now time.Time) {
+func printJob(w io.Writer, j *api.JobView, now time.Time) {
 	title := j.ID
 	if j.Name != "" {
 		title += "  " + j.Name

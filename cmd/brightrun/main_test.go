@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/brightrun/brightrun/shared/client"
 	"github.com/brightrun/brightrun/shared/dataset"
 	"github.com/brightrun/brightrun/shared/httpapi"
@@ -140,7 +142,7 @@ func readySample(t *testing.T) string {
 	t.Helper()
 	sampleOnce.Do(func() {
 		r := cli(t, "datasets", "upload", sampleFile, "--name", "sample", "--json")
-		var d httpapi.DatasetView
+		var d api.DatasetView
 		if r.code == 0 && json.Unmarshal([]byte(r.stdout), &d) == nil {
 			sampleID = d.ID
 		}
@@ -294,7 +296,7 @@ func TestUploadSingle(t *testing.T) {
 	id := strings.Fields(r.stdout)[0]
 
 	t.Run("show prints the dataset as JSON", func(t *testing.T) {
-		var d httpapi.DatasetView
+		var d api.DatasetView
 		r := cli(t, "datasets", "show", id, "--json")
 		decode(t, r, &d)
 		want, _ := sha256File(t, sampleFile)
@@ -356,7 +358,7 @@ func TestUploadInvalid(t *testing.T) {
 	})
 	t.Run("with --force it is uploaded and the server marks it invalid", func(t *testing.T) {
 		r := cli(t, "datasets", "upload", badFile, "--force", "--json")
-		var d httpapi.DatasetView
+		var d api.DatasetView
 		decode(t, r, &d)
 		if r.code != 1 || d.Status != pipeline.DatasetInvalid {
 			t.Errorf("exit %d status %s, want 1 invalid\n%s", r.code, d.Status, r)
@@ -368,7 +370,7 @@ func TestUploadMultipart(t *testing.T) {
 	path := synthetic(t, 11_000_000, 1)
 	sha, size := sha256File(t, path)
 	r := cli(t, "datasets", "upload", path, "--json")
-	var d httpapi.DatasetView
+	var d api.DatasetView
 	decode(t, r, &d)
 	if r.code != 0 || d.Status != pipeline.DatasetReady || d.SizeBytes != size || d.SHA256 != sha {
 		t.Fatalf("exit %d, dataset %+v; want 0, ready, %d bytes\n%s", r.code, d, size, r)
@@ -418,7 +420,7 @@ func TestUploadResumes(t *testing.T) {
 		path := synthetic(t, 11_000_000, 2)
 		st := startUpload(t, path)
 		r := cli(t, "datasets", "upload", path, "--json")
-		var d httpapi.DatasetView
+		var d api.DatasetView
 		decode(t, r, &d)
 		if r.code != 0 || d.ID != st.DatasetID || d.Status != pipeline.DatasetReady {
 			t.Fatalf("exit %d, dataset %s %s; want 0 and %s ready\n%s", r.code, d.ID, d.Status, st.DatasetID, r)
@@ -438,7 +440,7 @@ func TestUploadResumes(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := cli(t, "datasets", "upload", path, "--json")
-		var d httpapi.DatasetView
+		var d api.DatasetView
 		decode(t, r, &d)
 		if r.code != 0 || d.ID == st.DatasetID || d.Status != pipeline.DatasetReady {
 			t.Fatalf("exit %d, dataset %s %s; want 0 and a new ready dataset\n%s", r.code, d.ID, d.Status, r)
@@ -488,7 +490,7 @@ func TestEstimate(t *testing.T) {
 
 func TestJobs(t *testing.T) {
 	id := readySample(t)
-	var job httpapi.JobView
+	var job api.JobView
 	r := cli(t, "jobs", "create", id, "--name", "first", "--budget", "50", "--set", "lora_dropout="+dropoutStuck, "--idempotency-key", "test-key-1", "--json")
 	decode(t, r, &job)
 	// The dispatcher may have claimed the job before the answer was sent.
@@ -497,7 +499,7 @@ func TestJobs(t *testing.T) {
 	}
 
 	t.Run("a retry with the same idempotency key returns the same job", func(t *testing.T) {
-		var again httpapi.JobView
+		var again api.JobView
 		decode(t, cli(t, "jobs", "create", id, "--name", "first", "--budget", "50", "--set", "lora_dropout="+dropoutStuck, "--idempotency-key", "test-key-1", "--json"), &again)
 		if again.ID != job.ID {
 			t.Errorf("second create = %s, want %s", again.ID, job.ID)
@@ -545,7 +547,7 @@ func TestJobs(t *testing.T) {
 		}
 	})
 	t.Run("cancel stops it", func(t *testing.T) {
-		var j httpapi.JobView
+		var j api.JobView
 		r := cli(t, "jobs", "cancel", job.ID, "--json")
 		decode(t, r, &j)
 		if r.code != 0 || (j.Status != pipeline.JobCancelled && j.Status != pipeline.JobCancelRequested) {
@@ -570,7 +572,7 @@ func TestJobs(t *testing.T) {
 // download fetches its adapter.
 func TestWatchAndDownload(t *testing.T) {
 	id := readySample(t)
-	var job httpapi.JobView
+	var job api.JobView
 	decode(t, cli(t, "jobs", "create", id, "--name", "watched", "--json"), &job)
 
 	r := cli(t, "jobs", "watch", job.ID, "--interval", "500ms")
@@ -620,7 +622,7 @@ func TestWatchAndDownload(t *testing.T) {
 		}
 	})
 	t.Run("a failed job ends watch with its error and advice, exit 1", func(t *testing.T) {
-		var failing httpapi.JobView
+		var failing api.JobView
 		decode(t, cli(t, "jobs", "create", id, "--set", "lora_dropout="+dropoutFails, "--json"), &failing)
 		r := cli(t, "jobs", "watch", failing.ID, "--interval", "500ms")
 		if r.code != 1 || !strings.Contains(r.stdout, "failed: oom") {

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/brightrun/brightrun/shared/client"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -221,14 +222,14 @@ func TestRenderWatch(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	started := t0
 	budget := 5.0
-	running := &httpapi.JobView{
+	running := &api.JobView{
 		ID: "job_x", Name: "support v2", Status: pipeline.JobRunning, Stage: "train", GPUType: "h100-80gb", Attempt: 1,
 		Hyperparameters: pipeline.Hyperparameters{Epochs: 3},
 		Progress:        &pipeline.MetricPoint{Attempt: 1, Step: 20, TotalSteps: 100, Epoch: 0.6, Loss: 1.8, LearningRate: 1e-4, TokensPerSecond: 2345},
 		Estimate:        &pipeline.JobEstimate{PriceUSDPerSecond: 0.001, CostUSD: pipeline.Range{Low: 0.9, Expected: 1.05, High: 1.4}},
 		BudgetUSD:       &budget, StartedAt: &started,
 	}
-	queued := &httpapi.JobView{ID: "job_q", Status: pipeline.JobQueued, GPUType: "a100-80gb"}
+	queued := &api.JobView{ID: "job_q", Status: pipeline.JobQueued, GPUType: "a100-80gb"}
 	tests := []struct {
 		name  string
 		frame watchFrame
@@ -262,15 +263,15 @@ func TestOutcome(t *testing.T) {
 	end := t0.Add(62 * time.Minute)
 	tests := []struct {
 		name   string
-		job    httpapi.JobView
+		job    api.JobView
 		want   []string
 		wantOK bool
 	}{
-		{"a completed job says how long, what it cost and how to download", httpapi.JobView{ID: "job_c", Status: pipeline.JobCompleted, StartedAt: &t0, FinishedAt: &end, Cost: &pipeline.JobCost{USD: 1.23, EstimatedUSD: 1.05}},
+		{"a completed job says how long, what it cost and how to download", api.JobView{ID: "job_c", Status: pipeline.JobCompleted, StartedAt: &t0, FinishedAt: &end, Cost: &pipeline.JobCost{USD: 1.23, EstimatedUSD: 1.05}},
 			[]string{"completed in 1h02m", "cost $1.23 (estimated $1.05)", "brightrun jobs download job_c"}, true},
-		{"a failed job gives its error and advice", httpapi.JobView{ID: "job_f", Status: pipeline.JobFailed, Error: &pipeline.JobError{Code: "oom", Message: "CUDA out of memory", Advice: "lower batch_size or lora_rank"}},
+		{"a failed job gives its error and advice", api.JobView{ID: "job_f", Status: pipeline.JobFailed, Error: &pipeline.JobError{Code: "oom", Message: "CUDA out of memory", Advice: "lower batch_size or lora_rank"}},
 			[]string{"failed: oom: CUDA out of memory", "advice: lower batch_size or lora_rank"}, false},
-		{"a cancelled job is not a success", httpapi.JobView{ID: "job_x", Status: pipeline.JobCancelled}, []string{"cancelled"}, false},
+		{"a cancelled job is not a success", api.JobView{ID: "job_x", Status: pipeline.JobCancelled}, []string{"cancelled"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -347,17 +348,17 @@ func TestExitCodeAndErrorLine(t *testing.T) {
 }
 
 func TestCheckPlan(t *testing.T) {
-	part := func(n int, size int64) httpapi.UploadPart { return httpapi.UploadPart{PartNumber: n, SizeBytes: size} }
+	part := func(n int, size int64) api.UploadPart { return api.UploadPart{PartNumber: n, SizeBytes: size} }
 	tests := []struct {
 		name   string
-		up     httpapi.Upload
+		up     api.Upload
 		size   int64
 		wantOK bool
 	}{
-		{"parts covering the file are accepted", httpapi.Upload{PartSize: 5, Parts: []httpapi.UploadPart{part(1, 5), part(2, 5), part(3, 1)}}, 11, true},
-		{"parts short of the file are refused", httpapi.Upload{PartSize: 5, Parts: []httpapi.UploadPart{part(1, 5), part(2, 5)}}, 11, false},
-		{"parts out of order are refused", httpapi.Upload{PartSize: 5, Parts: []httpapi.UploadPart{part(2, 5), part(1, 5), part(3, 1)}}, 11, false},
-		{"a middle part of another size is refused", httpapi.Upload{PartSize: 5, Parts: []httpapi.UploadPart{part(1, 5), part(2, 4), part(3, 2)}}, 11, false},
+		{"parts covering the file are accepted", api.Upload{PartSize: 5, Parts: []api.UploadPart{part(1, 5), part(2, 5), part(3, 1)}}, 11, true},
+		{"parts short of the file are refused", api.Upload{PartSize: 5, Parts: []api.UploadPart{part(1, 5), part(2, 5)}}, 11, false},
+		{"parts out of order are refused", api.Upload{PartSize: 5, Parts: []api.UploadPart{part(2, 5), part(1, 5), part(3, 1)}}, 11, false},
+		{"a middle part of another size is refused", api.Upload{PartSize: 5, Parts: []api.UploadPart{part(1, 5), part(2, 4), part(3, 2)}}, 11, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -370,7 +371,7 @@ func TestCheckPlan(t *testing.T) {
 
 func TestUploadFailedExplainsExpiry(t *testing.T) {
 	exp := time.Date(2026, 1, 1, 13, 0, 0, 0, time.Local)
-	st := &uploadState{DatasetID: "ds_x", Upload: httpapi.Upload{Type: "multipart", Parts: []httpapi.UploadPart{
+	st := &uploadState{DatasetID: "ds_x", Upload: api.Upload{Type: "multipart", Parts: []api.UploadPart{
 		{PartNumber: 1, SignedRequest: pipeline.SignedRequest{ExpiresAt: exp}},
 		{PartNumber: 2, SignedRequest: pipeline.SignedRequest{ExpiresAt: exp}},
 	}}, ETags: map[int]string{1: "etag1"}}

@@ -13,11 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/spf13/cobra"
 
 	"github.com/brightrun/brightrun/shared/client"
 	"github.com/brightrun/brightrun/shared/dataset"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -124,13 +125,13 @@ func (a *app) upload(ctx context.Context, path string, o uploadOptions) error {
 // uploadState is what a rerun needs to resume an upload: the dataset, its
 // upload plan and the ETags of the parts already sent.
 type uploadState struct {
-	Version   int            `json:"version"`
-	APIURL    string         `json:"api_url"`
-	File      string         `json:"file"`
-	SizeBytes int64          `json:"size_bytes"`
-	SHA256    string         `json:"sha256"`
-	DatasetID string         `json:"dataset_id"`
-	Upload    httpapi.Upload `json:"upload"`
+	Version   int        `json:"version"`
+	APIURL    string     `json:"api_url"`
+	File      string     `json:"file"`
+	SizeBytes int64      `json:"size_bytes"`
+	SHA256    string     `json:"sha256"`
+	DatasetID string     `json:"dataset_id"`
+	Upload    api.Upload `json:"upload"`
 	// ETags maps part numbers to the ETags of finished parts.
 	ETags     map[int]string `json:"etags"`
 	CreatedAt time.Time      `json:"created_at"`
@@ -253,7 +254,7 @@ func (st *uploadState) expired() bool {
 // resumeOrCreate finds the saved state of an earlier upload of this file
 // to this API and resumes it, or creates the dataset. When the earlier
 // upload had in fact finished, it returns that dataset and no state.
-func (a *app) resumeOrCreate(ctx context.Context, cl *client.Client, path, name string, v *validated) (*uploadState, *httpapi.DatasetView, error) {
+func (a *app) resumeOrCreate(ctx context.Context, cl *client.Client, path, name string, v *validated) (*uploadState, *api.DatasetView, error) {
 	st, err := loadUploadState(v.sha256)
 	if err != nil {
 		a.note("warning: %v: starting a new upload", err)
@@ -316,7 +317,7 @@ func (a *app) resumeOrCreate(ctx context.Context, cl *client.Client, path, name 
 
 // sendFile uploads the file as st plans, completes a multipart upload,
 // and forgets the state.
-func (a *app) sendFile(ctx context.Context, cl *client.Client, path string, v *validated, st *uploadState, parallel int) (*httpapi.DatasetView, error) {
+func (a *app) sendFile(ctx context.Context, cl *client.Client, path string, v *validated, st *uploadState, parallel int) (*api.DatasetView, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -344,7 +345,7 @@ func (a *app) sendFile(ctx context.Context, cl *client.Client, path string, v *v
 		if err := checkPlan(st.Upload, size); err != nil {
 			return nil, err
 		}
-		var pending []httpapi.UploadPart
+		var pending []api.UploadPart
 		var done int64
 		for _, p := range st.Upload.Parts {
 			if st.ETags[p.PartNumber] != "" {
@@ -367,7 +368,7 @@ func (a *app) sendFile(ctx context.Context, cl *client.Client, path string, v *v
 	if err := unchanged(f, v.info); err != nil {
 		return nil, err
 	}
-	var d *httpapi.DatasetView
+	var d *api.DatasetView
 	if st.Upload.Type == "multipart" {
 		parts := make([]pipeline.CompletedPart, 0, len(st.ETags))
 		for n, etag := range st.ETags {
@@ -399,7 +400,7 @@ func unchanged(f *os.File, was os.FileInfo) error {
 }
 
 // checkPlan checks that a multipart plan covers the file exactly.
-func checkPlan(up httpapi.Upload, size int64) error {
+func checkPlan(up api.Upload, size int64) error {
 	var off int64
 	for i, p := range up.Parts {
 		if p.PartNumber != i+1 || p.SizeBytes <= 0 || (i < len(up.Parts)-1 && p.SizeBytes != up.PartSize) {
@@ -415,10 +416,10 @@ func checkPlan(up httpapi.Upload, size int64) error {
 
 // putParts uploads the pending parts, parallel at a time, recording each
 // finished part's ETag in the state. The first failure stops the rest.
-func (a *app) putParts(ctx context.Context, cl *client.Client, f *os.File, st *uploadState, pending []httpapi.UploadPart, parallel int, bar *progress) error {
+func (a *app) putParts(ctx context.Context, cl *client.Client, f *os.File, st *uploadState, pending []api.UploadPart, parallel int, bar *progress) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	work := make(chan httpapi.UploadPart)
+	work := make(chan api.UploadPart)
 	var (
 		wg       sync.WaitGroup
 		once     sync.Once
@@ -458,7 +459,7 @@ feed:
 }
 
 // putPart sends one part, retrying network errors and 5xx answers.
-func putPart(ctx context.Context, cl *client.Client, f *os.File, partSize int64, p httpapi.UploadPart, bar *progress) (string, error) {
+func putPart(ctx context.Context, cl *client.Client, f *os.File, partSize int64, p api.UploadPart, bar *progress) (string, error) {
 	off := int64(p.PartNumber-1) * partSize
 	for try := 1; ; try++ {
 		cr := &countingReader{r: io.NewSectionReader(f, off, p.SizeBytes), p: bar}
@@ -509,7 +510,7 @@ func (a *app) uploadFailed(err error, st *uploadState, path string) error {
 }
 
 // waitValidated polls the dataset until validation ends.
-func (a *app) waitValidated(ctx context.Context, cl *client.Client, id string, timeout time.Duration) (*httpapi.DatasetView, error) {
+func (a *app) waitValidated(ctx context.Context, cl *client.Client, id string, timeout time.Duration) (*api.DatasetView, error) {
 	a.note("waiting for the server to validate %s…", id)
 	start := time.Now()
 	wait := 200 * time.Millisecond
@@ -535,7 +536,7 @@ func (a *app) waitValidated(ctx context.Context, cl *client.Client, id string, t
 
 // printUploaded prints the dataset after its upload; exit status 1 when
 // it is invalid.
-func (a *app) printUploaded(ctx context.Context, cl *client.Client, d *httpapi.DatasetView) error {
+func (a *app) printUploaded(ctx context.Context, cl *client.Client, d *api.DatasetView) error {
 	if a.jsonOut {
 		if err := a.printJSON(d); err != nil {
 			return err
@@ -551,7 +552,7 @@ func (a *app) printUploaded(ctx context.Context, cl *client.Client, d *httpapi.D
 	case pipeline.DatasetInvalid:
 		if !a.jsonOut && d.Validation != nil {
 			if r, err := cl.GetReport(ctx, d.ID); err == nil {
-				printIssues(a.stdout, r.Issues, countIssues(&r.Summary), issuesShown, "brightrun datasets report "+d.ID)
+				printIssues(a.stdout, r.Issues, countIssues(summaryOf(&r.Summary)), issuesShown, "brightrun datasets report "+d.ID)
 			}
 		}
 		return silentFailure(d.ID + " is invalid")

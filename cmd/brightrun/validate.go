@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -15,11 +16,11 @@ import (
 
 	"github.com/brightrun/brightrun/shared/chat"
 	"github.com/brightrun/brightrun/shared/dataset"
-	"github.com/brightrun/brightrun/shared/ingest"
+	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
 // counter is the Qwen3 token counter, loaded once.
-var counter = sync.OnceValues(func() (chat.Counter, error) { return ingest.Qwen3Counter() })
+var counter = sync.OnceValues(func() (chat.Counter, error) { return chat.Qwen3Counter() })
 
 // issuesShown is how many issues a summary lists.
 const issuesShown = 20
@@ -114,11 +115,26 @@ func printReport(w io.Writer, what string, r *dataset.Report, max int, hint stri
 		verdict = "INVALID"
 	}
 	fmt.Fprintf(w, "%s: %s\n", what, verdict)
-	printSummary(w, &r.Summary)
-	printIssues(w, r.Issues, countIssues(&r.Summary), max, hint)
+	sum := summaryOf(&r.Summary)
+	printSummary(w, sum)
+	printIssues(w, r.Issues, countIssues(sum), max, hint)
 }
 
-func countIssues(s *dataset.Summary) int64 {
+// summaryOf is a local report's summary as the API shows a dataset's: the
+// same document, field for field.
+func summaryOf(s *dataset.Summary) *pipeline.ValidationSummary {
+	var out pipeline.ValidationSummary
+	data, err := json.Marshal(s)
+	if err == nil {
+		err = json.Unmarshal(data, &out)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("the validator's summary is not the API's: %v", err))
+	}
+	return &out
+}
+
+func countIssues(s *pipeline.ValidationSummary) int64 {
 	var n int64
 	for _, c := range s.ErrorCounts {
 		n += c
@@ -130,7 +146,7 @@ func countIssues(s *dataset.Summary) int64 {
 }
 
 // printSummary writes the counts, tokens and statistics of a summary.
-func printSummary(w io.Writer, s *dataset.Summary) {
+func printSummary(w io.Writer, s *pipeline.ValidationSummary) {
 	tw := newTable(w)
 	fmt.Fprintf(tw, "  lines\t%s (%s blank)\n", formatCount(s.Lines), formatCount(s.BlankLines))
 	fmt.Fprintf(tw, "  examples\t%s valid\n", formatCount(s.Examples))
@@ -153,22 +169,22 @@ func printSummary(w io.Writer, s *dataset.Summary) {
 	}
 }
 
-func printCounts(w io.Writer, title string, counts map[dataset.Code]int64) {
+func printCounts(w io.Writer, title string, counts map[string]int64) {
 	if len(counts) == 0 {
 		return
 	}
 	var total int64
-	codes := make([]dataset.Code, 0, len(counts))
+	codes := make([]string, 0, len(counts))
 	for c, n := range counts {
 		codes = append(codes, c)
 		total += n
 	}
 	// Most frequent first, then by name.
-	slices.SortFunc(codes, func(x, y dataset.Code) int {
+	slices.SortFunc(codes, func(x, y string) int {
 		if counts[x] != counts[y] {
 			return int(counts[y] - counts[x])
 		}
-		return strings.Compare(string(x), string(y))
+		return strings.Compare(x, y)
 	})
 	fmt.Fprintf(w, "%s: %s\n", title, formatCount(total))
 	tw := newTable(w)

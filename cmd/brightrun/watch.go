@@ -12,10 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/spf13/cobra"
 
 	"github.com/brightrun/brightrun/shared/client"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -203,13 +204,13 @@ func truncate(s string, n int) string {
 
 // watchFrame is what one redraw shows.
 type watchFrame struct {
-	job    *httpapi.JobView
+	job    *api.JobView
 	points []pipeline.MetricPoint // the current attempt's, by step
 	now    time.Time
 }
 
 // watchKey changes when a plain line is worth printing.
-func watchKey(j *httpapi.JobView) string {
+func watchKey(j *api.JobView) string {
 	k := string(j.Status) + "|" + j.Stage
 	if j.Progress != nil {
 		k += "|" + strconv.Itoa(j.Progress.Step)
@@ -218,7 +219,7 @@ func watchKey(j *httpapi.JobView) string {
 }
 
 // statusText is "running (train)".
-func statusText(j *httpapi.JobView) string {
+func statusText(j *api.JobView) string {
 	if j.Stage != "" && !j.Status.Terminal() {
 		return string(j.Status) + " (" + j.Stage + ")"
 	}
@@ -226,7 +227,7 @@ func statusText(j *httpapi.JobView) string {
 }
 
 // elapsed is how long the job has run (or ran).
-func elapsed(j *httpapi.JobView, now time.Time) (time.Duration, bool) {
+func elapsed(j *api.JobView, now time.Time) (time.Duration, bool) {
 	if j.StartedAt == nil {
 		return 0, false
 	}
@@ -239,7 +240,7 @@ func elapsed(j *httpapi.JobView, now time.Time) (time.Duration, bool) {
 
 // costSoFar is the actual cost when the job has one, else the seconds
 // since it started at its GPU's price.
-func costSoFar(j *httpapi.JobView, now time.Time) (float64, bool) {
+func costSoFar(j *api.JobView, now time.Time) (float64, bool) {
 	if j.Cost != nil {
 		return j.Cost.USD, true
 	}
@@ -321,7 +322,7 @@ func renderWatch(f watchFrame, width int) []string {
 }
 
 // costLine is "~$0.42 so far · estimate $0.90 – $1.05 – $1.40 · budget $5.00".
-func costLine(j *httpapi.JobView, now time.Time) string {
+func costLine(j *api.JobView, now time.Time) string {
 	var parts []string
 	if j.Cost != nil {
 		parts = append(parts, formatUSD(j.Cost.USD))
@@ -359,7 +360,7 @@ func watchLine(f watchFrame) string {
 
 // outcome describes a finished job; ok is false when it failed or was
 // cancelled.
-func outcome(j *httpapi.JobView) (string, bool) {
+func outcome(j *api.JobView) (string, bool) {
 	var b strings.Builder
 	switch j.Status {
 	case pipeline.JobCompleted:

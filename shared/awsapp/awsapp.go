@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/brightrun/brightrun/shared/catalog"
+	"github.com/brightrun/brightrun/shared/chat"
 	"github.com/brightrun/brightrun/shared/dispatch"
 	"github.com/brightrun/brightrun/shared/dynamo"
 	"github.com/brightrun/brightrun/shared/httpapi"
@@ -27,6 +28,7 @@ import (
 	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpod"
 	"github.com/brightrun/brightrun/shared/s3blob"
+	"github.com/brightrun/brightrun/shared/services"
 	"github.com/brightrun/brightrun/shared/sqsqueue"
 )
 
@@ -188,57 +190,47 @@ func loadSecret(ctx context.Context, sm *secretsmanager.Client, arn string, part
 	return s, nil
 }
 
-// API is the HTTP API over the loaded parts, authenticating with the JWT
-// claims API Gateway verified.
-func (a *App) API() *httpapi.Server {
-	s := &httpapi.Server{Auth: httpapi.APIGatewayJWT{}, Catalog: a.Catalog, CallbackSecret: a.CallbackSecret}
+// Services builds the services over the loaded parts (services.Build,
+// the wiring the local stack shares); the parts a function did not ask
+// for are left out.
+func (a *App) Services(o services.Options) *services.Services {
+	p := services.Ports{Auth: httpapi.APIGatewayJWT{}, Catalog: a.Catalog, CallbackSecret: a.CallbackSecret, PublicURL: a.PublicURL}
 	if a.Store != nil {
-		s.Store, s.JobLog = a.Store, a.Store
+		p.Store = a.Store
 	}
 	if a.Blobs != nil {
-		s.Blobs = a.Blobs
+		p.Blobs = a.Blobs
 	}
 	if a.Queue != nil {
-		s.Queue = a.Queue
+		p.Queue = a.Queue
 	}
 	if a.GPU != nil {
-		s.Canceller = canceller{a.GPU}
-		s.Runs = a.Reconciler()
+		p.GPU = a.GPU
 	}
-	return s
+	return services.Build(p, o)
 }
 
-type canceller struct{ gpu *runpod.Client }
-
-func (c canceller) Cancel(ctx context.Context, id string) error {
-	_, err := c.gpu.Cancel(ctx, id)
-	return err
-}
+// API is the HTTP API over the loaded parts, authenticating with the JWT
+// claims API Gateway verified.
+func (a *App) API() *httpapi.Server { return a.Services(services.Options{}).API }
 
 // Validator validates uploads (the validate function).
 func (a *App) Validator() (*ingest.Validator, error) {
-	counter, err := ingest.Qwen3Counter()
+	counter, err := chat.Qwen3Counter()
 	if err != nil {
 		return nil, err
 	}
-	return &ingest.Validator{Store: a.Store, Blobs: a.Blobs, Counter: counter}, nil
+	p := services.Ports{Store: a.Store, Blobs: a.Blobs, Catalog: a.Catalog, Counter: counter}
+	return services.Build(p, services.Options{}).Validator, nil
 }
 
 // Dispatcher submits queued jobs (the dispatch function). maxAttempts
 // must equal the queue's redrive maxReceiveCount.
 func (a *App) Dispatcher(maxAttempts int) *dispatch.Dispatcher {
-	return &dispatch.Dispatcher{Store: a.Store, JobLog: a.Store, Blobs: a.Blobs, GPU: a.GPU, Catalog: a.Catalog,
-		PublicURL: a.PublicURL, CallbackSecret: a.CallbackSecret, MaxAttempts: maxAttempts}
+	return a.Services(services.Options{MaxDispatchAttempts: maxAttempts}).Dispatcher
 }
 
-// Reconciler repairs jobs (the reconcile function and the RunPod webhook).
+// Reconciler repairs jobs (the reconcile function).
 func (a *App) Reconciler() *reconcile.Reconciler {
-	r := &reconcile.Reconciler{Store: a.Store, JobLog: a.Store, GPU: a.GPU}
-	if a.Blobs != nil {
-		r.Blobs = a.Blobs
-	}
-	if a.Queue != nil {
-		r.Queue = a.Queue
-	}
-	return r
+	return a.Services(services.Options{}).Reconciler
 }

@@ -89,6 +89,27 @@ type element struct {
 	at  int64
 }
 
+// overrides is one prices file being read: its bytes and the problems
+// found so far. Each section of the file has its decoder below.
+type overrides struct {
+	data []byte
+	err  *OverridesError
+}
+
+func (o *overrides) problem(at int64, path, format string, args ...any) {
+	line, col := lineCol(o.data, at)
+	o.err.Problems = append(o.err.Problems, Problem{Line: line, Column: col, Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// sections are the top-level values of a prices file.
+type sections struct {
+	date, source      string
+	dateAt            int64
+	haveDate          bool
+	gpuElems, tpElems []element
+	haveGPUs          bool
+}
+
 // WithOverridesJSON returns a copy of c with a prices file applied. The
 // file (name is used in messages) is a JSON object:
 //
@@ -114,49 +135,65 @@ type element struct {
 // kept. The error, when not nil, is an *OverridesError listing every
 // problem with its line and column.
 func (c *Catalog) WithOverridesJSON(name string, data []byte) (*Catalog, error) {
-	oe := &OverridesError{File: name}
-	problem := func(at int64, path, format string, args ...any) {
-		line, col := lineCol(data, at)
-		oe.Problems = append(oe.Problems, Problem{Line: line, Column: col, Path: path, Message: fmt.Sprintf(format, args...)})
+	o := &overrides{data: data, err: &OverridesError{File: name}}
+	sec, ok := o.decodeSections()
+	if !ok {
+		return nil, o.err
 	}
+	prices := c.prices.clone()
+	o.decodeHeader(sec, &prices)
+	gpuAt := map[string]int64{}
+	if sec.haveGPUs {
+		prices.GPUs, gpuAt = o.decodeGPUs(c.prices.GPUs, sec.gpuElems)
+	}
+	list := o.decodeThroughput(c, prices.GPUs, gpuAt, sec.tpElems)
+	if len(o.err.Problems) > 0 {
+		o.err.sort()
+		return nil, o.err
+	}
+	out, err := New(c.models, prices, list)
+	if err != nil {
+		o.problem(0, "", "%v", err)
+		return nil, o.err
+	}
+	return out, nil
+}
 
-	var (
-		date, source      string
-		dateAt            int64
-		haveDate          bool
-		gpuElems, tpElems []element
-		haveGPUs          bool
-	)
-	dec := json.NewDecoder(bytes.NewReader(data))
+// decodeSections reads the file's top-level object into its sections,
+// without judging their contents; ok is false when the file is not a
+// readable JSON object.
+func (o *overrides) decodeSections() (sections, bool) {
+	var sec sections
+	dec := json.NewDecoder(bytes.NewReader(o.data))
 	dec.UseNumber()
-	fail := func(err error) (*Catalog, error) {
+	fail := func(err error) (sections, bool) {
 		var se *json.SyntaxError
 		switch {
 		case errors.As(err, &se):
-			problem(se.Offset, "", "invalid JSON: %v", err)
+			o.problem(se.Offset, "", "invalid JSON: %v", err)
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			problem(int64(len(data)), "", "unexpected end of file")
+			o.problem(int64(len(o.data)), "", "unexpected end of file")
 		default:
-			problem(dec.InputOffset(), "", "invalid JSON: %v", err)
+			o.problem(dec.InputOffset(), "", "invalid JSON: %v", err)
 		}
-		return nil, oe
+		return sec, false
 	}
 	tok, err := dec.Token()
 	if err != nil {
 		return fail(err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		problem(0, "", "the file must hold a JSON object")
-		return nil, oe
+		o.problem(0, "", "the file must hold a JSON object")
+		return sec, false
 	}
 	for dec.More() {
-		keyAt := skipSpace(data, dec.InputOffset())
+		keyAt := skipSpace(o.data, dec.InputOffset())
 		tok, err := dec.Token()
 		if err != nil {
 			return fail(err)
 		}
 		key, _ := tok.(string)
-		valueAt := skipSpace(data, dec.InputOffset())
+		valueAt := skipSpace(o.data, dec.InputOffset())
 		switch key {
 		case "date", "source":
 			var v any
@@ -165,30 +202,30 @@ func (c *Catalog) WithOverridesJSON(name string, data []byte) (*Catalog, error) 
 			}
 			s, ok := v.(string)
 			if !ok {
-				problem(valueAt, key, "must be a string")
+				o.problem(valueAt, key, "must be a string")
 				continue
 			}
 			if key == "date" {
-				date, dateAt, haveDate = s, valueAt, true
+				sec.date, sec.dateAt, sec.haveDate = s, valueAt, true
 			} else {
-				source = s
+				sec.source = s
 			}
 		case "gpus", "throughput":
-			elems, ok, err := decodeArray(dec, data)
+			elems, ok, err := decodeArray(dec, o.data)
 			if err != nil {
 				return fail(err)
 			}
 			if !ok {
-				problem(valueAt, key, "must be an array")
+				o.problem(valueAt, key, "must be an array")
 				continue
 			}
 			if key == "gpus" {
-				gpuElems, haveGPUs = elems, true
+				sec.gpuElems, sec.haveGPUs = elems, true
 			} else {
-				tpElems = elems
+				sec.tpElems = elems
 			}
 		default:
-			problem(keyAt, "", "unknown field %q: the file takes date, source, gpus and throughput", key)
+			o.problem(keyAt, "", "unknown field %q: the file takes date, source, gpus and throughput", key)
 			var skip json.RawMessage
 			if err := dec.Decode(&skip); err != nil {
 				return fail(err)
@@ -199,105 +236,132 @@ func (c *Catalog) WithOverridesJSON(name string, data []byte) (*Catalog, error) 
 		return fail(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		problem(skipSpace(data, dec.InputOffset()), "", "unexpected data after the object")
+		o.problem(skipSpace(o.data, dec.InputOffset()), "", "unexpected data after the object")
 	}
+	return sec, true
+}
 
-	prices := c.prices.clone()
-	switch {
-	case !haveDate:
-		problem(0, "date", "is required: the date the prices were read, YYYY-MM-DD")
-	default:
-		if err := validateDate(date); err != nil {
-			problem(dateAt, "date", "%v", err)
+// decodeHeader applies the date (required) and the source.
+func (o *overrides) decodeHeader(sec sections, prices *PriceTable) {
+	if !sec.haveDate {
+		o.problem(0, "date", "is required: the date the prices were read, YYYY-MM-DD")
+	} else {
+		if err := validateDate(sec.date); err != nil {
+			o.problem(sec.dateAt, "date", "%v", err)
 		}
-		prices.Date = date
+		prices.Date = sec.date
 	}
-	if source != "" {
-		prices.Source = source
+	if sec.source != "" {
+		prices.Source = sec.source
 	}
+}
 
-	// GPUs: the file's list replaces the table; known ids inherit.
+// decodeGPUs reads the "gpus" section: the file's list replaces the
+// table, and GPUs that are built in inherit what the file leaves out. It
+// returns the list and where each GPU is in the file.
+func (o *overrides) decodeGPUs(builtIn []GPU, elems []element) ([]GPU, map[string]int64) {
+	base := map[string]GPU{}
+	for _, g := range builtIn {
+		base[g.ID] = g
+	}
+	var list []GPU
 	gpuAt := map[string]int64{}
-	if haveGPUs {
-		base := map[string]GPU{}
-		for _, g := range c.prices.GPUs {
-			base[g.ID] = g
-		}
-		prices.GPUs = nil
-		for i, el := range gpuElems {
-			path := fmt.Sprintf("gpus[%d]", i)
-			var o gpuOverride
-			if msg := decodeStrict(el.raw, &o); msg != "" {
-				problem(el.at, path, "%s", msg)
-				continue
-			}
-			if o.ID == "" {
-				problem(el.at, path+".id", "is required")
-				continue
-			}
-			path = fmt.Sprintf("gpus[%d] (%q)", i, o.ID)
-			if _, dup := gpuAt[o.ID]; dup {
-				problem(el.at, path, "listed twice")
-				continue
-			}
-			g, known := base[o.ID]
-			if !known {
-				var missing []string
-				for _, f := range []struct {
-					name string
-					set  bool
-				}{
-					{"name", o.Name != nil}, {"pool", o.Pool != nil},
-					{"runpod_gpu_type_ids", o.RunPodGPUTypeIDs != nil},
-					{"memory_gib", o.MemoryGiB != nil}, {"usable_memory_gib", o.UsableMemoryGiB != nil},
-					{"price_usd_per_second", o.PriceUSDPerSecond != nil},
-				} {
-					if !f.set {
-						missing = append(missing, f.name)
-					}
-				}
-				if len(missing) > 0 {
-					problem(el.at, path, "a GPU that is not built in needs %s", strings.Join(missing, ", "))
-					continue
-				}
-				g = GPU{ID: o.ID}
-			}
-			if o.Name != nil {
-				g.Name = *o.Name
-			}
-			if o.Pool != nil {
-				g.Pool = *o.Pool
-			}
-			if o.RunPodGPUTypeIDs != nil {
-				g.RunPodGPUTypeIDs = o.RunPodGPUTypeIDs
-			}
-			if o.MemoryGiB != nil {
-				g.MemoryGiB = *o.MemoryGiB
-			}
-			if o.UsableMemoryGiB != nil {
-				g.UsableMemoryGiB = *o.UsableMemoryGiB
-			}
-			if o.PriceUSDPerSecond != nil {
-				g.PriceUSDPerSecond = *o.PriceUSDPerSecond
-			}
-			g.derive()
-			if ps := validateGPU(g); len(ps) > 0 {
-				problem(el.at, path, "%s", strings.Join(ps, "; "))
-				continue
-			}
-			gpuAt[o.ID] = el.at
-			prices.GPUs = append(prices.GPUs, g)
-		}
-		if len(gpuElems) == 0 {
-			problem(0, "gpus", "lists no GPU")
+	for i, el := range elems {
+		g, ok := o.decodeGPU(base, gpuAt, i, el)
+		if ok {
+			gpuAt[g.ID] = el.at
+			list = append(list, g)
 		}
 	}
+	if len(elems) == 0 {
+		o.problem(0, "gpus", "lists no GPU")
+	}
+	return list, gpuAt
+}
+
+// decodeGPU reads the i-th entry of "gpus"; seen holds the ids read before.
+func (o *overrides) decodeGPU(base map[string]GPU, seen map[string]int64, i int, el element) (GPU, bool) {
+	path := fmt.Sprintf("gpus[%d]", i)
+	var ov gpuOverride
+	if msg := decodeStrict(el.raw, &ov); msg != "" {
+		o.problem(el.at, path, "%s", msg)
+		return GPU{}, false
+	}
+	if ov.ID == "" {
+		o.problem(el.at, path+".id", "is required")
+		return GPU{}, false
+	}
+	path = fmt.Sprintf("gpus[%d] (%q)", i, ov.ID)
+	if _, dup := seen[ov.ID]; dup {
+		o.problem(el.at, path, "listed twice")
+		return GPU{}, false
+	}
+	g, known := base[ov.ID]
+	if !known {
+		if missing := ov.missing(); len(missing) > 0 {
+			o.problem(el.at, path, "a GPU that is not built in needs %s", strings.Join(missing, ", "))
+			return GPU{}, false
+		}
+		g = GPU{ID: ov.ID}
+	}
+	ov.apply(&g)
+	g.derive()
+	if ps := validateGPU(g); len(ps) > 0 {
+		o.problem(el.at, path, "%s", strings.Join(ps, "; "))
+		return GPU{}, false
+	}
+	return g, true
+}
+
+// missing lists the fields a GPU that is not built in needs but ov lacks.
+func (ov *gpuOverride) missing() []string {
+	var out []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"name", ov.Name != nil}, {"pool", ov.Pool != nil},
+		{"runpod_gpu_type_ids", ov.RunPodGPUTypeIDs != nil},
+		{"memory_gib", ov.MemoryGiB != nil}, {"usable_memory_gib", ov.UsableMemoryGiB != nil},
+		{"price_usd_per_second", ov.PriceUSDPerSecond != nil},
+	} {
+		if !f.set {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// apply sets the fields ov gives on g.
+func (ov *gpuOverride) apply(g *GPU) {
+	if ov.Name != nil {
+		g.Name = *ov.Name
+	}
+	if ov.Pool != nil {
+		g.Pool = *ov.Pool
+	}
+	if ov.RunPodGPUTypeIDs != nil {
+		g.RunPodGPUTypeIDs = ov.RunPodGPUTypeIDs
+	}
+	if ov.MemoryGiB != nil {
+		g.MemoryGiB = *ov.MemoryGiB
+	}
+	if ov.UsableMemoryGiB != nil {
+		g.UsableMemoryGiB = *ov.UsableMemoryGiB
+	}
+	if ov.PriceUSDPerSecond != nil {
+		g.PriceUSDPerSecond = *ov.PriceUSDPerSecond
+	}
+}
+
+// decodeThroughput reads the "throughput" section over the built-in
+// figures of the offered GPUs, and checks that every offered GPU has a
+// figure for every model. It returns the figures in table order.
+func (o *overrides) decodeThroughput(c *Catalog, gpus []GPU, gpuAt map[string]int64, elems []element) []Throughput {
 	offered := map[string]bool{}
-	for _, g := range prices.GPUs {
+	for _, g := range gpus {
 		offered[g.ID] = true
 	}
-
-	// Throughput: start from the built-in figures of offered GPUs.
 	tps := map[pairKey]Throughput{}
 	var order []pairKey
 	for _, t := range c.throughput {
@@ -308,56 +372,18 @@ func (c *Catalog) WithOverridesJSON(name string, data []byte) (*Catalog, error) 
 		}
 	}
 	seen := map[pairKey]bool{}
-	for i, el := range tpElems {
-		path := fmt.Sprintf("throughput[%d]", i)
-		var o throughputOverride
-		if msg := decodeStrict(el.raw, &o); msg != "" {
-			problem(el.at, path, "%s", msg)
+	for i, el := range elems {
+		t, isNew, ok := o.decodeFigure(c, offered, tps, seen, i, el)
+		if !ok {
 			continue
 		}
-		if _, ok := c.modelIdx[o.Model]; !ok {
-			problem(el.at, path+".model", "unknown model %q: choose one of %s", o.Model, strings.Join(c.modelIDs(), ", "))
-			continue
-		}
-		if !offered[o.GPU] {
-			problem(el.at, path+".gpu", "unknown GPU %q (not in the GPU list)", o.GPU)
-			continue
-		}
-		k := pairKey{o.Model, o.GPU}
-		path = fmt.Sprintf("throughput[%d] (%s on %s)", i, o.Model, o.GPU)
-		if seen[k] {
-			problem(el.at, path, "listed twice")
-			continue
-		}
-		seen[k] = true
-		t, known := tps[k]
-		if !known {
-			if o.TokensPerSecond == nil || o.MicroBatchSeconds == nil || o.Uncertainty == nil || o.Source == nil {
-				problem(el.at, path, "a new figure needs tokens_per_second, micro_batch_seconds, uncertainty and source")
-				continue
-			}
-			t = Throughput{Model: o.Model, GPU: o.GPU}
+		k := pairKey{t.Model, t.GPU}
+		if isNew {
 			order = append(order, k)
-		}
-		if o.TokensPerSecond != nil {
-			t.TokensPerSecond = *o.TokensPerSecond
-		}
-		if o.MicroBatchSeconds != nil {
-			t.MicroBatchSeconds = *o.MicroBatchSeconds
-		}
-		if o.Uncertainty != nil {
-			t.Uncertainty = *o.Uncertainty
-		}
-		if o.Source != nil {
-			t.Source = *o.Source
-		}
-		if ps := validateThroughput(t); len(ps) > 0 {
-			problem(el.at, path, "%s", strings.Join(ps, "; "))
-			continue
 		}
 		tps[k] = t
 	}
-	for _, g := range prices.GPUs {
+	for _, g := range gpus {
 		var missing []string
 		for _, m := range c.models {
 			if _, ok := tps[pairKey{m.ID, g.ID}]; !ok {
@@ -365,23 +391,66 @@ func (c *Catalog) WithOverridesJSON(name string, data []byte) (*Catalog, error) 
 			}
 		}
 		if len(missing) > 0 {
-			problem(gpuAt[g.ID], fmt.Sprintf("gpus (%q)", g.ID), "no throughput figure for %s: add \"throughput\" entries", strings.Join(missing, ", "))
+			o.problem(gpuAt[g.ID], fmt.Sprintf("gpus (%q)", g.ID), "no throughput figure for %s: add \"throughput\" entries", strings.Join(missing, ", "))
 		}
-	}
-	if len(oe.Problems) > 0 {
-		oe.sort()
-		return nil, oe
 	}
 	list := make([]Throughput, 0, len(order))
 	for _, k := range order {
 		list = append(list, tps[k])
 	}
-	out, err := New(c.models, prices, list)
-	if err != nil {
-		problem(0, "", "%v", err)
-		return nil, oe
+	return list
+}
+
+// decodeFigure reads the i-th entry of "throughput" over the figures so
+// far (tps); seen marks the pairs read before. isNew is set for a pair
+// without a figure yet.
+func (o *overrides) decodeFigure(c *Catalog, offered map[string]bool, tps map[pairKey]Throughput, seen map[pairKey]bool, i int, el element) (t Throughput, isNew, ok bool) {
+	path := fmt.Sprintf("throughput[%d]", i)
+	var ov throughputOverride
+	if msg := decodeStrict(el.raw, &ov); msg != "" {
+		o.problem(el.at, path, "%s", msg)
+		return t, false, false
 	}
-	return out, nil
+	if _, ok := c.modelIdx[ov.Model]; !ok {
+		o.problem(el.at, path+".model", "unknown model %q: choose one of %s", ov.Model, strings.Join(c.modelIDs(), ", "))
+		return t, false, false
+	}
+	if !offered[ov.GPU] {
+		o.problem(el.at, path+".gpu", "unknown GPU %q (not in the GPU list)", ov.GPU)
+		return t, false, false
+	}
+	k := pairKey{ov.Model, ov.GPU}
+	path = fmt.Sprintf("throughput[%d] (%s on %s)", i, ov.Model, ov.GPU)
+	if seen[k] {
+		o.problem(el.at, path, "listed twice")
+		return t, false, false
+	}
+	seen[k] = true
+	t, known := tps[k]
+	if !known {
+		if ov.TokensPerSecond == nil || ov.MicroBatchSeconds == nil || ov.Uncertainty == nil || ov.Source == nil {
+			o.problem(el.at, path, "a new figure needs tokens_per_second, micro_batch_seconds, uncertainty and source")
+			return t, false, false
+		}
+		t = Throughput{Model: ov.Model, GPU: ov.GPU}
+	}
+	if ov.TokensPerSecond != nil {
+		t.TokensPerSecond = *ov.TokensPerSecond
+	}
+	if ov.MicroBatchSeconds != nil {
+		t.MicroBatchSeconds = *ov.MicroBatchSeconds
+	}
+	if ov.Uncertainty != nil {
+		t.Uncertainty = *ov.Uncertainty
+	}
+	if ov.Source != nil {
+		t.Source = *ov.Source
+	}
+	if ps := validateThroughput(t); len(ps) > 0 {
+		o.problem(el.at, path, "%s", strings.Join(ps, "; "))
+		return t, false, false
+	}
+	return t, !known, true
 }
 
 // decodeArray reads an array value, returning each element with its start

@@ -125,3 +125,13 @@ func (c *TokenCounter) Count(msgs []Message) (total, trained int) {
 	}
 	return total, trained + len(cuts)/2 // plus each closing TurnEnd
 }
+
+// Qwen3Counter counts tokens as the default base model's trainer does:
+// Qwen3's tokenizer over Qwen3-Next's non-thinking ChatML.
+func Qwen3Counter() (Counter, error) {
+	tok, err := tokenizer.Qwen3()
+	if err != nil {
+		return nil, fmt.Errorf("load the Qwen3 tokenizer: %w", err)
+	}
+	return NewCounter(tok, ChatMLNoThink)
+}

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/api"
 )
 
 // Client calls the API at BaseURL with a bearer token.
@@ -193,7 +193,7 @@ func (cl *Client) once(ctx context.Context, c call, u string, body []byte) error
 // the status and the start of the body (a proxy's HTML page, say).
 func decodeError(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var eb httpapi.ErrorBody
+	var eb api.ErrorBody
 	if err := json.Unmarshal(data, &eb); err == nil && eb.Error.Code != "" {
 		return &APIError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, Details: eb.Error.Details}
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/brightrun/brightrun/shared/api"
 	"github.com/brightrun/brightrun/shared/dataset"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -20,16 +20,10 @@ type CreateDatasetRequest struct {
 
 // CreatedDataset is the answer of POST /v1/datasets: the dataset, awaiting
 // its upload, and how to upload it.
-type CreatedDataset struct {
-	Dataset httpapi.DatasetView `json:"dataset"`
-	Upload  httpapi.Upload      `json:"upload"`
-}
+type CreatedDataset = api.CreatedDataset
 
 // DatasetList is one page of datasets, newest first.
-type DatasetList struct {
-	Datasets   []httpapi.DatasetView `json:"datasets"`
-	NextCursor string                `json:"next_cursor,omitempty"`
-}
+type DatasetList = api.DatasetList
 
 // CreateDataset creates a dataset record and its upload plan.
 func (cl *Client) CreateDataset(ctx context.Context, req CreateDatasetRequest) (*CreatedDataset, error) {
@@ -42,8 +36,8 @@ func (cl *Client) CreateDataset(ctx context.Context, req CreateDatasetRequest) (
 
 // CompleteDataset finishes a multipart upload with every part's ETag, in
 // part order. Completing twice answers as the first time.
-func (cl *Client) CompleteDataset(ctx context.Context, id string, parts []pipeline.CompletedPart) (*httpapi.DatasetView, error) {
-	var out httpapi.DatasetView
+func (cl *Client) CompleteDataset(ctx context.Context, id string, parts []pipeline.CompletedPart) (*api.DatasetView, error) {
+	var out api.DatasetView
 	body := map[string]any{"parts": parts}
 	if err := cl.do(ctx, call{method: http.MethodPost, path: "/v1/datasets/" + pathID(id) + "/complete", body: body, idempotent: true, out: &out}); err != nil {
 		return nil, err
@@ -61,8 +55,8 @@ func (cl *Client) ListDatasets(ctx context.Context, o ListOptions) (*DatasetList
 }
 
 // GetDataset returns one dataset.
-func (cl *Client) GetDataset(ctx context.Context, id string) (*httpapi.DatasetView, error) {
-	var out httpapi.DatasetView
+func (cl *Client) GetDataset(ctx context.Context, id string) (*api.DatasetView, error) {
+	var out api.DatasetView
 	if err := cl.do(ctx, call{method: http.MethodGet, path: "/v1/datasets/" + pathID(id), idempotent: true, out: &out}); err != nil {
 		return nil, err
 	}

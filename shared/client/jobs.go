@@ -4,9 +4,9 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/brightrun/brightrun/shared/api"
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/estimate"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -38,29 +38,16 @@ type Estimate struct {
 }
 
 // JobList is one page of jobs, newest first.
-type JobList struct {
-	Jobs       []httpapi.JobView `json:"jobs"`
-	NextCursor string            `json:"next_cursor,omitempty"`
-}
+type JobList = api.JobList
 
 // EventList is one page of a job's events, oldest first.
-type EventList struct {
-	Events     []*pipeline.Event `json:"events"`
-	NextCursor string            `json:"next_cursor,omitempty"`
-}
+type EventList = api.EventList
 
 // MetricList is one page of a job's metric points, by attempt then step.
-type MetricList struct {
-	Metrics    []pipeline.MetricPoint `json:"metrics"`
-	NextCursor string                 `json:"next_cursor,omitempty"`
-}
+type MetricList = api.MetricList
 
 // ArtifactList is a job's adapter files with short-lived download URLs.
-type ArtifactList struct {
-	JobID     string                 `json:"job_id"`
-	Status    pipeline.JobStatus     `json:"status"`
-	Artifacts []httpapi.ArtifactView `json:"artifacts"`
-}
+type ArtifactList = api.ArtifactList
 
 // PresetList is the answer of GET /v1/presets.
 type PresetList struct {
@@ -82,10 +69,7 @@ type ModelList struct {
 }
 
 // NotificationList is one page of the caller's notifications.
-type NotificationList struct {
-	Notifications []*pipeline.Notification `json:"notifications"`
-	NextCursor    string                   `json:"next_cursor,omitempty"`
-}
+type NotificationList = api.NotificationList
 
 // JobListOptions filters and pages GET /v1/jobs.
 type JobListOptions struct {
@@ -134,8 +118,8 @@ func (cl *Client) Estimate(ctx context.Context, req TrainingRequest) (*Estimate,
 // CreateJob creates and enqueues a job. With an idempotency key, a retry
 // of the same request returns the same job, and the client retries it
 // itself after a network error; without one it is sent once.
-func (cl *Client) CreateJob(ctx context.Context, req CreateJobRequest, idempotencyKey string) (*httpapi.JobView, error) {
-	var out httpapi.JobView
+func (cl *Client) CreateJob(ctx context.Context, req CreateJobRequest, idempotencyKey string) (*api.JobView, error) {
+	var out api.JobView
 	c := call{method: http.MethodPost, path: "/v1/jobs", body: req, out: &out}
 	if idempotencyKey != "" {
 		c.header = http.Header{"Idempotency-Key": {idempotencyKey}}
@@ -161,8 +145,8 @@ func (cl *Client) ListJobs(ctx context.Context, o JobListOptions) (*JobList, err
 }
 
 // GetJob returns one job.
-func (cl *Client) GetJob(ctx context.Context, id string) (*httpapi.JobView, error) {
-	var out httpapi.JobView
+func (cl *Client) GetJob(ctx context.Context, id string) (*api.JobView, error) {
+	var out api.JobView
 	if err := cl.do(ctx, call{method: http.MethodGet, path: "/v1/jobs/" + pathID(id), idempotent: true, out: &out}); err != nil {
 		return nil, err
 	}
@@ -171,8 +155,8 @@ func (cl *Client) GetJob(ctx context.Context, id string) (*httpapi.JobView, erro
 
 // CancelJob cancels a job; cancelling twice, or a finished job, returns
 // the job as it is.
-func (cl *Client) CancelJob(ctx context.Context, id string) (*httpapi.JobView, error) {
-	var out httpapi.JobView
+func (cl *Client) CancelJob(ctx context.Context, id string) (*api.JobView, error) {
+	var out api.JobView
 	if err := cl.do(ctx, call{method: http.MethodPost, path: "/v1/jobs/" + pathID(id) + "/cancel", idempotent: true, out: &out}); err != nil {
 		return nil, err
 	}

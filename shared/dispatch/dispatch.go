@@ -21,7 +21,6 @@ import (
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/contract"
 	"github.com/brightrun/brightrun/shared/estimate"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/runpod"
 )
@@ -40,8 +39,9 @@ type Presigner interface {
 
 // Dispatcher submits jobs.
 type Dispatcher struct {
-	Store   pipeline.Store
-	JobLog  pipeline.JobLog
+	// Jobs runs the jobs' lifecycle: the claim, the record of the run and
+	// the failure are its.
+	Jobs    *pipeline.Lifecycle
 	Blobs   Presigner
 	GPU     GPU
 	Catalog *catalog.Catalog
@@ -112,42 +112,18 @@ func (d *Dispatcher) HandleMessage(ctx context.Context, body []byte, receives in
 		return nil
 	}
 	log := d.log().With("owner", msg.Owner, "job_id", msg.JobID, "receives", receives)
-	j, err := d.Store.GetJob(ctx, msg.Owner, msg.JobID)
-	if pipeline.ErrorCode(err) == pipeline.ENotFound {
+	claimed, err := d.Jobs.Claim(ctx, msg.Owner, msg.JobID)
+	switch {
+	case pipeline.ErrorCode(err) == pipeline.ENotFound:
 		log.WarnContext(ctx, "queued job no longer exists: message dropped")
 		return nil
-	}
-	if err != nil {
-		return err
-	}
-	switch {
-	case j.Status.Terminal() || j.Status == pipeline.JobCancelRequested:
-		log.InfoContext(ctx, "job needs no dispatch", "status", j.Status)
+	case errors.Is(err, pipeline.ErrNotDispatchable):
+		log.InfoContext(ctx, "job needs no dispatch: message dropped", "reason", err)
 		return nil
-	case j.Status != pipeline.JobQueued && j.Status != pipeline.JobDispatching:
-		log.InfoContext(ctx, "duplicate delivery: job already submitted", "status", j.Status, "run_id", j.RunPodID)
-		return nil
-	}
-
-	// Claim: a new attempt. A claim of a job left in dispatching (a crash
-	// before recording) supersedes the earlier attempt.
-	claimed, err := pipeline.TransitionJob(ctx, d.Store, j.Owner, j.ID, pipeline.JobDispatching, func(cur *pipeline.Job) error {
-		if cur.Status != pipeline.JobQueued && cur.Status != pipeline.JobDispatching {
-			return errNotDispatchable
-		}
-		cur.Attempt++
-		cur.UpdatedAt = d.now()
-		return nil
-	})
-	if errors.Is(err, errNotDispatchable) || pipeline.ErrorCode(err) == pipeline.EPrecondition {
-		log.InfoContext(ctx, "job moved on before it was claimed")
-		return nil
-	}
-	if err != nil {
+	case err != nil:
 		return err
 	}
 	log = log.With("attempt", claimed.Attempt)
-	d.event(ctx, claimed, "dispatching", fmt.Sprintf("attempt %d submitted to the GPU provider", claimed.Attempt))
 
 	req, err := d.runRequest(ctx, claimed)
 	if err != nil {
@@ -161,24 +137,14 @@ func (d *Dispatcher) HandleMessage(ctx context.Context, body []byte, receives in
 	log = log.With("run_id", st.ID)
 
 	// Record the run, if the job is still this attempt's and still wanted.
-	// The worker may have called back before this write (a fast start):
-	// then the job is already running, and only the run id is missing.
-	rec, err := d.record(ctx, claimed, st.ID)
-	if errors.Is(err, errNotDispatchable) {
+	_, err = d.Jobs.RecordRun(ctx, claimed, st.ID)
+	if errors.Is(err, pipeline.ErrNotDispatchable) {
 		// Cancelled (or re-claimed) while we submitted: stop the run we started.
-		cur, _ := d.Store.GetJob(ctx, claimed.Owner, claimed.ID)
-		if cur != nil && cur.Status == pipeline.JobCancelRequested && cur.Attempt == claimed.Attempt {
-			_, _ = pipeline.TransitionJob(ctx, d.Store, cur.Owner, cur.ID, pipeline.JobCancelled, func(j *pipeline.Job) error {
-				now := d.now()
-				j.RunPodID, j.FinishedAt, j.UpdatedAt = st.ID, &now, now
-				return nil
-			})
-		}
 		if _, cerr := d.GPU.Cancel(ctx, st.ID); cerr != nil {
 			log.ErrorContext(ctx, "cancel the run of a job that moved on", "err", cerr)
 			return cerr
 		}
-		log.InfoContext(ctx, "job moved on while submitting: its run was cancelled")
+		log.InfoContext(ctx, "job moved on while submitting: its run was cancelled", "reason", err)
 		return nil
 	}
 	if err != nil {
@@ -189,78 +155,25 @@ func (d *Dispatcher) HandleMessage(ctx context.Context, body []byte, receives in
 		}
 		return fmt.Errorf("record run %s: %w", st.ID, err)
 	}
-	d.event(ctx, rec, "submitted", "submitted to RunPod as "+st.ID)
 	log.InfoContext(ctx, "job submitted")
 	return nil
 }
-
-var errNotDispatchable = errors.New("job is not dispatchable")
-
-// record stores the run id of the claimed attempt: dispatching → submitted,
-// or, when the worker's first callbacks came first, on the job as it is.
-// It returns errNotDispatchable when the attempt was superseded or the job
-// was cancelled meanwhile.
-func (d *Dispatcher) record(ctx context.Context, claimed *pipeline.Job, runID string) (*pipeline.Job, error) {
-	for try := 0; try < 10; try++ {
-		cur, err := d.Store.GetJob(ctx, claimed.Owner, claimed.ID)
-		if err != nil {
-			return nil, err
-		}
-		if cur.Attempt != claimed.Attempt || cur.Status == pipeline.JobCancelRequested || cur.Status == pipeline.JobCancelled {
-			return nil, errNotDispatchable
-		}
-		now := d.now()
-		if cur.Status == pipeline.JobDispatching {
-			rec, err := pipeline.TransitionJob(ctx, d.Store, cur.Owner, cur.ID, pipeline.JobSubmitted, func(j *pipeline.Job) error {
-				if j.Status != pipeline.JobDispatching || j.Attempt != claimed.Attempt {
-					return errRetry
-				}
-				j.RunPodID, j.HeartbeatAt, j.UpdatedAt = runID, &now, now
-				return nil
-			})
-			if errors.Is(err, errRetry) || pipeline.ErrorCode(err) == pipeline.EPrecondition {
-				continue
-			}
-			return rec, err
-		}
-		return pipeline.UpdateJob(ctx, d.Store, cur.Owner, cur.ID, func(j *pipeline.Job) error {
-			if j.Attempt != claimed.Attempt {
-				return errNotDispatchable
-			}
-			if j.RunPodID == "" {
-				j.RunPodID = runID
-			}
-			return nil
-		})
-	}
-	return nil, pipeline.Errorf(pipeline.EUnavailable, "job %s kept changing while its run was recorded", claimed.ID)
-}
-
-var errRetry = errors.New("retry")
 
 // failed handles a failed submission: retried (error returned, the message
 // comes back) until the attempts are spent, then the job fails with the
 // reason and the message goes to the dead-letter queue.
 func (d *Dispatcher) failed(ctx context.Context, j *pipeline.Job, receives int, retryable bool, what string, cause error) error {
 	if retryable && receives < d.maxAttempts() {
-		d.event(ctx, j, "dispatch_retry", fmt.Sprintf("%s failed (try %d of %d): %v", what, receives, d.maxAttempts(), cause))
+		d.Jobs.Event(ctx, j, "dispatch_retry", fmt.Sprintf("%s failed (try %d of %d): %v", what, receives, d.maxAttempts(), cause))
 		return fmt.Errorf("%s: %w", what, cause)
 	}
 	reason := fmt.Sprintf("could not submit the job to the GPU provider: %v", cause)
 	if retryable {
 		reason = fmt.Sprintf("could not submit the job to the GPU provider after %d tries: %v", receives, cause)
 	}
-	_, err := pipeline.TransitionJob(ctx, d.Store, j.Owner, j.ID, pipeline.JobFailed, func(cur *pipeline.Job) error {
-		now := d.now()
-		cur.Error = &pipeline.JobError{Code: "dispatch_failed", Message: reason, Advice: "Create the job again later; if it keeps failing, check the RunPod endpoint and API key."}
-		cur.FinishedAt, cur.UpdatedAt = &now, now
-		return nil
-	})
-	if err != nil && pipeline.ErrorCode(err) != pipeline.EPrecondition {
+	if err := d.Jobs.DispatchFailed(ctx, j, reason); err != nil {
 		return err
 	}
-	d.event(ctx, j, "failed", reason)
-	d.notify(ctx, j, reason)
 	d.log().ErrorContext(ctx, "job failed at dispatch", "job_id", j.ID, "err", cause)
 	if retryable {
 		// Let the message reach the dead-letter queue as the record of it.
@@ -269,27 +182,9 @@ func (d *Dispatcher) failed(ctx context.Context, j *pipeline.Job, receives int, 
 	return nil
 }
 
-func (d *Dispatcher) event(ctx context.Context, j *pipeline.Job, typ, msg string) {
-	if d.JobLog == nil {
-		return
-	}
-	if _, err := d.JobLog.AppendEvent(ctx, pipeline.NewEvent(j, typ, msg, d.now())); err != nil {
-		d.log().WarnContext(ctx, "append job event", "job_id", j.ID, "err", err)
-	}
-}
-
-func (d *Dispatcher) notify(ctx context.Context, j *pipeline.Job, msg string) {
-	if d.JobLog == nil {
-		return
-	}
-	if err := d.JobLog.CreateNotification(ctx, pipeline.NewNotification(j, "job_failed", msg, d.now())); err != nil {
-		d.log().WarnContext(ctx, "store notification", "job_id", j.ID, "err", err)
-	}
-}
-
 // runRequest builds the RunPod request of the job's current attempt.
 func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.RunRequest, error) {
-	ds, err := d.Store.GetDataset(ctx, j.Owner, j.DatasetID)
+	ds, err := d.Jobs.Store.GetDataset(ctx, j.Owner, j.DatasetID)
 	if err != nil {
 		return runpod.RunRequest{}, fmt.Errorf("dataset %s: %w", j.DatasetID, err)
 	}
@@ -322,7 +217,7 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 		return runpod.RunRequest{}, fmt.Errorf("presign dataset download: %w", err)
 	}
 	upload := func(name string) (contract.Upload, error) {
-		req, err := d.Blobs.PresignPut(ctx, httpapi.ArtifactKey(j.Owner, j.ID, j.Attempt, name), -1, "", urlTTL)
+		req, err := d.Blobs.PresignPut(ctx, pipeline.ArtifactKey(j.Owner, j.ID, j.Attempt, name), -1, "", urlTTL)
 		if err != nil {
 			return contract.Upload{}, fmt.Errorf("presign %s upload: %w", name, err)
 		}
@@ -357,7 +252,7 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 		Hyperparameters: contract.Hyperparameters{LearningRate: h.LearningRate, BatchSize: h.BatchSize, GradientAccumulation: h.GradientAccumulation,
 			Epochs: h.Epochs, LoRARank: h.LoRARank, LoRAAlpha: h.LoRAAlpha, LoRADropout: h.LoRADropout, MaxSeqLength: h.MaxSeqLength, WarmupRatio: h.WarmupRatio,
 			MicroBatchTokens: &budget},
-		Callback: contract.CallbackTarget{URL: httpapi.WorkerCallbackURL(d.PublicURL, j.Owner),
+		Callback: contract.CallbackTarget{URL: pipeline.WorkerCallbackURL(d.PublicURL, j.Owner),
 			Secret:             contract.FormatSecret(contract.DeriveSecret(d.CallbackSecret, j.ID)),
 			ProgressEverySteps: every, ProgressEverySeconds: seconds},
 		Artifacts:        contract.Artifacts{AdapterConfig: cfgUp, AdapterModel: modelUp},
@@ -372,7 +267,7 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 	}
 	return runpod.RunRequest{
 		Input:   spec,
-		Webhook: d.PublicURL + "/v1/callbacks/runpod/" + httpapi.WebhookToken(d.CallbackSecret, j.Owner, j.ID, j.Attempt),
+		Webhook: pipeline.RunPodWebhookURL(d.PublicURL, d.CallbackSecret, j.Owner, j.ID, j.Attempt),
 		Policy:  runpod.Policy{ExecutionTimeout: exec, TTL: ttl},
 	}, nil
 }

@@ -17,9 +17,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/contract"
-	"github.com/brightrun/brightrun/shared/dataset"
 	"github.com/brightrun/brightrun/shared/dispatch"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/local"
 	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/runpod"
@@ -68,14 +66,14 @@ func newEnv(t *testing.T) *env {
 	store, _ := local.NewStore(db)
 	blobs, _ := local.NewBlobs(local.BlobsOptions{Dir: dir, BaseURL: "http://127.0.0.1:9", Secret: bytes.Repeat([]byte("s"), 32)})
 	gpu := &fakeGPU{}
-	d := &dispatch.Dispatcher{Store: store, JobLog: store, Blobs: blobs, GPU: gpu, Catalog: catalog.Default(),
+	d := &dispatch.Dispatcher{Jobs: &pipeline.Lifecycle{Store: store, JobLog: store, Log: discard}, Blobs: blobs, GPU: gpu, Catalog: catalog.Default(),
 		PublicURL: "http://127.0.0.1:8080", CallbackSecret: []byte("master-secret-for-tests"), MaxAttempts: 3,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx := context.Background()
 	now := time.Now().UTC()
 	ds := &pipeline.Dataset{ID: "ds_1", Owner: "alice", Name: "d", Status: pipeline.DatasetReady, SizeBytes: 1000,
-		ObjectKey: httpapi.DatasetKey("alice", "ds_1"), ContentSHA256: strings.Repeat("ab", 32), CreatedAt: now,
-		Validation: &dataset.Summary{Valid: true, Examples: 100, Tokens: dataset.Tokens{Total: 50000, Trained: 20000}}}
+		ObjectKey: pipeline.DatasetKey("alice", "ds_1"), ContentSHA256: strings.Repeat("ab", 32), CreatedAt: now,
+		Validation: &pipeline.ValidationSummary{Valid: true, Examples: 100, Tokens: pipeline.TokenCounts{Total: 50000, Trained: 20000}}}
 	if err := store.CreateDataset(ctx, ds); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +134,7 @@ func TestDispatchSubmitsAValidSpecOnce(t *testing.T) {
 	if !bytes.Equal(secret, contract.DeriveSecret([]byte("master-secret-for-tests"), "job_1")) {
 		t.Error("the callback secret is not the one derived for the job")
 	}
-	owner, jobID, attempt, err := httpapi.ParseWebhookToken([]byte("master-secret-for-tests"), req.Webhook[strings.LastIndex(req.Webhook, "/")+1:])
+	owner, jobID, attempt, err := pipeline.ParseWebhookToken([]byte("master-secret-for-tests"), req.Webhook[strings.LastIndex(req.Webhook, "/")+1:])
 	if err != nil || owner != "alice" || jobID != "job_1" || attempt != 1 {
 		t.Errorf("webhook token names %q %q %d (%v), want alice job_1 1", owner, jobID, attempt, err)
 	}
@@ -327,7 +325,7 @@ func TestAStoreFailureWhileRecordingCancelsTheRunAndRetries(t *testing.T) {
 	e := newEnv(t)
 	msg := e.job(t, "job_1", pipeline.JobQueued)
 	flaky := &flakyStore{Store: e.store, failUpdates: 1}
-	e.d.Store = flaky
+	e.d.Jobs.Store = flaky
 	if err := e.d.HandleMessage(context.Background(), msg, 1); err == nil {
 		t.Fatal("a failed record returned nil: the message would be deleted with the job unrecorded")
 	}
@@ -420,3 +418,5 @@ func TestTheSpecCarriesTheEstimatesTokenBudget(t *testing.T) {
 		})
 	}
 }
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))

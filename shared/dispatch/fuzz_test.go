@@ -15,9 +15,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/contract"
-	"github.com/brightrun/brightrun/shared/dataset"
 	"github.com/brightrun/brightrun/shared/dispatch"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/local"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
@@ -124,14 +122,14 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 		tb.Fatal(err)
 	}
 	gpu := &fakeGPU{}
-	d := &dispatch.Dispatcher{Store: store, JobLog: store, Blobs: blobs, GPU: gpu, Catalog: catalog.Default(),
+	d := &dispatch.Dispatcher{Jobs: &pipeline.Lifecycle{Store: store, JobLog: store, Log: discard}, Blobs: blobs, GPU: gpu, Catalog: catalog.Default(),
 		PublicURL: "http://127.0.0.1:8080", CallbackSecret: []byte("master-secret-for-tests"), MaxAttempts: 3,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx := context.Background()
 	now := time.Now().UTC()
 	ds := &pipeline.Dataset{ID: "ds_1", Owner: "alice", Name: "d", Status: pipeline.DatasetReady, SizeBytes: 1000,
-		ObjectKey: httpapi.DatasetKey("alice", "ds_1"), ContentSHA256: strings.Repeat("ab", 32), CreatedAt: now,
-		Validation: &dataset.Summary{Valid: true, Examples: 100, Tokens: dataset.Tokens{Total: 50000, Trained: 20000}}}
+		ObjectKey: pipeline.DatasetKey("alice", "ds_1"), ContentSHA256: strings.Repeat("ab", 32), CreatedAt: now,
+		Validation: &pipeline.ValidationSummary{Valid: true, Examples: 100, Tokens: pipeline.TokenCounts{Total: 50000, Trained: 20000}}}
 	if err := store.CreateDataset(ctx, ds); err != nil {
 		tb.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/brightrun/brightrun/shared/dataset"
 	"github.com/brightrun/brightrun/shared/dynamo"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
@@ -127,9 +126,9 @@ func TestLargeRecords(t *testing.T) {
 	ctx := context.Background()
 	// A summary far larger than any validator produces: 20,000 distinct
 	// issue codes, about 700 KB of JSON that compresses well.
-	big := &dataset.Summary{Examples: 3, ErrorCounts: map[dataset.Code]int64{}}
+	big := &pipeline.ValidationSummary{Examples: 3, ErrorCounts: map[string]int64{}}
 	for i := 0; i < 20000; i++ {
-		big.ErrorCounts[dataset.Code(fmt.Sprintf("some_rather_long_issue_code_%06d", i))] = int64(i)
+		big.ErrorCounts[(fmt.Sprintf("some_rather_long_issue_code_%06d", i))] = int64(i)
 	}
 	t.Run("a large summary is stored compressed and reads back whole", func(t *testing.T) {
 		d := newDataset("alice", 1)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/brightrun/brightrun/shared/contract"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
@@ -30,7 +32,7 @@ func (a *testAPI) submittedJob(id string) {
 
 // callback signs and posts one callback of job at attempt with seq; it
 // returns the status and the answer.
-func (a *testAPI) callback(owner, job string, attempt int, seq int64, typ contract.CallbackType, data string, sign func(body []byte) http.Header) (int, httpapi.CallbackAnswer) {
+func (a *testAPI) callback(owner, job string, attempt int, seq int64, typ contract.CallbackType, data string, sign func(body []byte) http.Header) (int, api.CallbackAnswer) {
 	a.Helper()
 	body := []byte(fmt.Sprintf(`{"version":1,"type":%q,"job_id":%q,"attempt":%d,"seq":%d,"sent_at":%q,"data":%s}`,
 		typ, job, attempt, seq, sentAt(seq), data))
@@ -40,10 +42,10 @@ func (a *testAPI) callback(owner, job string, attempt int, seq int64, typ contra
 	} else {
 		h = contract.SignedHeaders(contract.DeriveSecret(master, job), contract.WebhookID(job, attempt, seq), time.Now(), body)
 	}
-	return a.postCallback(httpapi.WorkerCallbackURL(a.srv.URL, owner), h, body)
+	return a.postCallback(pipeline.WorkerCallbackURL(a.srv.URL, owner), h, body)
 }
 
-func (a *testAPI) postCallback(url string, h http.Header, body []byte) (int, httpapi.CallbackAnswer) {
+func (a *testAPI) postCallback(url string, h http.Header, body []byte) (int, api.CallbackAnswer) {
 	a.Helper()
 	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
 	for k, v := range h {
@@ -54,7 +56,7 @@ func (a *testAPI) postCallback(url string, h http.Header, body []byte) (int, htt
 		a.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var ans httpapi.CallbackAnswer
+	var ans api.CallbackAnswer
 	_ = json.NewDecoder(resp.Body).Decode(&ans)
 	return resp.StatusCode, ans
 }
@@ -193,7 +195,7 @@ func TestACancelledJobTellsItsWorkerToStop(t *testing.T) {
 	a := newTestAPI(t, httpapi.Config{})
 	a.submittedJob("job_d")
 	a.callback("alice", "job_d", 2, 1, contract.TypeStarted, `{"worker_id":"w","runpod_job_id":"rp-1","worker_version":"1","gpu":null}`, nil)
-	var v httpapi.JobView
+	var v api.JobView
 	if status := a.call("POST", "/v1/jobs/job_d/cancel", "alice-token", "", &v); status != 200 || v.Status != pipeline.JobCancelRequested {
 		t.Fatalf("cancel = %d %s, want cancel_requested", status, v.Status)
 	}
@@ -209,11 +211,11 @@ func TestACancelledJobTellsItsWorkerToStop(t *testing.T) {
 func TestRunPodWebhookTokenIsRequired(t *testing.T) {
 	a := newTestAPI(t, httpapi.Config{})
 	a.submittedJob("job_e")
-	good := httpapi.WebhookToken(master, "alice", "job_e", 2)
+	good := pipeline.WebhookToken(master, "alice", "job_e", 2)
 	for name, token := range map[string]string{
 		"garbage":               "nope",
 		"a flipped signature":   good[:len(good)-2] + "AA",
-		"another master secret": httpapi.WebhookToken([]byte("other"), "alice", "job_e", 2),
+		"another master secret": pipeline.WebhookToken([]byte("other"), "alice", "job_e", 2),
 	} {
 		status, _ := a.postCallback(a.srv.URL+"/v1/callbacks/runpod/"+token, nil, []byte(`{"id":"rp-1","status":"COMPLETED"}`))
 		if status != 401 {

@@ -8,60 +8,15 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/brightrun/brightrun/shared/dataset"
+	"github.com/brightrun/brightrun/shared/api"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
-
-// DatasetView is a dataset as the API shows it.
-type DatasetView struct {
-	ID         string                 `json:"id"`
-	Name       string                 `json:"name"`
-	Status     pipeline.DatasetStatus `json:"status"`
-	SizeBytes  int64                  `json:"size_bytes"`
-	SHA256     string                 `json:"sha256,omitempty"`
-	Validation *dataset.Summary       `json:"validation,omitempty"`
-	Error      string                 `json:"error,omitempty"`
-	CreatedAt  time.Time              `json:"created_at"`
-	UpdatedAt  time.Time              `json:"updated_at"`
-}
-
-func viewDataset(d *pipeline.Dataset) DatasetView {
-	return DatasetView{
-		ID: d.ID, Name: d.Name, Status: d.Status, SizeBytes: d.SizeBytes, SHA256: d.SHA256,
-		Validation: d.Validation, Error: d.Error, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
-	}
-}
 
 type createDatasetRequest struct {
 	Name      *string `json:"name"`
 	SizeBytes *int64  `json:"size_bytes"`
 	SHA256    string  `json:"sha256,omitempty"`
-}
-
-// Upload tells the client how to send the file: one PUT, or parts.
-type Upload struct {
-	// Type is "single" or "multipart".
-	Type    string                  `json:"type"`
-	Request *pipeline.SignedRequest `json:"request,omitempty"`
-	// Multipart fields.
-	UploadID    string       `json:"upload_id,omitempty"`
-	PartSize    int64        `json:"part_size,omitempty"`
-	Parts       []UploadPart `json:"parts,omitempty"`
-	CompleteURL string       `json:"complete_path,omitempty"`
-}
-
-// UploadPart is one part's presigned PUT.
-type UploadPart struct {
-	PartNumber int   `json:"part_number"`
-	SizeBytes  int64 `json:"size_bytes"`
-	pipeline.SignedRequest
-}
-
-type createDatasetResponse struct {
-	Dataset DatasetView `json:"dataset"`
-	Upload  Upload      `json:"upload"`
 }
 
 func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner string) error {
@@ -94,7 +49,7 @@ func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner str
 	id := pipeline.NewID("ds", now)
 	d := &pipeline.Dataset{
 		ID: id, Owner: owner, Name: strings.TrimSpace(*req.Name), Status: pipeline.DatasetAwaitingUpload,
-		SizeBytes: *req.SizeBytes, SHA256: sha, ObjectKey: DatasetKey(owner, id), CreatedAt: now, UpdatedAt: now,
+		SizeBytes: *req.SizeBytes, SHA256: sha, ObjectKey: pipeline.DatasetKey(owner, id), CreatedAt: now, UpdatedAt: now,
 	}
 	up, err := s.planUpload(r, d)
 	if err != nil {
@@ -107,35 +62,35 @@ func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner str
 	if s.DatasetCreated != nil {
 		s.DatasetCreated(d)
 	}
-	writeJSON(w, http.StatusCreated, createDatasetResponse{Dataset: viewDataset(d), Upload: up})
+	writeJSON(w, http.StatusCreated, api.CreatedDataset{Dataset: api.ViewDataset(d), Upload: up})
 	return nil
 }
 
 // planUpload presigns one PUT, or starts a multipart upload and presigns
 // every part, depending on the size.
-func (s *Server) planUpload(r *http.Request, d *pipeline.Dataset) (Upload, error) {
+func (s *Server) planUpload(r *http.Request, d *pipeline.Dataset) (api.Upload, error) {
 	cfg := s.config()
 	ctx := r.Context()
 	if d.SizeBytes < cfg.MultipartThreshold {
 		req, err := s.Blobs.PresignPut(ctx, d.ObjectKey, d.SizeBytes, d.SHA256, cfg.UploadURLTTL)
 		if err != nil {
-			return Upload{}, fmt.Errorf("presign upload: %w", err)
+			return api.Upload{}, fmt.Errorf("presign upload: %w", err)
 		}
-		return Upload{Type: "single", Request: &req}, nil
+		return api.Upload{Type: "single", Request: &req}, nil
 	}
 	uploadID, err := s.Blobs.CreateMultipart(ctx, d.ObjectKey)
 	if err != nil {
-		return Upload{}, fmt.Errorf("start multipart upload: %w", err)
+		return api.Upload{}, fmt.Errorf("start multipart upload: %w", err)
 	}
 	d.UploadID = uploadID
-	up := Upload{Type: "multipart", UploadID: uploadID, PartSize: cfg.PartSize, CompleteURL: "/v1/datasets/" + d.ID + "/complete"}
+	up := api.Upload{Type: "multipart", UploadID: uploadID, PartSize: cfg.PartSize, CompleteURL: "/v1/datasets/" + d.ID + "/complete"}
 	for n, off := 1, int64(0); off < d.SizeBytes; n, off = n+1, off+cfg.PartSize {
 		size := min(cfg.PartSize, d.SizeBytes-off)
 		req, err := s.Blobs.PresignPart(ctx, d.ObjectKey, uploadID, n, size, cfg.UploadURLTTL)
 		if err != nil {
-			return Upload{}, fmt.Errorf("presign part %d: %w", n, err)
+			return api.Upload{}, fmt.Errorf("presign part %d: %w", n, err)
 		}
-		up.Parts = append(up.Parts, UploadPart{PartNumber: n, SizeBytes: size, SignedRequest: req})
+		up.Parts = append(up.Parts, api.UploadPart{PartNumber: n, SizeBytes: size, SignedRequest: req})
 	}
 	return up, nil
 }
@@ -156,7 +111,7 @@ func (s *Server) completeDataset(w http.ResponseWriter, r *http.Request, owner s
 	if d.UploadID == "" {
 		// Completed before (a client retry): answer as the first time did.
 		if _, err := s.Blobs.Stat(r.Context(), d.ObjectKey); err == nil {
-			writeJSON(w, http.StatusOK, viewDataset(d))
+			writeJSON(w, http.StatusOK, api.ViewDataset(d))
 			return nil
 		}
 		return pipeline.Errorf(pipeline.EPrecondition, "dataset %s has no multipart upload to complete", d.ID)
@@ -183,13 +138,8 @@ func (s *Server) completeDataset(w http.ResponseWriter, r *http.Request, owner s
 		return fmt.Errorf("record completed upload: %w", err)
 	}
 	s.log().InfoContext(r.Context(), "multipart upload completed", "owner", owner, "dataset_id", d.ID, "size_bytes", info.Size)
-	writeJSON(w, http.StatusOK, viewDataset(fresh))
+	writeJSON(w, http.StatusOK, api.ViewDataset(fresh))
 	return nil
-}
-
-type listDatasetsResponse struct {
-	Datasets   []DatasetView `json:"datasets"`
-	NextCursor string        `json:"next_cursor,omitempty"`
 }
 
 // page reads ?cursor= and ?limit=.
@@ -214,9 +164,9 @@ func (s *Server) listDatasets(w http.ResponseWriter, r *http.Request, owner stri
 	if err != nil {
 		return err
 	}
-	out := listDatasetsResponse{Datasets: make([]DatasetView, 0, len(list)), NextCursor: next}
+	out := api.DatasetList{Datasets: make([]api.DatasetView, 0, len(list)), NextCursor: next}
 	for _, d := range list {
-		out.Datasets = append(out.Datasets, viewDataset(d))
+		out.Datasets = append(out.Datasets, api.ViewDataset(d))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -227,7 +177,7 @@ func (s *Server) getDataset(w http.ResponseWriter, r *http.Request, owner string
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, viewDataset(d))
+	writeJSON(w, http.StatusOK, api.ViewDataset(d))
 	return nil
 }
 
@@ -251,7 +201,7 @@ func (s *Server) deleteDataset(w http.ResponseWriter, r *http.Request, owner str
 			return fmt.Errorf("abort multipart upload: %w", err)
 		}
 	}
-	for _, key := range []string{d.ObjectKey, ReportKey(d.ObjectKey)} {
+	for _, key := range []string{d.ObjectKey, pipeline.ReportKey(d.ObjectKey)} {
 		if err := s.Blobs.Delete(ctx, key); err != nil {
 			return fmt.Errorf("delete %s: %w", key, err)
 		}
@@ -264,11 +214,6 @@ func (s *Server) deleteDataset(w http.ResponseWriter, r *http.Request, owner str
 	return nil
 }
 
-// ReportKey is where a dataset's full validation report is stored.
-func ReportKey(datasetKey string) string {
-	return strings.TrimSuffix(datasetKey, ".jsonl") + ".report.json"
-}
-
 // getReport streams the dataset's full validation report.
 func (s *Server) getReport(w http.ResponseWriter, r *http.Request, owner string) error {
 	d, err := s.Store.GetDataset(r.Context(), owner, r.PathValue("id"))
@@ -278,7 +223,7 @@ func (s *Server) getReport(w http.ResponseWriter, r *http.Request, owner string)
 	if d.Validation == nil {
 		return pipeline.Errorf(pipeline.EPrecondition, "dataset %s has no report yet: it is %s", d.ID, d.Status)
 	}
-	rc, info, err := s.Blobs.Open(r.Context(), ReportKey(d.ObjectKey))
+	rc, info, err := s.Blobs.Open(r.Context(), pipeline.ReportKey(d.ObjectKey))
 	if pipeline.ErrorCode(err) == pipeline.ENotFound {
 		return pipeline.Errorf(pipeline.EPrecondition, "the report of dataset %s is not available: upload the file again", d.ID)
 	}

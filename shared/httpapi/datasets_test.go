@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/local"
@@ -49,8 +51,9 @@ func newTestAPI(t *testing.T, cfg httpapi.Config) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := &httpapi.Server{Store: store, Blobs: blobs, Auth: tokens, Config: cfg, JobLog: store, Queue: queue, Catalog: catalog.Default(),
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	jobs := &pipeline.Lifecycle{Store: store, JobLog: store, Queue: queue, Objects: blobs, Log: log}
+	api := &httpapi.Server{Store: store, Blobs: blobs, Auth: tokens, Config: cfg, JobLog: store, Jobs: jobs, Catalog: catalog.Default(), Log: log}
 	mux := http.NewServeMux()
 	mux.Handle(local.BlobsPath, blobs)
 	mux.Handle("/", api.Handler())
@@ -78,7 +81,7 @@ func (a *testAPI) call(method, path, token, body string, out any) int {
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode >= 400 {
-		var e httpapi.ErrorBody
+		var e api.ErrorBody
 		if err := json.Unmarshal(data, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 			a.Errorf("%s %s = %d with body %q, want the error shape", method, path, resp.StatusCode, data)
 		}
@@ -92,8 +95,8 @@ func (a *testAPI) call(method, path, token, body string, out any) int {
 }
 
 type created struct {
-	Dataset httpapi.DatasetView `json:"dataset"`
-	Upload  httpapi.Upload      `json:"upload"`
+	Dataset api.DatasetView `json:"dataset"`
+	Upload  api.Upload      `json:"upload"`
 }
 
 func (a *testAPI) put(req pipeline.SignedRequest, body []byte) (int, string) {
@@ -138,14 +141,14 @@ func TestCreateDatasetRefusesBadRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("refuses "+tt.name, func(t *testing.T) {
-			var e httpapi.ErrorBody
+			var e api.ErrorBody
 			status := a.call("POST", "/v1/datasets", "alice-token", tt.body, &e)
 			if status != tt.status || !strings.Contains(e.Error.Message, tt.message) {
 				t.Errorf("POST /v1/datasets %.40q = %d %q, want %d and a message containing %q", tt.body, status, e.Error.Message, tt.status, tt.message)
 			}
 		})
 	}
-	var list struct{ Datasets []httpapi.DatasetView }
+	var list struct{ Datasets []api.DatasetView }
 	a.call("GET", "/v1/datasets", "alice-token", "", &list)
 	if len(list.Datasets) != 0 {
 		t.Errorf("after only bad requests, %d datasets exist, want 0", len(list.Datasets))
@@ -203,7 +206,7 @@ func TestSingleUpload(t *testing.T) {
 	if err != nil || info.Size != 1234 {
 		t.Errorf("stored object = %+v, %v; want 1234 bytes", info, err)
 	}
-	var got httpapi.DatasetView
+	var got api.DatasetView
 	if status := a.call("GET", "/v1/datasets/"+c.Dataset.ID, "alice-token", "", &got); status != 200 || got.Name != "support chats" {
 		t.Errorf("GET dataset = %d %+v, want 200 and the dataset", status, got)
 	}
@@ -272,7 +275,7 @@ func TestDatasetsAreVisibleOnlyToTheirOwner(t *testing.T) {
 			}
 		})
 	}
-	var list struct{ Datasets []httpapi.DatasetView }
+	var list struct{ Datasets []api.DatasetView }
 	a.call("GET", "/v1/datasets", "bob-token", "", &list)
 	if len(list.Datasets) != 0 {
 		t.Errorf("bob lists %d datasets, want 0", len(list.Datasets))
@@ -311,7 +314,7 @@ func TestListDatasetsPaginates(t *testing.T) {
 	cursor := ""
 	for {
 		var page struct {
-			Datasets   []httpapi.DatasetView
+			Datasets   []api.DatasetView
 			NextCursor string `json:"next_cursor"`
 		}
 		if status := a.call("GET", "/v1/datasets?limit=2&cursor="+cursor, "alice-token", "", &page); status != 200 {
@@ -347,14 +350,14 @@ func TestUnknownRoutesUseTheErrorShape(t *testing.T) {
 
 func TestDatasetKeyRoundTrips(t *testing.T) {
 	for _, owner := range []string{"dev", "user@example.com", "a1b2-c3"} {
-		key := httpapi.DatasetKey(owner, "ds_01abc")
-		gotOwner, gotID, err := httpapi.ParseDatasetKey(key)
+		key := pipeline.DatasetKey(owner, "ds_01abc")
+		gotOwner, gotID, err := pipeline.ParseDatasetKey(key)
 		if err != nil || gotOwner != owner || gotID != "ds_01abc" {
 			t.Errorf("ParseDatasetKey(%q) = %q, %q, %v; want %q, ds_01abc", key, gotOwner, gotID, err, owner)
 		}
 	}
 	for _, key := range []string{"", "datasets/zz/ds.jsonl", "other/646576/ds.jsonl", "datasets/646576/ds.json", "datasets/646576/.jsonl", "datasets/646576/x/ds.jsonl"} {
-		if _, _, err := httpapi.ParseDatasetKey(key); err == nil {
+		if _, _, err := pipeline.ParseDatasetKey(key); err == nil {
 			t.Errorf("ParseDatasetKey(%q) succeeded, want an error", key)
 		}
 	}

@@ -19,9 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/contract"
-	"github.com/brightrun/brightrun/shared/dataset"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/local"
 	"github.com/brightrun/brightrun/shared/pipeline"
@@ -216,9 +217,10 @@ func newFuzzAPI(tb testing.TB, cfg httpapi.Config) *fuzzAPI {
 		tb.Fatal(err)
 	}
 	w, runs := &writeLog{}, &checkedRuns{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	jobs := &pipeline.Lifecycle{Store: loggedStore{store, w}, JobLog: loggedJobLog{store, w}, Queue: loggedQueue{queue, w}, Objects: loggedBlobs{blobs, w}, Log: log}
 	api := &httpapi.Server{Store: loggedStore{store, w}, Blobs: loggedBlobs{blobs, w}, Auth: tokens, JobLog: loggedJobLog{store, w},
-		Queue: loggedQueue{queue, w}, Catalog: catalog.Default(), CallbackSecret: master, Runs: runs, Config: cfg,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Jobs: jobs, Catalog: catalog.Default(), CallbackSecret: master, Runs: runs, Config: cfg, Log: log}
 	return &fuzzAPI{tb: tb, api: api, h: api.Handler(), store: store, blobs: blobs, writes: w, runs: runs}
 }
 
@@ -249,7 +251,7 @@ func (a *fuzzAPI) serve(t *testing.T, req *http.Request) (*httptest.ResponseReco
 		t.Fatalf("%s = %d %s, want no 5xx", what, rec.Code, shorten(rec.Body.String()))
 	}
 	if rec.Code >= 400 {
-		var e httpapi.ErrorBody
+		var e api.ErrorBody
 		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 			t.Fatalf("%s = %d with body %s, want the error shape", what, rec.Code, shorten(rec.Body.String()))
 		}
@@ -272,9 +274,9 @@ func (a *fuzzAPI) storeDataset(owner, id string, status pipeline.DatasetStatus) 
 	a.tb.Helper()
 	now := time.Now().UTC()
 	d := &pipeline.Dataset{ID: id, Owner: owner, Name: id, Status: status, SizeBytes: 5 << 20,
-		ObjectKey: httpapi.DatasetKey(owner, id), CreatedAt: now, UpdatedAt: now,
-		Validation: &dataset.Summary{Valid: true, Lines: 1000, Examples: 1000, Tokens: dataset.Tokens{Total: 1_200_000, Trained: 600_000},
-			Stats: dataset.Stats{TokensPerExample: dataset.Distribution{Min: 200, Mean: 1200, P50: 1100, P95: 2400, Max: 3900}, MaxSeqLength: 2048}}}
+		ObjectKey: pipeline.DatasetKey(owner, id), CreatedAt: now, UpdatedAt: now,
+		Validation: &pipeline.ValidationSummary{Valid: true, Lines: 1000, Examples: 1000, Tokens: pipeline.TokenCounts{Total: 1_200_000, Trained: 600_000},
+			Stats: pipeline.ExampleStats{TokensPerExample: pipeline.Distribution{Min: 200, Mean: 1200, P50: 1100, P95: 2400, Max: 3900}, MaxSeqLength: 2048}}}
 	if err := a.store.CreateDataset(context.Background(), d); err != nil {
 		a.tb.Fatal(err)
 	}
@@ -292,7 +294,7 @@ func (a *fuzzAPI) storeJob(owner, id string) {
 		a.tb.Fatal(err)
 	}
 	for name, content := range map[string]string{contract.ArtifactAdapterConfig: "{}", contract.ArtifactAdapterModel: "0123456789abcdef"} {
-		if _, err := a.blobs.Put(ctx, httpapi.ArtifactKey(owner, id, 2, name), strings.NewReader(content), int64(len(content))); err != nil {
+		if _, err := a.blobs.Put(ctx, pipeline.ArtifactKey(owner, id, 2, name), strings.NewReader(content), int64(len(content))); err != nil {
 			a.tb.Fatal(err)
 		}
 	}
@@ -368,7 +370,7 @@ func FuzzCreateDataset(f *testing.F) {
 			if err := pipeline.ValidateName("name", d.Name); err != nil || d.Name != strings.TrimSpace(d.Name) {
 				t.Fatalf("stored name %q: %v, want a valid trimmed name", d.Name, err)
 			}
-			if d.ObjectKey != httpapi.DatasetKey(owner, d.ID) || d.SizeBytes < 1 || d.SizeBytes > pipeline.MaxDatasetBytes || d.Status != pipeline.DatasetAwaitingUpload {
+			if d.ObjectKey != pipeline.DatasetKey(owner, d.ID) || d.SizeBytes < 1 || d.SizeBytes > pipeline.MaxDatasetBytes || d.Status != pipeline.DatasetAwaitingUpload {
 				t.Fatalf("stored dataset %+v, want an awaiting_upload dataset of 1..%d bytes at its owner's key", d, pipeline.MaxDatasetBytes)
 			}
 			if !slices.Contains(writes, "CreateDataset "+owner+"/"+d.ID) {
@@ -435,7 +437,7 @@ func FuzzCompleteDataset(f *testing.F) {
 			t.Fatalf("alice completing bob's upload = %d %s, want 404 (or 400 for a malformed body)", rec.Code, shorten(rec.Body.String()))
 		}
 		if rec.Code == http.StatusOK {
-			var v httpapi.DatasetView
+			var v api.DatasetView
 			if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil || v.ID == "" {
 				t.Fatalf("200 body %s: %v", shorten(rec.Body.String()), err)
 			}
@@ -497,12 +499,12 @@ func FuzzCreateJob(f *testing.F) {
 		if rec.Code != http.StatusCreated {
 			return
 		}
-		var v httpapi.JobView
+		var v api.JobView
 		if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
 			t.Fatalf("201 body %s: %v", shorten(rec.Body.String()), err)
 		}
 		j, err := a.store.GetJob(context.Background(), "alice", v.ID)
-		if err != nil || j.DatasetID != "ds_ready" || (key != "" && j.ID != httpapi.IdempotentJobID("alice", key)) {
+		if err != nil || j.DatasetID != "ds_ready" || (key != "" && j.ID != pipeline.IdempotentJobID("alice", key)) {
 			t.Fatalf("201 job %+v (%v), want alice's job on her ready dataset, its id derived from the key", j, err)
 		}
 		replayed := rec.Header().Get("Idempotent-Replayed") == "true"
@@ -540,11 +542,11 @@ func FuzzEstimate(f *testing.F) {
 	// Edge datasets: enormous, and empty.
 	now := time.Now().UTC()
 	for _, d := range []*pipeline.Dataset{
-		{ID: "ds_huge", Validation: &dataset.Summary{Valid: true, Examples: 1 << 40, Tokens: dataset.Tokens{Total: 1 << 62, Trained: 1 << 62},
-			Stats: dataset.Stats{TokensPerExample: dataset.Distribution{Max: 1 << 40, P95: 1 << 40}}}},
-		{ID: "ds_empty", Validation: &dataset.Summary{Valid: true}},
+		{ID: "ds_huge", Validation: &pipeline.ValidationSummary{Valid: true, Examples: 1 << 40, Tokens: pipeline.TokenCounts{Total: 1 << 62, Trained: 1 << 62},
+			Stats: pipeline.ExampleStats{TokensPerExample: pipeline.Distribution{Max: 1 << 40, P95: 1 << 40}}}},
+		{ID: "ds_empty", Validation: &pipeline.ValidationSummary{Valid: true}},
 	} {
-		d.Owner, d.Name, d.Status, d.SizeBytes, d.ObjectKey, d.CreatedAt, d.UpdatedAt = "alice", d.ID, pipeline.DatasetReady, 1, httpapi.DatasetKey("alice", d.ID), now, now
+		d.Owner, d.Name, d.Status, d.SizeBytes, d.ObjectKey, d.CreatedAt, d.UpdatedAt = "alice", d.ID, pipeline.DatasetReady, 1, pipeline.DatasetKey("alice", d.ID), now, now
 		if err := a.store.CreateDataset(context.Background(), d); err != nil {
 			f.Fatal(err)
 		}
@@ -774,7 +776,7 @@ func FuzzWorkerCallback(f *testing.F) {
 			t.Fatalf("an unsigned callback = %d %s, want it refused", rec.Code, shorten(rec.Body.String()))
 		}
 		if rec.Code == http.StatusOK {
-			var ans httpapi.CallbackAnswer
+			var ans api.CallbackAnswer
 			if err := json.Unmarshal(rec.Body.Bytes(), &ans); err != nil || (ans.Action != "continue" && ans.Action != "stop") {
 				t.Fatalf("200 answer %s, want continue or stop", shorten(rec.Body.String()))
 			}
@@ -788,9 +790,9 @@ func FuzzWorkerCallback(f *testing.F) {
 // body, and with validly made tokens for any job and attempt. The webhook
 // writes nothing itself; RunPod is asked only for a current attempt.
 func FuzzRunPodWebhook(f *testing.F) {
-	good := httpapi.WebhookToken(master, "alice", "job_fz", 2)
+	good := pipeline.WebhookToken(master, "alice", "job_fz", 2)
 	body := []byte(`{"id":"rp-1","status":"COMPLETED","output":{}}`)
-	for _, token := range []string{good, good[:len(good)-2] + "AA", httpapi.WebhookToken([]byte("other"), "alice", "job_fz", 2), "", ".", "nope", "a.b.c",
+	for _, token := range []string{good, good[:len(good)-2] + "AA", pipeline.WebhookToken([]byte("other"), "alice", "job_fz", 2), "", ".", "nope", "a.b.c",
 		strings.Repeat("A", 10000), good + "/../x", "%2e%2e", good + "\x00"} {
 		f.Add(token, body, "", "", 0, uint8(0))
 	}
@@ -806,7 +808,7 @@ func FuzzRunPodWebhook(f *testing.F) {
 	a.storeJob("alice", "job_fz")
 	f.Fuzz(func(t *testing.T, token string, body []byte, owner, jobID string, attempt int, mode uint8) {
 		if mode%2 == 1 {
-			token = httpapi.WebhookToken(master, owner, jobID, attempt)
+			token = pipeline.WebhookToken(master, owner, jobID, attempt)
 		}
 		a.runs.take()
 		rec, writes := a.serve(t, fuzzRequest("POST", "/v1/callbacks/runpod/"+url.PathEscape(token), "", nil, body))
@@ -814,7 +816,7 @@ func FuzzRunPodWebhook(f *testing.F) {
 		if len(writes) > 0 {
 			t.Fatalf("the RunPod webhook wrote %v", writes)
 		}
-		wOwner, wJob, wAttempt, err := httpapi.ParseWebhookToken(master, token)
+		wOwner, wJob, wAttempt, err := pipeline.ParseWebhookToken(master, token)
 		valid := err == nil
 		if !valid && rec.Code < 300 {
 			t.Fatalf("webhook with token %q = %d, want it refused", token, rec.Code)

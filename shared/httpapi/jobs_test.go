@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/brightrun/brightrun/shared/dataset"
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/reconcile"
@@ -21,9 +22,9 @@ func (a *testAPI) readyDataset(owner, id string, status pipeline.DatasetStatus) 
 	a.Helper()
 	now := time.Now().UTC()
 	d := &pipeline.Dataset{ID: id, Owner: owner, Name: id, Status: status, SizeBytes: 5 << 20,
-		ObjectKey: httpapi.DatasetKey(owner, id), CreatedAt: now, UpdatedAt: now,
-		Validation: &dataset.Summary{Valid: true, Lines: 1000, Examples: 1000, Tokens: dataset.Tokens{Total: 1_200_000, Trained: 600_000},
-			Stats: dataset.Stats{TokensPerExample: dataset.Distribution{Min: 200, Mean: 1200, P50: 1100, P95: 2400, Max: 3900}, MaxSeqLength: 2048}}}
+		ObjectKey: pipeline.DatasetKey(owner, id), CreatedAt: now, UpdatedAt: now,
+		Validation: &pipeline.ValidationSummary{Valid: true, Lines: 1000, Examples: 1000, Tokens: pipeline.TokenCounts{Total: 1_200_000, Trained: 600_000},
+			Stats: pipeline.ExampleStats{TokensPerExample: pipeline.Distribution{Min: 200, Mean: 1200, P50: 1100, P95: 2400, Max: 3900}, MaxSeqLength: 2048}}}
 	if err := a.store.CreateDataset(context.Background(), d); err != nil {
 		a.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestJobRequestsAreCheckedField(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("refuses "+tt.name, func(t *testing.T) {
-			var e httpapi.ErrorBody
+			var e api.ErrorBody
 			status := a.postJob("alice-token", "", tt.body, &e)
 			if status != tt.status || !strings.Contains(e.Error.Message, tt.message) {
 				t.Errorf("POST /v1/jobs %s = %d %q, want %d and a message containing %q", tt.body, status, e.Error.Message, tt.status, tt.message)
@@ -139,7 +140,7 @@ func TestCreateJobIsIdempotent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var j httpapi.JobView
+			var j api.JobView
 			statuses[i] = a.postJob("alice-token", "key-123", body, &j)
 			ids[i] = j.ID
 		}()
@@ -153,12 +154,12 @@ func TestCreateJobIsIdempotent(t *testing.T) {
 	if n := a.queued(); n != 1 {
 		t.Errorf("queued %d messages for one job, want exactly 1", n)
 	}
-	var list struct{ Jobs []httpapi.JobView }
+	var list struct{ Jobs []api.JobView }
 	a.call("GET", "/v1/jobs", "alice-token", "", &list)
 	if len(list.Jobs) != 1 || list.Jobs[0].Status != pipeline.JobQueued || list.Jobs[0].Estimate == nil {
 		t.Errorf("jobs = %+v, want one queued job with its estimate", list.Jobs)
 	}
-	var e httpapi.ErrorBody
+	var e api.ErrorBody
 	if status := a.postJob("alice-token", "key-123", `{"dataset_id":"ds_ready","preset":"quality"}`, &e); status != 409 {
 		t.Errorf("the same key with another body = %d %v, want 409", status, e)
 	}
@@ -170,9 +171,9 @@ func TestCreateJobIsIdempotent(t *testing.T) {
 func TestCancelQueuedJobIsFinal(t *testing.T) {
 	a := newTestAPI(t, httpapi.Config{})
 	a.readyDataset("alice", "ds_ready", pipeline.DatasetReady)
-	var j httpapi.JobView
+	var j api.JobView
 	a.postJob("alice-token", "", `{"dataset_id":"ds_ready"}`, &j)
-	var cancelled httpapi.JobView
+	var cancelled api.JobView
 	for range 2 {
 		if status := a.call("POST", "/v1/jobs/"+j.ID+"/cancel", "alice-token", "", &cancelled); status != 200 || cancelled.Status != pipeline.JobCancelled {
 			t.Fatalf("cancel = %d %s, want 200 cancelled (and the same again)", status, cancelled.Status)
@@ -193,7 +194,7 @@ func TestConcurrentCancelAndClaim(t *testing.T) {
 	a := newTestAPI(t, httpapi.Config{})
 	a.readyDataset("alice", "ds_ready", pipeline.DatasetReady)
 	for i := range 20 {
-		var j httpapi.JobView
+		var j api.JobView
 		a.postJob("alice-token", fmt.Sprintf("race-%d", i), `{"dataset_id":"ds_ready"}`, &j)
 		var wg sync.WaitGroup
 		var claimErr error
@@ -220,7 +221,7 @@ func TestConcurrentCancelAndClaim(t *testing.T) {
 func TestJobRoutesAreOwnerOnly(t *testing.T) {
 	a := newTestAPI(t, httpapi.Config{})
 	a.readyDataset("alice", "ds_ready", pipeline.DatasetReady)
-	var j httpapi.JobView
+	var j api.JobView
 	a.postJob("alice-token", "", `{"dataset_id":"ds_ready"}`, &j)
 	for _, rt := range []struct{ method, path string }{
 		{"GET", "/v1/jobs/" + j.ID}, {"POST", "/v1/jobs/" + j.ID + "/cancel"}, {"GET", "/v1/jobs/" + j.ID + "/events"},
@@ -232,7 +233,7 @@ func TestJobRoutesAreOwnerOnly(t *testing.T) {
 			}
 		})
 	}
-	var list struct{ Jobs []httpapi.JobView }
+	var list struct{ Jobs []api.JobView }
 	a.call("GET", "/v1/jobs", "bob-token", "", &list)
 	if len(list.Jobs) != 0 {
 		t.Errorf("bob lists %d jobs, want 0", len(list.Jobs))
@@ -258,9 +259,9 @@ func TestCatalogRoutes(t *testing.T) {
 func TestADatasetInUseCannotBeDeleted(t *testing.T) {
 	a := newTestAPI(t, httpapi.Config{})
 	a.readyDataset("alice", "ds_ready", pipeline.DatasetReady)
-	var j httpapi.JobView
+	var j api.JobView
 	a.postJob("alice-token", "", `{"dataset_id":"ds_ready"}`, &j)
-	var e httpapi.ErrorBody
+	var e api.ErrorBody
 	if status := a.call("DELETE", "/v1/datasets/ds_ready", "alice-token", "", &e); status != 409 || !strings.Contains(e.Error.Message, j.ID) {
 		t.Errorf("DELETE of a dataset a queued job uses = %d %q, want 409 naming the job", status, e.Error.Message)
 	}
@@ -280,8 +281,8 @@ func (failingQueue) Send(ctx context.Context, m pipeline.Message) (string, error
 func TestAJobWhoseEnqueueFailedIsStoredAndEnqueuedLater(t *testing.T) {
 	a := newTestAPI(t, httpapi.Config{})
 	a.readyDataset("alice", "ds_ready", pipeline.DatasetReady)
-	a.api.Queue = failingQueue{a.queue}
-	var j httpapi.JobView
+	a.api.Jobs.Queue = failingQueue{a.queue}
+	var j api.JobView
 	if status := a.postJob("alice-token", "k1", `{"dataset_id":"ds_ready"}`, &j); status != 201 {
 		t.Fatalf("POST /v1/jobs with the queue down = %d, want 201 (the job is stored)", status)
 	}
@@ -290,8 +291,8 @@ func TestAJobWhoseEnqueueFailedIsStoredAndEnqueuedLater(t *testing.T) {
 		t.Fatalf("stored job = %+v, %v; want queued and not enqueued", stored, err)
 	}
 	// The queue is back; reconciliation enqueues the job, once.
-	a.api.Queue = a.queue
-	r := &reconcile.Reconciler{Store: a.store, JobLog: a.store, Queue: a.queue, EnqueueGrace: time.Nanosecond}
+	a.api.Jobs.Queue = a.queue
+	r := &reconcile.Reconciler{Jobs: a.api.Jobs, Scanner: a.store, EnqueueGrace: time.Nanosecond}
 	if rep, err := r.Run(context.Background()); err != nil || rep.Enqueued != 1 {
 		t.Fatalf("reconcile = %+v, %v; want the job enqueued", rep, err)
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/contract"
 	"github.com/brightrun/brightrun/shared/httpapi"
@@ -29,7 +31,8 @@ func testCompletedJob(t *testing.T, device string, wantMeasurements int) {
 	a.readyDataset("alice", "ds_ready", pipeline.DatasetReady)
 	created := time.Now().UTC().Add(-900 * time.Second).Truncate(time.Second)
 	a.api.Now = func() time.Time { return created }
-	var j httpapi.JobView
+	a.api.Jobs.Now = a.api.Now
+	var j api.JobView
 	if status := a.postJob("alice-token", "", `{"dataset_id":"ds_ready","gpu_type":"h100-80gb"}`, &j); status != 201 {
 		t.Fatalf("POST /v1/jobs = %d, want 201", status)
 	}
@@ -44,7 +47,7 @@ func testCompletedJob(t *testing.T, device string, wantMeasurements int) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	a.api.Now = nil
+	a.api.Now, a.api.Jobs.Now = nil, nil
 	started := `{"worker_id":"w1","runpod_job_id":"rp-1","worker_version":"1","gpu":null}`
 	if status, _ := a.callback("alice", j.ID, 1, 1, contract.TypeStarted, started, nil); status != 200 {
 		t.Fatalf("started callback = %d, want 200", status)
@@ -78,7 +81,7 @@ func testCompletedJob(t *testing.T, device string, wantMeasurements int) {
 		}
 	}
 
-	var view httpapi.JobView
+	var view api.JobView
 	if status := a.call("GET", "/v1/jobs/"+j.ID, "alice-token", "", &view); status != 200 || view.Cost == nil {
 		t.Fatalf("GET /v1/jobs/%s = %d, cost %+v; want 200 with a cost", j.ID, status, view.Cost)
 	}

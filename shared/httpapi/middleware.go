@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 
+	"github.com/brightrun/brightrun/shared/api"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -24,9 +25,9 @@ func notFoundShape(mux *http.ServeMux) http.Handler {
 		}
 		switch rec.Code {
 		case http.StatusMethodNotAllowed:
-			writeJSON(w, rec.Code, ErrorBody{pipeline.Error{Code: "method_not_allowed", Message: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)}})
+			writeJSON(w, rec.Code, api.ErrorBody{Error: pipeline.Error{Code: "method_not_allowed", Message: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)}})
 		case http.StatusNotFound:
-			writeJSON(w, rec.Code, ErrorBody{pipeline.Error{Code: pipeline.ENotFound, Message: "no route " + r.Method + " " + r.URL.Path}})
+			writeJSON(w, rec.Code, api.ErrorBody{Error: pipeline.Error{Code: pipeline.ENotFound, Message: "no route " + r.Method + " " + r.URL.Path}})
 		default:
 			// A redirect (path cleaning) or similar: pass it on as is.
 			for k, v := range rec.Header() {

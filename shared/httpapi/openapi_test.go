@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/api"
+
+	"github.com/brightrun/brightrun/shared/chat"
 	"github.com/brightrun/brightrun/shared/contract"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/ingest"
@@ -297,7 +300,7 @@ func (c *contractTest) do(x exchange, out any) *httptest.ResponseRecorder {
 		c.Errorf("%s: the %d answer does not match the document: %v\nbody: %s", name, rec.Code, err, clip(rec.Body.String()))
 	}
 	if rec.Code >= 400 {
-		var e httpapi.ErrorBody
+		var e api.ErrorBody
 		_ = json.Unmarshal(rec.Body.Bytes(), &e)
 		if !slices.Contains(statusCodes[rec.Code], e.Error.Code) {
 			c.Errorf("%s: status %d with code %q, want one of %v", name, rec.Code, e.Error.Code, statusCodes[rec.Code])
@@ -320,7 +323,7 @@ func clip(s string) string {
 
 // upload creates a dataset of alice's holding content, uploads it with its
 // presigned PUT and validates it as the validate function would.
-func (c *contractTest) upload(v *ingest.Validator, name string, content []byte) httpapi.DatasetView {
+func (c *contractTest) upload(v *ingest.Validator, name string, content []byte) api.DatasetView {
 	c.Helper()
 	sum := sha256.Sum256(content)
 	var cr created
@@ -332,7 +335,7 @@ func (c *contractTest) upload(v *ingest.Validator, name string, content []byte) 
 	if status, _ := c.put(*cr.Upload.Request, content); status != 200 {
 		c.Fatalf("PUT %s = %d, want 200", name, status)
 	}
-	key := httpapi.DatasetKey("alice", cr.Dataset.ID)
+	key := pipeline.DatasetKey("alice", cr.Dataset.ID)
 	info, err := c.blobs.Stat(context.Background(), key)
 	if err != nil {
 		c.Fatal(err)
@@ -351,13 +354,13 @@ func signed(owner, job string, attempt int, seq int64, typ contract.CallbackType
 }
 
 // workerURL is the path and query of owner's callback URL.
-func workerURL(owner string) string { return httpapi.WorkerCallbackURL("", owner) }
+func workerURL(owner string) string { return pipeline.WorkerCallbackURL("", owner) }
 
 // workerCallback posts a signed callback of alice's job and returns the answer.
-func (c *contractTest) workerCallback(job string, attempt int, seq int64, typ contract.CallbackType, data string, status int) httpapi.CallbackAnswer {
+func (c *contractTest) workerCallback(job string, attempt int, seq int64, typ contract.CallbackType, data string, status int) api.CallbackAnswer {
 	c.Helper()
 	body, h := signed("alice", job, attempt, seq, typ, data)
-	var ans httpapi.CallbackAnswer
+	var ans api.CallbackAnswer
 	c.do(exchange{method: "POST", path: workerURL("alice"), header: h, body: body, status: status}, &ans)
 	return ans
 }
@@ -385,7 +388,7 @@ func (c *contractTest) dispatch(id string) {
 // errors included, must match the document.
 func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	c := newContractTest(t)
-	counter, err := ingest.Qwen3Counter()
+	counter, err := chat.Qwen3Counter()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +407,7 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	// Datasets: a good one, a bad one, a multipart one, and refusals.
 	ready := c.upload(validator, "support chats", readFile(t, "../../testdata/datasets/sample.jsonl"))
 	invalid := c.upload(validator, "bad lines", readFile(t, "../../testdata/datasets/bad.jsonl"))
-	var d httpapi.DatasetView
+	var d api.DatasetView
 	c.do(x{method: "GET", path: "/v1/datasets/" + ready.ID, token: "alice-token", status: 200}, &d)
 	if d.Status != pipeline.DatasetReady || d.Validation == nil {
 		t.Fatalf("sample.jsonl dataset = %+v, want ready with its validation", d)
@@ -455,7 +458,7 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	c.do(x{method: "DELETE", path: bigPath, token: "alice-token", status: 404}, nil)
 
 	var page struct {
-		Datasets   []httpapi.DatasetView
+		Datasets   []api.DatasetView
 		NextCursor string `json:"next_cursor"`
 	}
 	c.do(x{method: "GET", path: "/v1/datasets?limit=2", token: "alice-token", status: 200}, &page)
@@ -519,7 +522,7 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	// Jobs.
 	keyed := func(key string) http.Header { return http.Header{"Idempotency-Key": {key}} }
 	jobBody := fmt.Sprintf(`{"dataset_id":%q,"preset":"fast","name":"first run","budget_usd":%.2f}`, ready.ID, est.Estimate.CostUSD.Low*20+1)
-	var first, again httpapi.JobView
+	var first, again api.JobView
 	c.do(x{method: "POST", path: "/v1/jobs", token: "alice-token", header: keyed("run-1"), body: jobBody, status: 201}, &first)
 	rec := c.do(x{method: "POST", path: "/v1/jobs", token: "alice-token", header: keyed("run-1"), body: jobBody, status: 201}, &again)
 	if again.ID != first.ID || rec.Header().Get("Idempotent-Replayed") != "true" {
@@ -538,14 +541,14 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	c.do(x{method: "POST", path: "/v1/jobs", token: "bob-token", body: fmt.Sprintf(`{"dataset_id":%q}`, ready.ID), status: 404}, nil)
 	c.do(x{method: "POST", path: "/v1/jobs", token: "alice-token", body: `{"dataset_id":` + strings.Repeat(" ", httpapi.MaxBodyBytes) + `"x"}`,
 		status: 413}, nil)
-	var queued, cancelling, failing httpapi.JobView
+	var queued, cancelling, failing api.JobView
 	ds := fmt.Sprintf(`{"dataset_id":%q}`, ready.ID)
 	c.do(x{method: "POST", path: "/v1/jobs", token: "alice-token", body: ds, status: 201}, &queued)
 	c.do(x{method: "POST", path: "/v1/jobs", token: "alice-token", body: ds, status: 201}, &cancelling)
 	c.do(x{method: "POST", path: "/v1/jobs", token: "alice-token", body: ds, status: 201}, &failing)
 
 	var jobs struct {
-		Jobs       []httpapi.JobView
+		Jobs       []api.JobView
 		NextCursor string `json:"next_cursor"`
 	}
 	c.do(x{method: "GET", path: "/v1/jobs", token: "alice-token", status: 200}, &jobs)
@@ -558,7 +561,7 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	c.do(x{method: "GET", path: "/v1/jobs/" + first.ID, token: "alice-token", status: 200}, nil)
 	c.do(x{method: "GET", path: "/v1/jobs/" + first.ID, token: "bob-token", status: 404}, nil)
 
-	var v httpapi.JobView
+	var v api.JobView
 	c.do(x{method: "POST", path: "/v1/jobs/" + queued.ID + "/cancel", token: "alice-token", status: 200}, &v)
 	c.do(x{method: "POST", path: "/v1/jobs/" + queued.ID + "/cancel", token: "alice-token", status: 200}, &v)
 	if v.Status != pipeline.JobCancelled {
@@ -586,7 +589,7 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	c.workerCallback(first.ID, 2, 6, contract.TypeArtifact, artifact("adapter_config.json"), 400)
 	seq := int64(7)
 	for _, name := range []string{"adapter_config.json", "adapter_model.safetensors"} {
-		if _, err := c.blobs.Put(context.Background(), httpapi.ArtifactKey("alice", first.ID, 2, name), strings.NewReader(files[name]), int64(len(files[name]))); err != nil {
+		if _, err := c.blobs.Put(context.Background(), pipeline.ArtifactKey("alice", first.ID, 2, name), strings.NewReader(files[name]), int64(len(files[name]))); err != nil {
 			t.Fatal(err)
 		}
 		c.workerCallback(first.ID, 2, seq, contract.TypeArtifact, artifact(name), 200)
@@ -653,7 +656,7 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	c.do(x{method: "GET", path: "/v1/jobs/" + first.ID + "/metrics", token: "alice-token", status: 200}, nil)
 	c.do(x{method: "GET", path: "/v1/jobs/" + first.ID + "/metrics?limit=1", token: "alice-token", status: 200}, nil)
 	c.do(x{method: "GET", path: "/v1/jobs/" + first.ID + "/metrics", token: "bob-token", status: 404}, nil)
-	var arts struct{ Artifacts []httpapi.ArtifactView }
+	var arts struct{ Artifacts []api.ArtifactView }
 	c.do(x{method: "GET", path: "/v1/jobs/" + first.ID + "/artifacts", token: "alice-token", status: 200}, &arts)
 	if len(arts.Artifacts) != 2 {
 		t.Errorf("the first job has %d artifacts, want 2", len(arts.Artifacts))
@@ -674,21 +677,21 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	}
 
 	// RunPod's completion webhook.
-	runpod := func(token string, status int, badRequest bool) httpapi.CallbackAnswer {
-		var ans httpapi.CallbackAnswer
+	runpod := func(token string, status int, badRequest bool) api.CallbackAnswer {
+		var ans api.CallbackAnswer
 		c.do(x{method: "POST", path: "/v1/callbacks/runpod/" + token, body: `{"id":"rp-1","status":"COMPLETED","executionTime":51234}`,
 			status: status, badRequest: badRequest}, &ans)
 		return ans
 	}
-	if ans := runpod(httpapi.WebhookToken(master, "alice", first.ID, 2), 200, false); ans.Action != "continue" {
+	if ans := runpod(pipeline.WebhookToken(master, "alice", first.ID, 2), 200, false); ans.Action != "continue" {
 		t.Errorf("RunPod webhook answered %+v, want continue", ans)
 	}
-	if ans := runpod(httpapi.WebhookToken(master, "alice", first.ID, 1), 200, false); ans.Action != "stop" {
+	if ans := runpod(pipeline.WebhookToken(master, "alice", first.ID, 1), 200, false); ans.Action != "stop" {
 		t.Errorf("RunPod webhook of a superseded attempt answered %+v, want stop", ans)
 	}
-	runpod(httpapi.WebhookToken([]byte("another secret"), "alice", first.ID, 2), 401, false)
+	runpod(pipeline.WebhookToken([]byte("another secret"), "alice", first.ID, 2), 401, false)
 	runpod("nope", 401, true)
-	if ans := runpod(httpapi.WebhookToken(master, "alice", "job_00000000000000000000000000", 1), 200, false); ans.Action != "stop" {
+	if ans := runpod(pipeline.WebhookToken(master, "alice", "job_00000000000000000000000000", 1), 200, false); ans.Action != "stop" {
 		t.Errorf("RunPod webhook of a deleted job answered %+v, want 200 stop (nothing for RunPod to retry)", ans)
 	}
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/brightrun/brightrun/shared/api"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -22,11 +23,6 @@ var statusOf = map[string]int{
 	pipeline.EPrecondition: http.StatusConflict,
 	pipeline.EUnavailable:  http.StatusServiceUnavailable,
 	pipeline.EInternal:     http.StatusInternalServerError,
-}
-
-// ErrorBody is the shape of every error response.
-type ErrorBody struct {
-	Error pipeline.Error `json:"error"`
 }
 
 // writeJSON answers with status and v as JSON.
@@ -58,7 +54,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 			body.Details = nil
 		}
 	}
-	writeJSON(w, status, ErrorBody{Error: body})
+	writeJSON(w, status, api.ErrorBody{Error: body})
 }
 
 // MaxBodyBytes bounds every JSON request body.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/api"
+
 	"github.com/brightrun/brightrun/shared/contract"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
@@ -69,7 +71,7 @@ func (a *testAPI) sweepDo(t *testing.T, method, path string, h http.Header, body
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode >= 400 {
-		var e httpapi.ErrorBody
+		var e api.ErrorBody
 		if err := json.Unmarshal(data, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 			t.Errorf("%s %s = %d with body %q, want the error shape", method, path, resp.StatusCode, data)
 		}
@@ -93,7 +95,7 @@ func (a *testAPI) sweepState(t *testing.T, owner string) string {
 	}
 	state := map[string]any{"datasets": ds, "jobs": jobs}
 	for _, d := range ds {
-		for _, key := range []string{d.ObjectKey, httpapi.ReportKey(d.ObjectKey)} {
+		for _, key := range []string{d.ObjectKey, pipeline.ReportKey(d.ObjectKey)} {
 			info, err := a.blobs.Stat(ctx, key)
 			state["object "+key] = fmt.Sprint(info, pipeline.ErrorCode(err))
 		}
@@ -127,18 +129,18 @@ func (a *testAPI) sweepRecords(t *testing.T) sweepFixture {
 	}
 	a.readyDataset("alice", "ds_alice_ready", pipeline.DatasetReady)
 	report := `{"valid":true}`
-	if _, err := a.blobs.Put(ctx, httpapi.ReportKey(httpapi.DatasetKey("alice", "ds_alice_ready")), strings.NewReader(report), int64(len(report))); err != nil {
+	if _, err := a.blobs.Put(ctx, pipeline.ReportKey(pipeline.DatasetKey("alice", "ds_alice_ready")), strings.NewReader(report), int64(len(report))); err != nil {
 		t.Fatal(err)
 	}
 	fx.datasets = append(fx.datasets, "ds_alice_ready")
 
-	var queued httpapi.JobView
+	var queued api.JobView
 	if status := a.postJob("alice-token", "alice-key", `{"dataset_id":"ds_alice_ready"}`, &queued); status != 201 {
 		t.Fatalf("create job = %d", status)
 	}
 	a.submittedJob("job_alice_done")
 	for name, content := range map[string]string{contract.ArtifactAdapterConfig: "{}", contract.ArtifactAdapterModel: "0123456789"} {
-		if _, err := a.blobs.Put(ctx, httpapi.ArtifactKey("alice", "job_alice_done", 2, name), strings.NewReader(content), int64(len(content))); err != nil {
+		if _, err := a.blobs.Put(ctx, pipeline.ArtifactKey("alice", "job_alice_done", 2, name), strings.NewReader(content), int64(len(content))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -306,10 +308,10 @@ func TestSecuritySweep(t *testing.T) {
 			var paths []string
 			switch {
 			case rt.Path == "/v1/callbacks/worker":
-				paths = []string{httpapi.WorkerCallbackURL("", "alice"), httpapi.WorkerCallbackURL("", "bob"), rt.Path}
+				paths = []string{pipeline.WorkerCallbackURL("", "alice"), pipeline.WorkerCallbackURL("", "bob"), rt.Path}
 			case strings.HasSuffix(rt.Path, "/{token}"):
 				base := strings.TrimSuffix(rt.Path, "{token}")
-				paths = []string{base + "nope", base + "x.y", base + httpapi.WebhookToken([]byte("guessed"), "alice", fx.jobs[0], 1)}
+				paths = []string{base + "nope", base + "x.y", base + pipeline.WebhookToken([]byte("guessed"), "alice", fx.jobs[0], 1)}
 			default:
 				t.Fatalf("webhook route %s %s: the sweep does not know how it authenticates", rt.Method, rt.Path)
 			}
@@ -330,7 +332,7 @@ func TestSecuritySweep(t *testing.T) {
 	var jsonRoutes []jsonRoute
 	for _, rt := range userRoutes {
 		path := sweepPaths(t, rt, fx)[0]
-		var e httpapi.ErrorBody
+		var e api.ErrorBody
 		if status := a.call(rt.Method, path, "alice-token", "", &e); status == 400 && strings.Contains(e.Error.Message, "empty") {
 			jsonRoutes = append(jsonRoutes, jsonRoute{rt.Method + " " + rt.Path, rt.Method, path})
 		}
@@ -545,7 +547,7 @@ func (a *testAPI) sweepCallbacks(t *testing.T, table *sweepTable) {
 		}
 		before := a.sweepState(t, "alice")
 		for range 3 {
-			if status, _ := a.postCallback(httpapi.WorkerCallbackURL(a.srv.URL, "alice"), h, body); status != 200 {
+			if status, _ := a.postCallback(pipeline.WorkerCallbackURL(a.srv.URL, "alice"), h, body); status != 200 {
 				t.Errorf("a replay = %d, want 200 (a worker retry is answered alike)", status)
 			}
 		}
@@ -569,7 +571,7 @@ func (a *testAPI) sweepCallbacks(t *testing.T, table *sweepTable) {
 
 	table.check(t, "RunPod webhook forged or for another job is refused", func(t *testing.T) string {
 		before := a.sweepState(t, "alice")
-		good := httpapi.WebhookToken(master, "alice", "job_sweep", 2)
+		good := pipeline.WebhookToken(master, "alice", "job_sweep", 2)
 		payload, _, _ := strings.Cut(good, ".")
 		for name, tc := range map[string]struct {
 			token  string
@@ -577,10 +579,10 @@ func (a *testAPI) sweepCallbacks(t *testing.T, table *sweepTable) {
 			action string
 		}{
 			"a forged token":                {payload + ".AAAA", 401, ""},
-			"another master secret's token": {httpapi.WebhookToken([]byte("guessed"), "alice", "job_sweep", 2), 401, ""},
-			"another job's MAC":             {payload + "." + strings.SplitN(httpapi.WebhookToken(master, "alice", "job_sweep_other", 2), ".", 2)[1], 401, ""},
-			"a superseded attempt's token":  {httpapi.WebhookToken(master, "alice", "job_sweep", 1), 200, "stop"},
-			"another owner's token":         {httpapi.WebhookToken(master, "bob", "job_sweep", 2), 200, "stop"},
+			"another master secret's token": {pipeline.WebhookToken([]byte("guessed"), "alice", "job_sweep", 2), 401, ""},
+			"another job's MAC":             {payload + "." + strings.SplitN(pipeline.WebhookToken(master, "alice", "job_sweep_other", 2), ".", 2)[1], 401, ""},
+			"a superseded attempt's token":  {pipeline.WebhookToken(master, "alice", "job_sweep", 1), 200, "stop"},
+			"another owner's token":         {pipeline.WebhookToken(master, "bob", "job_sweep", 2), 200, "stop"},
 		} {
 			status, ans := a.postCallback(a.srv.URL+"/v1/callbacks/runpod/"+tc.token, nil, []byte(`{"id":"rp-1","status":"COMPLETED"}`))
 			if status != tc.status || ans.Action != tc.action {

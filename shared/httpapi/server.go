@@ -4,10 +4,8 @@
 package httpapi
 
 import (
-	"encoding/hex"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/brightrun/brightrun/shared/catalog"
@@ -16,15 +14,16 @@ import (
 
 // Server holds what the handlers need.
 type Server struct {
-	Store   pipeline.Store
-	Blobs   pipeline.Blobs
-	Auth    Authenticator
-	JobLog  pipeline.JobLog
-	Queue   pipeline.Queue
+	Store pipeline.Store
+	Blobs pipeline.Blobs
+	Auth  Authenticator
+	// JobLog is read for a job's events, metrics and notifications, and
+	// for the measurements estimates learn from.
+	JobLog pipeline.JobLog
+	// Jobs runs the jobs' lifecycle: the job routes and the callbacks
+	// call it.
+	Jobs    *pipeline.Lifecycle
 	Catalog *catalog.Catalog
-	// Canceller, when set, cancels a running job's GPU run at once;
-	// otherwise the worker learns of the cancel from its next callback.
-	Canceller Canceller
 	// CallbackSecret is the master secret per-job callback secrets derive from.
 	CallbackSecret []byte
 	// Runs confirms a RunPod webhook's news with RunPod (nil: left to
@@ -99,26 +98,4 @@ func (s *Server) authed(h handlerFunc) http.HandlerFunc {
 			writeError(w, r, s.log(), err)
 		}
 	}
-}
-
-// DatasetKey is where a dataset's file lives: the owner, hex-encoded, and
-// the id, so that an S3 event's key leads back to the record.
-func DatasetKey(owner, id string) string {
-	return "datasets/" + hex.EncodeToString([]byte(owner)) + "/" + id + ".jsonl"
-}
-
-// ParseDatasetKey is DatasetKey's inverse.
-func ParseDatasetKey(key string) (owner, id string, err error) {
-	parts := strings.Split(key, "/")
-	if len(parts) != 3 || parts[0] != "datasets" || !strings.HasSuffix(parts[2], ".jsonl") {
-		return "", "", pipeline.Errorf(pipeline.EInvalid, "object key %q is not a dataset key", key)
-	}
-	raw, err := hex.DecodeString(parts[1])
-	id = strings.TrimSuffix(parts[2], ".jsonl")
-	// Exactly the key DatasetKey makes (lower-case hex): no other key may
-	// name a dataset.
-	if err != nil || len(raw) == 0 || id == "" || DatasetKey(string(raw), id) != key {
-		return "", "", pipeline.Errorf(pipeline.EInvalid, "object key %q is not a dataset key", key)
-	}
-	return string(raw), id, nil
 }

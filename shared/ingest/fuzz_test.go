@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/chat"
 	"github.com/brightrun/brightrun/shared/ingest"
 	"github.com/brightrun/brightrun/shared/local"
 	"github.com/brightrun/brightrun/shared/pipeline"
@@ -110,7 +110,7 @@ func FuzzS3Event(f *testing.F) {
 				continue
 			}
 			named[k] = true
-			if owner, id, err := httpapi.ParseDatasetKey(k); err == nil {
+			if owner, id, err := pipeline.ParseDatasetKey(k); err == nil {
 				datasets[owner+"/"+id] = true
 			}
 		}
@@ -167,7 +167,7 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	counter, err := ingest.Qwen3Counter()
+	counter, err := chat.Qwen3Counter()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func (e *fuzzEnv) dataset(tb testing.TB, owner, id string, content []byte) {
 	tb.Helper()
 	now := time.Now().UTC()
 	d := &pipeline.Dataset{ID: id, Owner: owner, Name: id, Status: pipeline.DatasetAwaitingUpload, SizeBytes: int64(len(content)),
-		ObjectKey: httpapi.DatasetKey(owner, id), CreatedAt: now, UpdatedAt: now}
+		ObjectKey: pipeline.DatasetKey(owner, id), CreatedAt: now, UpdatedAt: now}
 	if err := e.store.CreateDataset(context.Background(), d); err != nil {
 		tb.Fatal(err)
 	}

@@ -21,9 +21,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/brightrun/brightrun/shared/chat"
 	"github.com/brightrun/brightrun/shared/dataset"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/pipeline"
-	"github.com/brightrun/brightrun/shared/tokenizer"
 )
 
 // Blobs is what validation needs of the blob store.
@@ -85,7 +83,7 @@ func (v *Validator) HandleS3Event(ctx context.Context, ev events.S3Event) error 
 // dataset deleted meanwhile is left alone.
 func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo) error {
 	log := v.log().With("key", obj.Key, "etag", obj.ETag)
-	owner, id, err := httpapi.ParseDatasetKey(obj.Key)
+	owner, id, err := pipeline.ParseDatasetKey(obj.Key)
 	if err != nil {
 		log.InfoContext(ctx, "object is not a dataset upload: ignored")
 		return nil
@@ -133,13 +131,19 @@ func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo)
 			return err
 		}
 	}
+	var summary *pipeline.ValidationSummary
+	if report != nil {
+		if summary, err = summaryOf(report.Summary); err != nil {
+			return err
+		}
+	}
 	final, err := pipeline.UpdateDataset(ctx, v.Store, owner, id, func(cur *pipeline.Dataset) error {
 		if cur.ObjectETag != obj.ETag {
 			return errSuperseded
 		}
 		cur.Status, cur.Error, cur.UpdatedAt = pipeline.DatasetInvalid, reason, v.now()
 		if report != nil {
-			cur.Validation = &report.Summary
+			cur.Validation = summary
 			cur.ContentSHA256 = sum
 			if reason == "" && report.Valid {
 				cur.Status = pipeline.DatasetReady
@@ -153,7 +157,7 @@ func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo)
 		return nil
 	case pipeline.ErrorCode(err) == pipeline.ENotFound:
 		log.InfoContext(ctx, "dataset deleted while validating: report removed")
-		return v.Blobs.Delete(ctx, httpapi.ReportKey(obj.Key))
+		return v.Blobs.Delete(ctx, pipeline.ReportKey(obj.Key))
 	case err != nil:
 		return err
 	}
@@ -204,18 +208,22 @@ func (v *Validator) storeReport(ctx context.Context, d *pipeline.Dataset, r *dat
 	if err != nil {
 		return fmt.Errorf("encode report: %w", err)
 	}
-	if _, err := v.Blobs.Put(ctx, httpapi.ReportKey(d.ObjectKey), bytes.NewReader(data), int64(len(data))); err != nil {
+	if _, err := v.Blobs.Put(ctx, pipeline.ReportKey(d.ObjectKey), bytes.NewReader(data), int64(len(data))); err != nil {
 		return fmt.Errorf("store report: %w", err)
 	}
 	return nil
 }
 
-// Qwen3Counter counts tokens as the default base model's trainer does:
-// Qwen3's tokenizer over Qwen3-Next's non-thinking ChatML.
-func Qwen3Counter() (chat.Counter, error) {
-	tok, err := tokenizer.Qwen3()
+// summaryOf is the validator's summary as the dataset record keeps it:
+// the same document, field for field.
+func summaryOf(s dataset.Summary) (*pipeline.ValidationSummary, error) {
+	data, err := json.Marshal(s)
 	if err != nil {
-		return nil, fmt.Errorf("load the Qwen3 tokenizer: %w", err)
+		return nil, fmt.Errorf("encode validation summary: %w", err)
 	}
-	return chat.NewCounter(tok, chat.ChatMLNoThink)
+	var out pipeline.ValidationSummary
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("decode validation summary: %w", err)
+	}
+	return &out, nil
 }

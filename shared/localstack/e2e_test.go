@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/localstack"
+	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpodemu"
 )
@@ -203,7 +203,7 @@ func createKeyed(t *testing.T, s *localstack.Stack, key, dataset, body string) j
 // The fault matrix: each fault the GPU side can throw ends in the right
 // state, and the table of outcomes is printed.
 func TestFaultMatrix(t *testing.T) {
-	id := func(key string) string { return httpapi.IdempotentJobID("dev", key) }
+	id := func(key string) string { return pipeline.IdempotentJobID("dev", key) }
 	faults := map[string]runpodemu.Fault{
 		id("oom"):        {FailAtStep: 3, FailCode: "oom"},
 		id("nan"):        {NaNAtStep: 2},

@@ -21,6 +21,7 @@ import (
 
 	"github.com/brightrun/brightrun/shared/awsapp"
 	"github.com/brightrun/brightrun/shared/catalog"
+	"github.com/brightrun/brightrun/shared/chat"
 	"github.com/brightrun/brightrun/shared/dispatch"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/ingest"
@@ -30,6 +31,7 @@ import (
 	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpod"
 	"github.com/brightrun/brightrun/shared/runpodemu"
+	"github.com/brightrun/brightrun/shared/services"
 )
 
 // Config is the local stack's configuration.
@@ -131,13 +133,17 @@ const (
 	BackendAWS   = "aws"   // DynamoDB, SQS and S3 at the AWS_ENDPOINT_URL_* of the environment
 )
 
-// Stack is a running local stack.
+// Stack is a running local stack. Open opens its ports (Store, Queue,
+// Blobs); Start connects the GPU provider and builds the services over
+// them with services.Build, the wiring the Lambda functions share.
 type Stack struct {
 	Config Config
 	Store  Store
 	Queue  pipeline.Queue
 	Blobs  Blobs
-	API    *httpapi.Server
+	// The services, built by Start.
+	Jobs *pipeline.Lifecycle
+	API  *httpapi.Server
 	// Validator runs after every upload, as the validate Lambda does on S3 events.
 	Validator  *ingest.Validator
 	Dispatcher *dispatch.Dispatcher
@@ -153,6 +159,9 @@ type Stack struct {
 	listener net.Listener
 	server   *http.Server
 	url      string
+
+	catalog        *catalog.Catalog
+	callbackSecret []byte
 
 	localBlobs *local.Blobs // nil with the AWS backend
 
@@ -224,25 +233,26 @@ func (s *Stack) build() error {
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
-	s.API = &httpapi.Server{Store: s.Store, Blobs: s.Blobs, Auth: s.Tokens, Log: s.log, Config: s.Config.API,
-		JobLog: s.Store, Queue: s.Queue, Catalog: cat}
-	counter, err := ingest.Qwen3Counter()
+	s.catalog, s.callbackSecret = cat, callbackSecret
+	return nil
+}
+
+// buildServices wires the services over the ports, once the GPU provider
+// and the public URL are known.
+func (s *Stack) buildServices(gpu services.GPU, publicURL string) error {
+	counter, err := chat.Qwen3Counter()
 	if err != nil {
 		return err
 	}
-	s.Validator = &ingest.Validator{Store: s.Store, Blobs: s.Blobs, Counter: counter, Log: s.log}
-	s.API.CallbackSecret = callbackSecret
+	svc := services.Build(services.Ports{Store: s.Store, Blobs: s.Blobs, Queue: s.Queue, GPU: gpu, Catalog: s.catalog,
+		Auth: s.Tokens, Counter: counter, CallbackSecret: s.callbackSecret, PublicURL: publicURL, Log: s.log},
+		services.Options{API: s.Config.API, MaxDispatchAttempts: 5, Reconcile: s.Config.Reconcile})
+	s.Jobs, s.API, s.Validator, s.Dispatcher, s.Reconciler = svc.Jobs, svc.API, svc.Validator, svc.Dispatcher, svc.Reconciler
 	if s.localBlobs == nil {
 		// S3 (or its emulator) sends the stack no upload event: watch
 		// each new dataset's object instead.
 		s.API.DatasetCreated = s.watchUpload
 	}
-	s.Dispatcher = &dispatch.Dispatcher{Store: s.Store, JobLog: s.Store, Blobs: s.Blobs, Catalog: cat,
-		CallbackSecret: callbackSecret, MaxAttempts: 5, Log: s.log}
-	rc := s.Config.Reconcile
-	s.Reconciler = &reconcile.Reconciler{Store: s.Store, JobLog: s.Store, Queue: s.Queue, Blobs: s.Blobs, Log: s.log,
-		StaleAfter: rc.StaleAfter, CheckEvery: rc.CheckEvery, MaxRetries: rc.MaxRetries, EnqueueGrace: rc.EnqueueGrace}
-	s.API.Runs = s.Reconciler
 	return nil
 }
 
@@ -310,11 +320,7 @@ func (s *Stack) Start() error {
 const EmulatorPath = "/runpod/"
 
 // gpuProvider is what the stack asks of RunPod (or of a stand-in).
-type gpuProvider interface {
-	Run(ctx context.Context, req runpod.RunRequest) (runpod.JobStatus, error)
-	Status(ctx context.Context, id string) (runpod.JobStatus, error)
-	Cancel(ctx context.Context, id string) (runpod.JobStatus, error)
-}
+type gpuProvider = services.GPU
 
 // connectGPU builds the GPU provider: the embedded RunPod emulator by
 // default, RunPod itself with RunPodURL, or the local worker.
@@ -350,23 +356,12 @@ func (s *Stack) connectGPU() error {
 		}
 		s.gpu = client
 	}
-	gpu := s.gpu
 	public := s.Config.PublicURL
 	if public == "" {
 		public = s.url
 	}
-	s.Dispatcher.GPU, s.Dispatcher.PublicURL = gpu, strings.TrimRight(public, "/")
-	s.Reconciler.GPU = gpu
-	s.API.Canceller = cancelFunc(func(ctx context.Context, id string) error {
-		_, err := gpu.Cancel(ctx, id)
-		return err
-	})
-	return nil
+	return s.buildServices(s.gpu, strings.TrimRight(public, "/"))
 }
-
-type cancelFunc func(ctx context.Context, id string) error
-
-func (f cancelFunc) Cancel(ctx context.Context, id string) error { return f(ctx, id) }
 
 // dispatchLoop consumes the jobs queue as the dispatch Lambda's SQS trigger
 // does: a message is deleted when dispatching it succeeded, and comes back

@@ -5,8 +5,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/brightrun/brightrun/shared/dataset"
 )
 
 // DatasetStatus is where a dataset is in its life: uploaded, checked, usable.
@@ -40,7 +38,7 @@ type Dataset struct {
 	ContentSHA256 string `json:"content_sha256,omitempty"`
 	// Validation is the summary of the last validation: counts, tokens,
 	// stats. The full report (every issue) is a blob beside the object.
-	Validation *dataset.Summary `json:"validation,omitempty"`
+	Validation *ValidationSummary `json:"validation,omitempty"`
 	// Error explains an invalid dataset in one sentence when no report exists
 	// (for example an upload whose size differs from the declared size).
 	Error     string    `json:"error,omitempty"`

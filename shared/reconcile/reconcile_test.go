@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/brightrun/brightrun/shared/contract"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/local"
 	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/reconcile"
@@ -58,8 +57,9 @@ func newEnv(t *testing.T) *env {
 	queue, _ := local.NewQueue(db, "jobs", local.QueueOptions{})
 	blobs, _ := local.NewBlobs(local.BlobsOptions{Dir: dir, BaseURL: "http://unused", Secret: bytes.Repeat([]byte("k"), 32)})
 	e := &env{store: store, blobs: blobs, queue: queue, gpu: &fakeGPU{status: map[string]runpod.JobStatus{}}, now: time.Now().UTC()}
-	e.r = &reconcile.Reconciler{Store: store, JobLog: store, Queue: queue, Blobs: blobs, GPU: e.gpu,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return e.now }}
+	log, now := slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return e.now }
+	e.r = &reconcile.Reconciler{Jobs: &pipeline.Lifecycle{Store: store, JobLog: store, Queue: queue, Objects: blobs, Log: log, Now: now},
+		Scanner: store, GPU: e.gpu, Log: log, Now: now}
 	return e
 }
 
@@ -126,7 +126,7 @@ func TestACompletedRunWhoseCallbacksWereLostKeepsItsAdapter(t *testing.T) {
 	e.job(t, "job_1", pipeline.JobRunning, 10*time.Minute, nil)
 	for _, name := range []string{contract.ArtifactAdapterConfig, contract.ArtifactAdapterModel} {
 		data := "content of " + name
-		if _, err := e.blobs.Put(context.Background(), httpapi.ArtifactKey("alice", "job_1", 1, name), strings.NewReader(data), int64(len(data))); err != nil {
+		if _, err := e.blobs.Put(context.Background(), pipeline.ArtifactKey("alice", "job_1", 1, name), strings.NewReader(data), int64(len(data))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/brightrun/brightrun/shared/dataset"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -64,7 +63,7 @@ func testDatasetRoundTrip(t *testing.T, s pipeline.Store) {
 	ctx := context.Background()
 	d := newDataset("alice", 1)
 	d.SHA256 = "ab12"
-	d.Validation = &dataset.Summary{Examples: 12, Tokens: dataset.Tokens{Total: 3400, Trained: 1200}}
+	d.Validation = &pipeline.ValidationSummary{Examples: 12, Tokens: pipeline.TokenCounts{Total: 3400, Trained: 1200}}
 	must(t, s.CreateDataset(ctx, d))
 	if d.Version != 1 {
 		t.Errorf("Version after create = %d, want 1", d.Version)

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
 // client is what the scenarios need of the API for seeding and counting
@@ -223,7 +223,7 @@ func (st *stack) waitSubmitted(ctx context.Context, ids []string, limit time.Dur
 }
 
 // idempotentJobID is the id the API gives a job created with key.
-func idempotentJobID(key string) string { return httpapi.IdempotentJobID(owner, key) }
+func idempotentJobID(key string) string { return pipeline.IdempotentJobID(owner, key) }
 
 // findSample finds testdata/datasets/sample.jsonl in the working directory
 // or a parent of it (the tool runs from the repository root or, in its

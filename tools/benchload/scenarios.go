@@ -11,8 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/api"
+	"github.com/brightrun/brightrun/shared/pipeline"
+
 	"github.com/brightrun/brightrun/shared/contract"
-	"github.com/brightrun/brightrun/shared/httpapi"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
@@ -271,7 +273,7 @@ func callbacksScenario(ctx context.Context, st *stack, o options, sample []byte)
 	if _, err := st.waitSubmitted(ctx, ids, time.Minute); err != nil {
 		return sc, err
 	}
-	url := httpapi.WorkerCallbackURL(st.URL, owner)
+	url := pipeline.WorkerCallbackURL(st.URL, owner)
 	jobs := make([]*cbJob, len(ids))
 	for i, id := range ids {
 		// Submitted: the dispatcher recorded the run and its attempt.
@@ -341,7 +343,7 @@ func callbacksScenario(ctx context.Context, st *stack, o options, sample []byte)
 			last = max(last, step)
 			if r.Code == http.StatusOK && r.Error == "" {
 				ackedSteps[step] = true
-				var answer httpapi.CallbackAnswer
+				var answer api.CallbackAnswer
 				if json.Unmarshal(r.Body, &answer) == nil && answer.Action == "stop" {
 					stops++
 				}

@@ -118,7 +118,7 @@ func serveStack(dir string) error {
 		return err
 	}
 	q := countingQueue{Queue: s.Queue, c: c}
-	s.Queue, s.API.Queue, s.Reconciler.Queue = q, q, q
+	s.Queue = q // before Start, which builds the services over it
 	if err := s.Start(); err != nil {
 		s.Close(context.Background())
 		return err

@@ -23,8 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/chat"
 	"github.com/brightrun/brightrun/shared/dataset"
-	"github.com/brightrun/brightrun/shared/ingest"
 )
 
 func main() {
@@ -57,7 +57,7 @@ func run(args []string, out io.Writer) error {
 	if err := generate(path, int64(*mb)*1e6, *errorEvery); err != nil {
 		return err
 	}
-	counter, err := ingest.Qwen3Counter()
+	counter, err := chat.Qwen3Counter()
 	if err != nil {
 		return err
 	}

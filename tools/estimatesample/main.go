@@ -17,9 +17,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/brightrun/brightrun/shared/catalog"
+	"github.com/brightrun/brightrun/shared/chat"
 	"github.com/brightrun/brightrun/shared/dataset"
 	"github.com/brightrun/brightrun/shared/estimate"
-	"github.com/brightrun/brightrun/shared/ingest"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -102,7 +102,7 @@ func stage(r estimate.Result, name string) int64 {
 // validate checks the dataset as the validate function does and returns
 // its summary; a dataset with errors is refused.
 func validate(path string, maxSeqLength int) (dataset.Summary, error) {
-	counter, err := ingest.Qwen3Counter()
+	counter, err := chat.Qwen3Counter()
 	if err != nil {
 		return dataset.Summary{}, err
 	}

@@ -1,0 +1,123 @@
+// Package services builds the pipeline's services from its ports: the one
+// wiring that the Lambda functions (through awsapp) and the local stack
+// share, so that the two cannot drift. A port left nil leaves out what
+// needs it (no GPU: no dispatcher, no reconciler, and cancels wait for the
+// worker's next callback; no counter: no validator).
+package services
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/brightrun/brightrun/shared/catalog"
+	"github.com/brightrun/brightrun/shared/chat"
+	"github.com/brightrun/brightrun/shared/dispatch"
+	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/ingest"
+	"github.com/brightrun/brightrun/shared/pipeline"
+	"github.com/brightrun/brightrun/shared/reconcile"
+	"github.com/brightrun/brightrun/shared/runpod"
+)
+
+// Store is what the services need of a store.
+type Store interface {
+	pipeline.Store
+	pipeline.JobLog
+	pipeline.JobScanner
+}
+
+// Blobs is what the services need of a blob store.
+type Blobs interface {
+	pipeline.Blobs
+	pipeline.ObjectWriter
+}
+
+// GPU is what the services need of the GPU provider.
+type GPU interface {
+	Run(ctx context.Context, req runpod.RunRequest) (runpod.JobStatus, error)
+	Status(ctx context.Context, id string) (runpod.JobStatus, error)
+	Cancel(ctx context.Context, id string) (runpod.JobStatus, error)
+}
+
+// Ports are the adapters and settings the services are built from.
+type Ports struct {
+	Store   Store
+	Blobs   Blobs
+	Queue   pipeline.Queue
+	GPU     GPU
+	Catalog *catalog.Catalog
+	// Auth authenticates API callers.
+	Auth httpapi.Authenticator
+	// Counter counts tokens for validation (nil: no validator is built).
+	Counter chat.Counter
+	// CallbackSecret is the master secret of worker callbacks and RunPod
+	// webhook tokens.
+	CallbackSecret []byte
+	// PublicURL is the API's base URL as workers and RunPod reach it.
+	PublicURL string
+	Log       *slog.Logger
+	Now       func() time.Time
+}
+
+// Options tune the services; zero values take their defaults.
+type Options struct {
+	API httpapi.Config
+	// MaxDispatchAttempts is how many failed submissions fail a job; it
+	// must equal the queue's redrive maxReceiveCount.
+	MaxDispatchAttempts int
+	// Reconcile tunes reconciliation (StaleAfter, CheckEvery, EnqueueGrace,
+	// MaxRetries); its ports are ignored.
+	Reconcile reconcile.Reconciler
+}
+
+// Services are the pipeline's services over one set of ports.
+type Services struct {
+	// Jobs is the jobs' lifecycle every other service calls.
+	Jobs       *pipeline.Lifecycle
+	API        *httpapi.Server
+	Dispatcher *dispatch.Dispatcher // nil without a GPU
+	Reconciler *reconcile.Reconciler
+	Validator  *ingest.Validator // nil without a counter
+}
+
+// Build wires the services over p.
+func Build(p Ports, o Options) *Services {
+	log := p.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	jobs := &pipeline.Lifecycle{Store: p.Store, Queue: p.Queue, Log: log, Now: p.Now}
+	if p.Store != nil {
+		jobs.JobLog = p.Store
+	}
+	if p.Blobs != nil {
+		jobs.Objects = p.Blobs
+	}
+	if p.GPU != nil {
+		jobs.Runs = runCanceller{p.GPU}
+	}
+	s := &Services{Jobs: jobs}
+	s.API = &httpapi.Server{Store: p.Store, Blobs: p.Blobs, Auth: p.Auth, JobLog: jobs.JobLog, Jobs: jobs, Catalog: p.Catalog,
+		CallbackSecret: p.CallbackSecret, Log: log, Now: p.Now, Config: o.API}
+	rc := o.Reconcile
+	s.Reconciler = &reconcile.Reconciler{Jobs: jobs, Scanner: p.Store, StaleAfter: rc.StaleAfter, CheckEvery: rc.CheckEvery,
+		EnqueueGrace: rc.EnqueueGrace, MaxRetries: rc.MaxRetries, Log: log, Now: p.Now}
+	if p.GPU != nil {
+		s.Reconciler.GPU = p.GPU
+		s.API.Runs = s.Reconciler
+		s.Dispatcher = &dispatch.Dispatcher{Jobs: jobs, Blobs: p.Blobs, GPU: p.GPU, Catalog: p.Catalog, PublicURL: p.PublicURL,
+			CallbackSecret: p.CallbackSecret, MaxAttempts: o.MaxDispatchAttempts, Log: log, Now: p.Now}
+	}
+	if p.Counter != nil {
+		s.Validator = &ingest.Validator{Store: p.Store, Blobs: p.Blobs, Counter: p.Counter, Log: log, Now: p.Now}
+	}
+	return s
+}
+
+type runCanceller struct{ gpu GPU }
+
+func (c runCanceller) CancelRun(ctx context.Context, id string) error {
+	_, err := c.gpu.Cancel(ctx, id)
+	return err
+}
