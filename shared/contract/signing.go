@@ -124,7 +124,11 @@ const maxSignatures = 16
 // ErrBadTimestamp, ErrOutsideWindow or ErrBadSignature. Refusing a replayed
 // webhook-id is the receiver's job (see Tolerance and ParseWebhookID).
 func Verify(secret []byte, h http.Header, body []byte, now time.Time) error {
-	id, tsText, sigs := h.Get(HeaderID), h.Get(HeaderTimestamp), h.Get(HeaderSignature)
+	// The signature header's values are joined again: API Gateway's Lambda
+	// proxy (aws-lambda-go-api-proxy) splits a header on commas, so
+	// "v1,<base64>" reaches the handler as two values, "v1" and "<base64>".
+	id, tsText := h.Get(HeaderID), h.Get(HeaderTimestamp)
+	sigs := strings.Join(h.Values(HeaderSignature), ",")
 	var missing []string
 	for _, p := range []struct{ name, v string }{{HeaderID, id}, {HeaderTimestamp, tsText}, {HeaderSignature, sigs}} {
 		if p.v == "" {

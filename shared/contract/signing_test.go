@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 	"github.com/brightrun/brightrun/shared/contract"
 )
 
@@ -234,6 +236,48 @@ func TestParseSecretRefusesMalformedSecrets(t *testing.T) {
 		t.Run("the secret "+strconv.Quote(s)+" is refused", func(t *testing.T) {
 			if _, err := contract.ParseSecret(s); !errors.Is(err, contract.ErrBadSecret) {
 				t.Errorf("ParseSecret(%q) = %v, want ErrBadSecret", s, err)
+			}
+		})
+	}
+}
+
+// TestACallbackVerifiesAfterTheLambdaProxySplitsItsHeaders sends a signed
+// request through the conversion API Gateway's Lambda proxy makes: it
+// splits header values on commas, so "v1,<base64>" arrives as two values.
+func TestACallbackVerifiesAfterTheLambdaProxySplitsItsHeaders(t *testing.T) {
+	secret := contract.DeriveSecret([]byte("master"), "job_1")
+	body := []byte(`{"type":"progress"}`)
+	now := time.Unix(1_765_000_000, 0)
+	other := contract.Sign([]byte("another key"), "msg_1", now, body)
+	for _, tc := range []struct {
+		name, signature string
+	}{
+		{"one signature", contract.Sign(secret, "msg_1", now, body)},
+		{"the right one second of two", other + " " + contract.Sign(secret, "msg_1", now, body)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			event := events.APIGatewayV2HTTPRequest{
+				RawPath: "/v1/callbacks/worker",
+				Headers: map[string]string{
+					contract.HeaderID:        "msg_1",
+					contract.HeaderTimestamp: strconv.FormatInt(now.Unix(), 10),
+					contract.HeaderSignature: tc.signature,
+				},
+				Body: string(body),
+				RequestContext: events.APIGatewayV2HTTPRequestContext{
+					HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: http.MethodPost, Path: "/v1/callbacks/worker"},
+				},
+			}
+			var acc core.RequestAccessorV2
+			r, err := acc.EventToRequest(event)
+			if err != nil {
+				t.Fatalf("EventToRequest: %v", err)
+			}
+			if n := len(r.Header.Values(contract.HeaderSignature)); n < 2 {
+				t.Fatalf("the proxy gave %d signature values; this test expects it to split them", n)
+			}
+			if err := contract.Verify(secret, r.Header, body, now); err != nil {
+				t.Errorf("Verify(after the proxy) = %v, want nil", err)
 			}
 		})
 	}
