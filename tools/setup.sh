@@ -17,7 +17,7 @@
 # version) beside what it installed, and is redone only when that changes
 # or the install is gone: with nothing to do this takes a few milliseconds.
 # A changed pin is installed over the environment; `rm -rf .cache` starts
-# afresh. Concurrent runs wait for one another (.cache/setup.lock).
+# afresh. Concurrent runs wait for one another (flock on .cache/setup.lock).
 #
 #   tools/setup.sh [python|sam|node|emulators]...   (default: all four;
 #                                                    emulators = python + Go tools)
@@ -35,16 +35,21 @@ go_tools=infra/emulators/go-tools.txt
 tokref=tools/tokref
 
 # Our own folders never provide the base interpreter.
-PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF -e "$cache/venv/bin" -e "$cache/bin" -e "$cache/sam/bin" | paste -sd:)
+PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF -e "$cache/venv/bin" -e "$cache/bin" -e "$cache/sam/bin" | paste -sd: -)
 python=${PYTHON:-python3}
 
 say() { echo "setup: $*" >&2; }
+
+# sha FILE...: sha256sum, or shasum where that is missing (macOS).
+sha() {
+	if command -v sha256sum >/dev/null; then sha256sum "$@"; else shasum -a 256 "$@"; fi
+}
 
 # key LINE FILE...: a hash of LINE and the files' contents.
 key() {
 	local line=$1
 	shift
-	{ printf '%s\n' "$line"; sha256sum "$@"; } | sha256sum | cut -d' ' -f1
+	{ printf '%s\n' "$line"; sha "$@"; } | sha | cut -d' ' -f1
 }
 
 # fresh STAMP KEY: whether STAMP records KEY.
@@ -129,8 +134,10 @@ parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(python sam node emulators)
 
 mkdir -p "$cache"
-exec 9>"$cache/setup.lock"
-flock 9
+if command -v flock >/dev/null; then
+	exec 9>"$cache/setup.lock"
+	flock 9
+fi
 
 for part in "${parts[@]}"; do
 	case $part in
