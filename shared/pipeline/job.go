@@ -94,8 +94,18 @@ type Job struct {
 	// RunPodID is the RunPod job id of the current attempt.
 	RunPodID  string   `json:"runpod_id,omitempty"`
 	BudgetUSD *float64 `json:"budget_usd,omitempty"`
-	// Enqueued is set once the job's message was accepted by the queue.
-	Enqueued bool `json:"enqueued"`
+	// Enqueued is set once the job's message was accepted by the queue;
+	// EnqueuedAt is when it was last sent, and Requeues counts the times
+	// reconciliation sent it again because the first was gone.
+	Enqueued   bool       `json:"enqueued"`
+	EnqueuedAt *time.Time `json:"enqueued_at,omitempty"`
+	Requeues   int        `json:"requeues,omitempty"`
+	// LeaseUntil is when the dispatcher's claim of the current attempt
+	// lapses. Until then the job is that dispatcher's: another delivery of
+	// its message leaves it alone. A dispatcher that stopped (crashed,
+	// timed out) without recording a run is taken over after it, with a
+	// new attempt. Set while the job is dispatching.
+	LeaseUntil *time.Time `json:"lease_until,omitempty"`
 	// IdempotencyKey is the key the job was created with, if any.
 	IdempotencyKey string    `json:"idempotency_key,omitempty"`
 	RequestHash    string    `json:"request_hash,omitempty"`
@@ -105,8 +115,15 @@ type Job struct {
 	// Progress is the latest metric point reported.
 	Progress *MetricPoint `json:"progress,omitempty"`
 	// Stage is the worker's current stage (download, load, train, save, upload).
-	Stage     string     `json:"stage,omitempty"`
-	Artifacts []Artifact `json:"artifacts,omitempty"`
+	Stage string `json:"stage,omitempty"`
+	// RunKey names the run of the current attempt whose started callback
+	// was applied last (a hash of that callback), and RunStartedAt is when
+	// the worker sent it: a repeat of that callback is recognised, and
+	// the callbacks of a run that RunPod replaced (a crashed worker, re-run
+	// with the same attempt) are told from the new run's.
+	RunKey       string     `json:"run_key,omitempty"`
+	RunStartedAt *time.Time `json:"run_started_at,omitempty"`
+	Artifacts    []Artifact `json:"artifacts,omitempty"`
 	// Cost is the actual cost, recorded when the job ends.
 	Cost *JobCost `json:"cost,omitempty"`
 	// HeartbeatAt is when the last callback or status check heard of the job.

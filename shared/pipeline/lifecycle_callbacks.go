@@ -1,11 +1,14 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
+	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/brightrun/brightrun/shared/contract"
@@ -17,22 +20,25 @@ import (
 // another attempt than the job's fails with EConflict (the worker must
 // stop); of a job that does not exist, with ENotFound.
 //
-// Moves only go forward, metric points are keyed by step, artifacts by
-// name, and notifications go out only with the move that ends the job, so
-// a retry of a message whose first delivery failed half-way is applied
-// again, never lost, and a late, repeated or out-of-order callback changes
-// nothing it should not.
+// Applying is idempotent and order-free within a run: the status only
+// moves forward, the stage only moves on, the progress is the point of
+// the highest step, artifacts are kept by name, a run's started callback
+// is recognised when it comes again, and the end is written once, with
+// its notification. A callback that changes nothing (a repeat, a late
+// one) writes nothing, so any interleaving and repetition of a run's
+// callbacks leaves the job as the callbacks once, in order, would. A
+// retry of a message whose first delivery failed half-way is applied
+// again, never lost.
 func (l *Lifecycle) ApplyCallback(ctx context.Context, owner string, cb *contract.Callback, p contract.Payload, webhookID string, body []byte) (*Job, error) {
 	j, err := l.Store.GetJob(ctx, owner, cb.JobID)
 	if err != nil {
 		return nil, err
 	}
 	if cb.Attempt != j.Attempt {
-		return j, &Error{Code: EConflict, Message: fmt.Sprintf("attempt %d of job %s was superseded by attempt %d: stop", cb.Attempt, j.ID, j.Attempt),
-			Details: map[string]int{"attempt": j.Attempt}}
+		return j, superseded(cb.Attempt, j)
 	}
 	// Apply, then record.
-	if j, err = l.applyCallback(ctx, j, cb, p); err != nil {
+	if j, err = l.applyCallback(ctx, j, cb, p, body); err != nil {
 		return nil, err
 	}
 	// The event log keeps each message once: the key is the webhook-id and
@@ -49,66 +55,35 @@ func (l *Lifecycle) ApplyCallback(ctx context.Context, owner string, cb *contrac
 	return j, nil
 }
 
+// superseded is the refusal of a callback of attempt, which j moved on from.
+func superseded(attempt int, j *Job) error {
+	return &Error{Code: EConflict, Message: fmt.Sprintf("attempt %d of job %s was superseded by attempt %d: stop", attempt, j.ID, j.Attempt),
+		Details: map[string]int{"attempt": j.Attempt}}
+}
+
 // applyCallback changes the job as the callback says.
-func (l *Lifecycle) applyCallback(ctx context.Context, j *Job, cb *contract.Callback, p contract.Payload) (*Job, error) {
+func (l *Lifecycle) applyCallback(ctx context.Context, j *Job, cb *contract.Callback, p contract.Payload, body []byte) (*Job, error) {
 	now := l.now()
-	beat := func(j *Job) { j.HeartbeatAt, j.UpdatedAt = &now, now }
-	// forward moves the job to `to` if the state machine allows it from
-	// where it is; otherwise it only records the heartbeat.
-	forward := func(to JobStatus, mutate func(*Job)) (*Job, error) {
-		next, err := TransitionJob(ctx, l.Store, j.Owner, j.ID, to, func(cur *Job) error {
-			if cur.Attempt != cb.Attempt {
-				return errMoved
-			}
-			beat(cur)
-			if mutate != nil {
-				mutate(cur)
-			}
-			return nil
-		})
-		if err == nil {
-			return next, nil
-		}
-		if ErrorCode(err) != EPrecondition && !errors.Is(err, errMoved) {
-			return nil, err
-		}
-		return UpdateJob(ctx, l.Store, j.Owner, j.ID, func(cur *Job) error {
-			if cur.Attempt != cb.Attempt {
-				return ErrNoChange
-			}
-			beat(cur)
-			if mutate != nil && !cur.Status.Terminal() {
-				mutate(cur)
-			}
-			return nil
-		})
-	}
-	// finish ends the job as o says, or, when it cannot end (it ended
-	// already), records the heartbeat.
-	finish := func(o Outcome) (*Job, error) {
-		o.Heartbeat = true
-		done, ended, err := l.Finish(ctx, j, o)
-		if err != nil || ended {
-			return done, err
-		}
-		return forward(o.Status, nil)
-	}
 	switch p := p.(type) {
 	case *contract.Started:
-		return forward(JobRunning, func(cur *Job) {
-			if cur.StartedAt == nil {
-				cur.StartedAt = &now
-			}
-			// A run of this attempt starts (again, after a crash): its
-			// progress starts from the beginning.
-			cur.Progress, cur.Stage = nil, ""
+		key := runKey(body)
+		return l.record(ctx, j, cb, func(cur *Job) JobStatus {
+			startRun(cur, key, cb.SentAt, now)
+			return JobRunning
 		})
 	case *contract.StageChange:
-		to := JobRunning
-		if p.Stage == contract.StageUpload {
-			to = JobUploading
-		}
-		return forward(to, func(cur *Job) { cur.Stage = string(p.Stage) })
+		return l.record(ctx, j, cb, func(cur *Job) JobStatus {
+			if cur.Status.Terminal() || olderRun(cur, cb) {
+				return ""
+			}
+			if stageRank(contract.Stage(cur.Stage)) < stageRank(p.Stage) {
+				cur.Stage = string(p.Stage)
+			}
+			if p.Stage == contract.StageUpload {
+				return JobUploading
+			}
+			return JobRunning
+		})
 	case *contract.Progress:
 		pt := MetricPoint{Attempt: cb.Attempt, Step: int(p.Step), TotalSteps: int(p.TotalSteps), Epoch: p.Epoch, Loss: p.Loss,
 			LearningRate: p.LearningRate, TokensPerSecond: p.TokensPerSecond, GPUMemoryBytes: p.GPUMemoryBytes, Time: cb.SentAt}
@@ -117,11 +92,15 @@ func (l *Lifecycle) applyCallback(ctx context.Context, j *Job, cb *contract.Call
 				return nil, fmt.Errorf("store metric point: %w", err)
 			}
 		}
-		return forward(JobRunning, func(cur *Job) {
+		return l.record(ctx, j, cb, func(cur *Job) JobStatus {
+			if olderRun(cur, cb) {
+				return ""
+			}
 			// Out of order: an older step never replaces a newer one.
-			if cur.Progress == nil || cur.Progress.Attempt != pt.Attempt || pt.Step >= cur.Progress.Step {
+			if c := cur.Progress; c == nil || c.Attempt != pt.Attempt || pt.Step > c.Step || pt.Step == c.Step && pt.Time.After(c.Time) {
 				cur.Progress = &pt
 			}
+			return JobRunning
 		})
 	case *contract.Artifact:
 		key := ArtifactKey(j.Owner, j.ID, cb.Attempt, p.Name)
@@ -132,8 +111,9 @@ func (l *Lifecycle) applyCallback(ctx context.Context, j *Job, cb *contract.Call
 		if info.Size != p.SizeBytes {
 			return nil, Errorf(EInvalid, "artifact %s is %d bytes in storage, the callback says %d", p.Name, info.Size, p.SizeBytes)
 		}
-		return forward(JobUploading, func(cur *Job) {
+		return l.record(ctx, j, cb, func(cur *Job) JobStatus {
 			cur.addArtifact(Artifact{Name: p.Name, Key: key, SizeBytes: p.SizeBytes, SHA256: p.SHA256})
+			return JobUploading
 		})
 	case *contract.Completed:
 		// What the run measured is stored first, keyed by the job: a
@@ -151,26 +131,128 @@ func (l *Lifecycle) applyCallback(ctx context.Context, j *Job, cb *contract.Call
 			}
 		}
 		steps := p.Steps
-		return finish(Outcome{Status: JobCompleted, Steps: &steps, FinalLoss: p.FinalLoss})
+		return l.finishByWorker(ctx, j, Outcome{Status: JobCompleted, Steps: &steps, FinalLoss: p.FinalLoss})
 	case *contract.Failed:
 		if p.Code == contract.CodeCancelled {
 			// The worker stopped because it was told to: the cancel is done.
-			return finish(Outcome{Status: JobCancelled})
+			return l.finishByWorker(ctx, j, Outcome{Status: JobCancelled})
 		}
-		return finish(Outcome{Status: JobFailed, Error: &JobError{Code: string(p.Code), Message: p.Message, Advice: p.Advice}})
+		return l.finishByWorker(ctx, j, Outcome{Status: JobFailed, Error: &JobError{Code: string(p.Code), Message: p.Message, Advice: p.Advice}})
 	}
 	return j, nil
 }
 
-// addArtifact records a, replacing a file of the same name.
-func (j *Job) addArtifact(a Artifact) {
-	for i := range j.Artifacts {
-		if j.Artifacts[i].Name == a.Name {
-			j.Artifacts[i] = a
-			return
+// finishByWorker ends j as its worker reports; a job that ended already
+// is left as it is.
+func (l *Lifecycle) finishByWorker(ctx context.Context, j *Job, o Outcome) (*Job, error) {
+	o.Heartbeat = true
+	done, ended, err := l.Finish(ctx, j, o)
+	if err != nil {
+		return nil, err
+	}
+	if !ended && done.Attempt != j.Attempt {
+		return done, superseded(j.Attempt, done)
+	}
+	return done, nil
+}
+
+// record applies a callback of a running attempt to the job with one
+// conditional write: apply changes the job in memory and names the status
+// the callback moves it to ("" for none), taken only where the state
+// machine allows and forward. When the job is unchanged nothing is
+// written: a repeat or a late callback is acknowledged, and leaves even
+// the heartbeat alone.
+func (l *Lifecycle) record(ctx context.Context, j *Job, cb *contract.Callback, apply func(cur *Job) JobStatus) (*Job, error) {
+	for try := 0; try < maxUpdateTries; try++ {
+		cur, err := l.Store.GetJob(ctx, j.Owner, j.ID)
+		if err != nil {
+			return nil, err
+		}
+		if cur.Attempt != cb.Attempt {
+			return cur, superseded(cb.Attempt, cur)
+		}
+		before, err := json.Marshal(cur)
+		if err != nil {
+			return nil, fmt.Errorf("encode job %s: %w", j.ID, err)
+		}
+		if to := apply(cur); to != "" && forward[to] > forward[cur.Status] && CanTransition(cur.Status, to) {
+			cur.Status = to
+		}
+		after, err := json.Marshal(cur)
+		if err != nil {
+			return nil, fmt.Errorf("encode job %s: %w", j.ID, err)
+		}
+		if bytes.Equal(before, after) {
+			return cur, nil
+		}
+		now := l.now()
+		cur.HeartbeatAt, cur.UpdatedAt = &now, now
+		err = l.Store.UpdateJob(ctx, cur)
+		if ErrorCode(err) == EConflict {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("update job %s: %w", j.ID, err)
+		}
+		return cur, nil
+	}
+	return nil, Errorf(EUnavailable, "job %s is being changed by too many writers: try again", j.ID)
+}
+
+// runKey names a run by its started callback's body.
+func runKey(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:12])
+}
+
+// startRun applies a started callback of the run named key, sent at sent.
+// The first run heard of keeps what its other callbacks, come early,
+// recorded; a repeat of the current run's changes nothing; a run started
+// after the current one (RunPod re-ran a crashed worker) starts its
+// progress and stage from the beginning; a late started callback of an
+// earlier run is only noted.
+func startRun(j *Job, key string, sent, now time.Time) {
+	if j.StartedAt == nil {
+		j.StartedAt = &now
+	}
+	switch {
+	case j.RunKey == key:
+	case j.RunKey == "":
+		j.RunKey, j.RunStartedAt = key, &sent
+	case j.RunStartedAt != nil && sent.Before(*j.RunStartedAt):
+	default:
+		j.RunKey, j.RunStartedAt = key, &sent
+		if !j.Status.Terminal() {
+			j.Progress, j.Stage = nil, ""
 		}
 	}
-	j.Artifacts = append(j.Artifacts, a)
+}
+
+// olderRun reports whether cb was sent before the job's current run
+// started: it belongs to a run that RunPod replaced.
+func olderRun(j *Job, cb *contract.Callback) bool {
+	return j.RunStartedAt != nil && cb.SentAt.Before(*j.RunStartedAt)
+}
+
+// stageRank is s's place in the stages' order (0 for none).
+func stageRank(s contract.Stage) int {
+	for i, v := range contract.Stages {
+		if v == s {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// addArtifact records a, replacing a file of the same name; the files are
+// kept in name order, whatever order their callbacks came in.
+func (j *Job) addArtifact(a Artifact) {
+	i, found := slices.BinarySearchFunc(j.Artifacts, a.Name, func(x Artifact, name string) int { return strings.Compare(x.Name, name) })
+	if found {
+		j.Artifacts[i] = a
+		return
+	}
+	j.Artifacts = slices.Insert(j.Artifacts, i, a)
 }
 
 // measurement is what a completed run measured of its model on its GPU.
