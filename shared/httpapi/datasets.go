@@ -16,7 +16,9 @@ import (
 type createDatasetRequest struct {
 	Name      *string `json:"name"`
 	SizeBytes *int64  `json:"size_bytes"`
-	SHA256    string  `json:"sha256,omitempty"`
+	// SHA256 is optional, but when present it is a digest: an empty
+	// string is refused as the document says, not taken for "none".
+	SHA256 *string `json:"sha256,omitempty"`
 }
 
 func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner string) error {
@@ -39,10 +41,11 @@ func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner str
 		return &pipeline.Error{Code: pipeline.ETooLarge,
 			Message: fmt.Sprintf("size_bytes is %d: datasets are limited to %d bytes (500 MiB)", *req.SizeBytes, pipeline.MaxDatasetBytes)}
 	}
-	sha := strings.ToLower(req.SHA256)
-	if sha != "" {
+	var sha string
+	if req.SHA256 != nil {
+		sha = strings.ToLower(*req.SHA256)
 		if b, err := hex.DecodeString(sha); err != nil || len(b) != 32 {
-			return pipeline.Errorf(pipeline.EInvalid, "sha256 must be 64 hex digits, got %q", req.SHA256)
+			return pipeline.Errorf(pipeline.EInvalid, "sha256 must be 64 hex digits (or left out), got %q", *req.SHA256)
 		}
 	}
 	now := s.now()
