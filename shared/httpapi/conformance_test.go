@@ -1,11 +1,13 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
 	"github.com/brightrun/brightrun/shared/api"
 	"github.com/brightrun/brightrun/shared/httpapi"
+	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
 // The drifts between the OpenAPI document and the server that Schemathesis
@@ -41,5 +43,61 @@ func TestCreateDatasetRefusesAnEmptySHA256(t *testing.T) {
 				t.Errorf("POST /v1/datasets %s = %d %q, want %d", body, status, e.Error.Message, tt.status)
 			}
 		})
+	}
+}
+
+// JSON Schema calls a number with a zero fraction an integer (34.0, 3.4e1),
+// so every integer field of the document accepts one; a true fraction, or
+// a whole number beyond any bound, is still refused.
+func TestIntegerFieldsAcceptWholeNumbersWrittenWithAFraction(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{})
+	a.readyDataset("alice", "ds_ready", pipeline.DatasetReady)
+	tests := []struct {
+		name, path, body string
+		status           int
+		message          string
+	}{
+		{"size_bytes 34.0", "/v1/datasets", `{"name":"x","size_bytes":34.0}`, 201, ""},
+		{"size_bytes 3.4e1", "/v1/datasets", `{"name":"x","size_bytes":3.4e1}`, 201, ""},
+		{"size_bytes 340E-1", "/v1/datasets", `{"name":"x","size_bytes":340E-1}`, 201, ""},
+		{"size_bytes 1e2", "/v1/datasets", `{"name":"x","size_bytes":1e2}`, 201, ""},
+		{"size_bytes 0.034e3", "/v1/datasets", `{"name":"x","size_bytes":0.034e3}`, 201, ""},
+		{"size_bytes -0.0", "/v1/datasets", `{"name":"x","size_bytes":-0.0}`, 400, "at least 1"},
+		{"size_bytes 34.5", "/v1/datasets", `{"name":"x","size_bytes":34.5}`, 400, "size_bytes must be an integer"},
+		{"size_bytes 1e-3", "/v1/datasets", `{"name":"x","size_bytes":1e-3}`, 400, "size_bytes must be an integer"},
+		{"size_bytes 5.24288001e8", "/v1/datasets", `{"name":"x","size_bytes":5.24288001e8}`, 413, "500 MiB"},
+		{"size_bytes beyond int64", "/v1/datasets", `{"name":"x","size_bytes":99999999999999999999.0}`, 400, "size_bytes"},
+		{"size_bytes 1e400", "/v1/datasets", `{"name":"x","size_bytes":1e400}`, 400, "size_bytes"},
+		{"a number inside a string stays a string", "/v1/datasets", `{"name":"34.0","size_bytes":"34.0"}`, 400, "size_bytes must be an integer"},
+		{"hyperparameters written with fractions", "/v1/estimates",
+			`{"dataset_id":"ds_ready","hyperparameters":{"epochs":2.0,"batch_size":4.0,"gradient_accumulation":2e0,"lora_rank":1.6e1,"lora_alpha":32.00,"max_seq_length":2048.0}}`, 200, ""},
+		{"a fractional epoch count", "/v1/estimates", `{"dataset_id":"ds_ready","hyperparameters":{"epochs":2.5}}`, 400, "field hyperparameters.epochs must be an integer"},
+		{"a job's lora_rank 10.0", "/v1/jobs", `{"dataset_id":"ds_ready","hyperparameters":{"lora_rank":10.0},"budget_usd":1000.0}`, 201, ""},
+		{"a job's fractional lora_rank names the field as sent", "/v1/jobs", `{"dataset_id":"ds_ready","hyperparameters":{"lora_rank":10.5}}`, 400, "field hyperparameters.lora_rank must be an integer"},
+		{"a job's lora_rank beyond int64", "/v1/jobs", `{"dataset_id":"ds_ready","hyperparameters":{"lora_rank":99999999999999999999}}`, 400, "hyperparameters.lora_rank is out of range"},
+		{"a part number 1.0", "/v1/datasets/ds_ready/complete", `{"parts":[{"part_number":1.0,"etag":"x"}]}`, 409, "no multipart upload"},
+		{"a fractional part number", "/v1/datasets/ds_ready/complete", `{"parts":[{"part_number":1.5,"etag":"x"}]}`, 400, "part_number must be an integer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e api.ErrorBody
+			status := a.call("POST", tt.path, "alice-token", tt.body, &e)
+			if status != tt.status || !strings.Contains(e.Error.Message, tt.message) {
+				t.Errorf("POST %s %s = %d %q, want %d and a message containing %q", tt.path, tt.body, status, e.Error.Message, tt.status, tt.message)
+			}
+		})
+	}
+}
+
+// Only numbers are rewritten: the text of strings, escaped quotes
+// included, reaches the handler as sent.
+func TestWholeNumbersLeaveStringsAlone(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{})
+	for _, name := range []string{`34.0`, `a "1.0" 2.0`, `-0.0 and 1e2`, `"quoted" 5.0e0`} {
+		body, _ := json.Marshal(map[string]any{"name": name, "size_bytes": json.Number("2.0")})
+		var c created
+		if status := a.call("POST", "/v1/datasets", "alice-token", string(body), &c); status != 201 || c.Dataset.Name != name || c.Dataset.SizeBytes != 2 {
+			t.Errorf("POST /v1/datasets %s = %d, name %q, size %d; want 201, the name as sent and size 2", body, status, c.Dataset.Name, c.Dataset.SizeBytes)
+		}
 	}
 }

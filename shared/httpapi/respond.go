@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/brightrun/brightrun/shared/api"
@@ -63,8 +65,14 @@ const MaxBodyBytes = 64 << 10
 // decodeJSON reads exactly one JSON object into v, refusing unknown fields,
 // trailing data and bodies over MaxBodyBytes, with errors that say where.
 // The Content-Type is not checked: `curl -d` sends a form type with JSON.
+// A number with a zero fraction (34.0, 3.4e1) is an integer, as JSON Schema
+// and the OpenAPI document say, so integer fields accept it.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		return decodeError(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(integralNumbers(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
@@ -94,11 +102,17 @@ func decodeError(err error) error {
 	case errors.As(err, &syntax):
 		return pipeline.Errorf(pipeline.EInvalid, "request body is not valid JSON at byte %d: %s", syntax.Offset, syntax.Error())
 	case errors.As(err, &typ):
-		field := typ.Field
+		// The path of a field of an embedded struct starts with the
+		// struct's Go name, which the caller never wrote.
+		field := strings.TrimPrefix(typ.Field, "trainingRequest.")
 		if field == "" {
 			return pipeline.Errorf(pipeline.EInvalid, "request body must be a JSON object, got %s", typ.Value)
 		}
-		return pipeline.Errorf(pipeline.EInvalid, "field %s must be %s, got %s", field, jsonKind(typ.Type.Kind().String()), typ.Value)
+		kind := jsonKind(typ.Type.Kind().String())
+		if lit, ok := strings.CutPrefix(typ.Value, "number "); ok && kind == "an integer" && !strings.ContainsAny(lit, ".eE") {
+			return pipeline.Errorf(pipeline.EInvalid, "field %s is out of range, got %s", field, typ.Value)
+		}
+		return pipeline.Errorf(pipeline.EInvalid, "field %s must be %s, got %s", field, kind, typ.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return pipeline.Errorf(pipeline.EInvalid, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
@@ -121,4 +135,92 @@ func jsonKind(goKind string) string {
 		return "an object"
 	}
 	return fmt.Sprintf("a %s", goKind)
+}
+
+// integralNumbers rewrites every number of a valid JSON text whose value is
+// a whole number within int64 (34.0, 3.4e1, -0.0, 1E2) as that integer, so
+// that Go decodes it into integer fields; JSON Schema calls such numbers
+// integers, and the document's integer fields take them. Fractions, numbers
+// out of int64's range and the text inside strings are left as they are,
+// and so is a text that is not valid JSON, for the decoder to report.
+func integralNumbers(data []byte) []byte {
+	if !json.Valid(data) {
+		return data
+	}
+	var out []byte // nil until a number is rewritten
+	inString, escaped, last := false, false, 0
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		case c == '"':
+			inString = true
+			continue
+		case c != '-' && (c < '0' || c > '9'):
+			continue
+		}
+		j := i
+		for j < len(data) && strings.IndexByte("+-0123456789.eE", data[j]) >= 0 {
+			j++
+		}
+		if n, ok := wholeNumber(string(data[i:j])); ok {
+			out = append(append(out, data[last:i]...), n...)
+			last = j
+		}
+		i = j - 1
+	}
+	if out == nil {
+		return data
+	}
+	return append(out, data[last:]...)
+}
+
+// wholeNumber returns a JSON number literal with a fraction or an exponent
+// as a plain integer when its value is a whole number within int64.
+func wholeNumber(lit string) (string, bool) {
+	if !strings.ContainsAny(lit, ".eE") {
+		return "", false
+	}
+	mantissa, exp, _ := strings.Cut(strings.ToLower(lit), "e")
+	e := 0
+	if exp != "" {
+		n, err := strconv.Atoi(exp)
+		if err != nil || n > 100 || n < -100 {
+			return "", false // far outside int64 either way
+		}
+		e = n
+	}
+	sign := ""
+	if m, ok := strings.CutPrefix(mantissa, "-"); ok {
+		sign, mantissa = "-", m
+	}
+	whole, frac, _ := strings.Cut(mantissa, ".")
+	// The value is digits × 10^e, with digits free of trailing zeros.
+	digits := whole + frac
+	e -= len(frac)
+	for len(digits) > 0 && digits[len(digits)-1] == '0' {
+		digits = digits[:len(digits)-1]
+		e++
+	}
+	digits = strings.TrimLeft(digits, "0")
+	switch {
+	case digits == "":
+		return "0", true
+	case e < 0 || len(digits)+e > 19:
+		return "", false
+	}
+	n, err := strconv.ParseInt(sign+digits+strings.Repeat("0", e), 10, 64)
+	if err != nil {
+		return "", false
+	}
+	return strconv.FormatInt(n, 10), true
 }
