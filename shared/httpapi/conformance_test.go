@@ -101,3 +101,33 @@ func TestWholeNumbersLeaveStringsAlone(t *testing.T) {
 		}
 	}
 }
+
+// Names follow the document's Name pattern: code points newer than the
+// server's Unicode tables are allowed (the document cannot know which are
+// unassigned), controls, invisible format characters and private-use ones
+// are not.
+func TestNamesFollowTheDocumentedPattern(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{})
+	tests := []struct {
+		name   string
+		status int
+	}{
+		{"emoji \U0001FAE9 of Unicode 16", 201},
+		{"unassigned \u0378 code point", 201},
+		{"Tidewell café 日本語", 201},
+		{"private use \uE000", 400},
+		{"bidi \u202Eoverride", 400},
+		{"zero\u200Bwidth", 400},
+		{"no\u00A0break", 400},
+		{"line\u2028separator", 400},
+		{"tag \U000E0041", 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, _ := json.Marshal(map[string]any{"name": tt.name, "size_bytes": 1})
+			if status := a.call("POST", "/v1/datasets", "alice-token", string(body), nil); status != tt.status {
+				t.Errorf("POST /v1/datasets %s = %d, want %d", body, status, tt.status)
+			}
+		})
+	}
+}

@@ -12,11 +12,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/brightrun/brightrun/shared/api"
 
@@ -707,4 +711,38 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 		t.Errorf("operations never exercised: %v", missed)
 	}
 	t.Logf("exercised %d of %d documented operations", len(c.hit), len(documented(c.doc)))
+}
+
+// The document's Name pattern and pipeline.ValidateName accept exactly the
+// same characters: every code point is tried with both.
+func TestOpenAPINamePatternIsValidateName(t *testing.T) {
+	schema := openAPI(t).Components.Schemas["Name"].Value
+	pattern, err := regexp.Compile(schema.Pattern)
+	if err != nil {
+		t.Fatalf("Name pattern: %v", err)
+	}
+	differ := 0
+	check := func(name string) {
+		t.Helper()
+		documented := pattern.MatchString(name) && utf8.RuneCountInString(name) <= int(*schema.MaxLength)
+		if served := pipeline.ValidateName("name", name) == nil; documented != served {
+			if differ++; differ <= 20 {
+				t.Errorf("name %+q: the document accepts it %v, the server %v", name, documented, served)
+			}
+		}
+	}
+	defer func() {
+		if differ > 20 {
+			t.Errorf("and %d more names", differ-20)
+		}
+	}()
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if utf16.IsSurrogate(r) {
+			continue // no string holds one: JSON's "\ud800" decodes as U+FFFD
+		}
+		check("a" + string(r))
+	}
+	for _, name := range []string{"", " ", "   ", " a ", "a b", "\u00a0", strings.Repeat("x", 200), strings.Repeat("x", 201), strings.Repeat("é", 200)} {
+		check(name)
+	}
 }

@@ -71,10 +71,13 @@ func ValidateName(field, name string) error {
 		return Errorf(EInvalid, "%s must not contain / or \\", field)
 	}
 	for i, r := range name {
-		// Graphic characters and the plain space only: no controls, no
-		// invisible format characters (bidi overrides like U+202E that
-		// disguise a name, zero-width spaces), no private-use ones.
-		if !unicode.IsGraphic(r) || r == unicode.ReplacementChar || unicode.Is(unicode.Co, r) || (unicode.IsSpace(r) && r != ' ') {
+		// No controls, no invisible format characters (bidi overrides
+		// like U+202E that disguise a name, zero-width spaces), no
+		// private-use ones, no line breaks or spaces but the plain one.
+		// Code points unassigned in Go's Unicode tables are allowed: a
+		// newer emoji is not an invalid character. The OpenAPI document's
+		// Name pattern says the same (its test holds every code point).
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Zl, unicode.Zp) || r == unicode.ReplacementChar || (unicode.IsSpace(r) && r != ' ') {
 			return Errorf(EInvalid, "%s has a control, invisible or invalid character (U+%04X) at byte %d", field, r, i)
 		}
 	}
