@@ -1,11 +1,14 @@
 // Package dispatch submits queued jobs to the GPU provider (RunPod
-// Serverless). It claims a job with a conditional transition that bumps the
-// attempt number (the fencing token), presigns the dataset download and the
-// adapter uploads, submits, and records the run id. Duplicate deliveries
-// submit once; a job cancelled before its turn is skipped; a crash between
-// submitting and recording is survived: the redelivered message claims a
-// new attempt, and the superseded attempt's worker is refused and told to
-// stop at its first callback.
+// Serverless). It claims a job for a lease (pipeline.Lifecycle.Claim: a
+// conditional transition that bumps the attempt number, the fencing
+// token), presigns the dataset download and the adapter uploads, submits,
+// and records the run id. Duplicate deliveries submit once, concurrent
+// ones too: a delivery that finds the job claimed under a live lease
+// leaves it alone and comes back later. A job cancelled before its turn
+// is skipped; a dataset that is not ready fails the job. A crash between
+// claiming and recording is survived: once the lease lapses, the
+// redelivered message claims a new attempt, and the superseded attempt's
+// worker is refused and told to stop at its first callback.
 package dispatch
 
 import (
@@ -50,6 +53,12 @@ type Dispatcher struct {
 	// CallbackSecret is the master secret of callback signing and of the
 	// RunPod webhook tokens.
 	CallbackSecret []byte
+	// LeaseTimeout is how long a claim holds the job against other
+	// deliveries of its message: longer than one dispatch can take.
+	// Default pipeline.DefaultLease; under a context with a deadline (a
+	// Lambda invocation) the claim ends LeaseMargin after the deadline
+	// when that is sooner.
+	LeaseTimeout time.Duration
 	// MaxAttempts is how many failed submissions fail the job (and, with
 	// the queue's redrive policy set to the same number, send the message
 	// to the dead-letter queue). Default 5.
@@ -86,6 +95,31 @@ func (d *Dispatcher) maxAttempts() int {
 	return 5
 }
 
+// LeaseMargin is how long after its invocation's deadline a dispatcher's
+// claim lasts.
+const LeaseMargin = 15 * time.Second
+
+// lease is how long a claim made now lasts.
+func (d *Dispatcher) lease(ctx context.Context) time.Duration {
+	lease := d.LeaseTimeout
+	if lease <= 0 {
+		lease = pipeline.DefaultLease
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		lease = min(lease, dl.Add(LeaseMargin).Sub(d.now()))
+	}
+	return max(lease, time.Second)
+}
+
+// release gives up a claim whose dispatch is retried, so that the next
+// delivery claims the job at once; a failure is logged (the claim then
+// lapses on its own).
+func (d *Dispatcher) release(ctx context.Context, j *pipeline.Job) {
+	if err := d.Jobs.ReleaseClaim(ctx, j); err != nil {
+		d.log().WarnContext(ctx, "release the claim: the next delivery waits for it to lapse", "job_id", j.ID, "err", err)
+	}
+}
+
 // HandleSQSEvent dispatches a batch, reporting the messages to retry as
 // partial batch failures.
 func (d *Dispatcher) HandleSQSEvent(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
@@ -96,7 +130,9 @@ func (d *Dispatcher) HandleSQSEvent(ctx context.Context, ev events.SQSEvent) (ev
 			receives = 1
 		}
 		if err := d.HandleMessage(ctx, []byte(m.Body), receives); err != nil {
-			d.log().ErrorContext(ctx, "dispatch failed: the message will be retried", "message_id", m.MessageId, "err", err)
+			if !errors.Is(err, pipeline.ErrLeaseHeld) {
+				d.log().ErrorContext(ctx, "dispatch failed: the message will be retried", "message_id", m.MessageId, "err", err)
+			}
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
 		}
 	}
@@ -112,11 +148,17 @@ func (d *Dispatcher) HandleMessage(ctx context.Context, body []byte, receives in
 		return nil
 	}
 	log := d.log().With("owner", msg.Owner, "job_id", msg.JobID, "receives", receives)
-	claimed, err := d.Jobs.Claim(ctx, msg.Owner, msg.JobID)
+	claimed, err := d.Jobs.Claim(ctx, msg.Owner, msg.JobID, d.lease(ctx))
 	switch {
 	case pipeline.ErrorCode(err) == pipeline.ENotFound:
 		log.WarnContext(ctx, "queued job no longer exists: message dropped")
 		return nil
+	case errors.Is(err, pipeline.ErrLeaseHeld):
+		// Another delivery of the message is dispatching the job: this one
+		// comes back, and finds the job submitted (and is dropped), or its
+		// dispatcher gone and the claim lapsed (and takes over).
+		log.InfoContext(ctx, "job is being dispatched by another consumer: the message comes back later", "reason", err)
+		return err
 	case errors.Is(err, pipeline.ErrNotDispatchable):
 		log.InfoContext(ctx, "job needs no dispatch: message dropped", "reason", err)
 		return nil
@@ -153,6 +195,7 @@ func (d *Dispatcher) HandleMessage(ctx context.Context, body []byte, receives in
 		if _, cerr := d.GPU.Cancel(ctx, st.ID); cerr != nil {
 			log.ErrorContext(ctx, "cancel an unrecorded run", "err", cerr)
 		}
+		d.release(ctx, claimed)
 		return fmt.Errorf("record run %s: %w", st.ID, err)
 	}
 	log.InfoContext(ctx, "job submitted")
@@ -165,6 +208,7 @@ func (d *Dispatcher) HandleMessage(ctx context.Context, body []byte, receives in
 func (d *Dispatcher) failed(ctx context.Context, j *pipeline.Job, receives int, retryable bool, what string, cause error) error {
 	if retryable && receives < d.maxAttempts() {
 		d.Jobs.Event(ctx, j, "dispatch_retry", fmt.Sprintf("%s failed (try %d of %d): %v", what, receives, d.maxAttempts(), cause))
+		d.release(ctx, j)
 		return fmt.Errorf("%s: %w", what, cause)
 	}
 	reason := fmt.Sprintf("could not submit the job to the GPU provider: %v", cause)
@@ -188,8 +232,10 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 	if err != nil {
 		return runpod.RunRequest{}, fmt.Errorf("dataset %s: %w", j.DatasetID, err)
 	}
-	if ds.Validation == nil || ds.ContentSHA256 == "" {
-		return runpod.RunRequest{}, fmt.Errorf("dataset %s has no validation record", ds.ID)
+	// Only a ready dataset is trained on: one validating again, or invalid,
+	// may hold a file other than the one its record describes.
+	if ds.Status != pipeline.DatasetReady || ds.Validation == nil || ds.ContentSHA256 == "" {
+		return runpod.RunRequest{}, fmt.Errorf("dataset %s is %s: only a ready dataset can be trained on", ds.ID, ds.Status)
 	}
 	m, err := d.Catalog.Model(j.BaseModel)
 	if err != nil {

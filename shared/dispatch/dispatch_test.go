@@ -210,25 +210,101 @@ func TestAJobCancelledDuringSubmitHasItsRunCancelled(t *testing.T) {
 	}
 }
 
-// A crash between claiming and recording leaves the job dispatching; the
-// redelivery claims a new attempt, so the first run's callbacks are
-// refused as superseded.
-func TestARedeliveryAfterACrashSupersedesTheAttempt(t *testing.T) {
-	e := newEnv(t)
-	msg := e.job(t, "job_1", pipeline.JobQueued)
-	if _, err := pipeline.TransitionJob(context.Background(), e.store, "alice", "job_1", pipeline.JobDispatching, func(j *pipeline.Job) error {
-		j.Attempt = 1
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+// A crash between claiming and recording leaves the job dispatching under
+// the dead dispatcher's lease. A redelivery while the lease lives leaves
+// the job alone (the message comes back); once it lapsed, the redelivery
+// claims a new attempt, so the first run's callbacks are refused as
+// superseded.
+func TestARedeliveryAfterACrashSupersedesTheAttemptOnceItsLeaseLapsed(t *testing.T) {
+	tests := []struct {
+		name        string
+		leaseLeft   time.Duration
+		wantErr     error
+		wantStatus  pipeline.JobStatus
+		wantAttempt int
+		wantRuns    int
+	}{
+		{"a lease that lapsed is taken over", -time.Second, nil, pipeline.JobSubmitted, 2, 1},
+		{"a claim without a lease is taken over", 0, nil, pipeline.JobSubmitted, 2, 1},
+		{"a live lease is left alone", time.Minute, pipeline.ErrLeaseHeld, pipeline.JobDispatching, 1, 0},
 	}
-	if err := e.d.HandleMessage(context.Background(), msg, 2); err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			msg := e.job(t, "job_1", pipeline.JobQueued)
+			if _, err := pipeline.TransitionJob(context.Background(), e.store, "alice", "job_1", pipeline.JobDispatching, func(j *pipeline.Job) error {
+				j.Attempt = 1
+				if tt.leaseLeft != 0 {
+					until := time.Now().Add(tt.leaseLeft)
+					j.LeaseUntil = &until
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			err := e.d.HandleMessage(context.Background(), msg, 2)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("redelivery = %v, want %v", err, tt.wantErr)
+			}
+			j := e.get(t, "job_1")
+			if j.Status != tt.wantStatus || j.Attempt != tt.wantAttempt || len(e.gpu.runs) != tt.wantRuns {
+				t.Errorf("after redelivery: %s attempt %d, %d runs; want %s attempt %d, %d runs", j.Status, j.Attempt, len(e.gpu.runs), tt.wantStatus, tt.wantAttempt, tt.wantRuns)
+			}
+		})
 	}
-	j := e.get(t, "job_1")
-	if j.Status != pipeline.JobSubmitted || j.Attempt != 2 {
-		t.Errorf("after redelivery: %s attempt %d, want submitted attempt 2", j.Status, j.Attempt)
+}
+
+// A dispatcher in a Lambda invocation holds its claim until a little after
+// the invocation's deadline, never longer than its lease timeout.
+func TestAClaimLastsAsLongAsItsDispatcherCan(t *testing.T) {
+	tests := []struct {
+		name     string
+		deadline time.Duration // 0: none
+		want     time.Duration
+	}{
+		{"without a deadline, the lease timeout", 0, pipeline.DefaultLease},
+		{"under a deadline, until a margin after it", 30 * time.Second, 30*time.Second + dispatch.LeaseMargin},
+		{"under a far deadline, the lease timeout", time.Hour, pipeline.DefaultLease},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			msg := e.job(t, "job_1", pipeline.JobQueued)
+			ctx := context.Background()
+			if tt.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+				defer cancel()
+			}
+			e.gpu.run = func(n int, req runpod.RunRequest) (runpod.JobStatus, error) {
+				return runpod.JobStatus{}, &runpod.APIError{Op: "run", StatusCode: 503, Kind: runpod.ErrUnavailable}
+			}
+			var lease time.Duration
+			e.d.Jobs.Store = claimSpy{Store: e.store, seen: func(j *pipeline.Job) {
+				if j.Status == pipeline.JobDispatching && j.LeaseUntil != nil && lease == 0 {
+					lease = time.Until(*j.LeaseUntil)
+				}
+			}}
+			_ = e.d.HandleMessage(ctx, msg, 1)
+			if lease < tt.want-5*time.Second || lease > tt.want {
+				t.Errorf("claim lease = %s, want about %s", lease.Round(time.Second), tt.want)
+			}
+			if j := e.get(t, "job_1"); j.LeaseUntil != nil {
+				t.Errorf("after a failed submission that is retried the lease is kept until %s, want it released", j.LeaseUntil)
+			}
+		})
+	}
+}
+
+// claimSpy shows each job update to seen.
+type claimSpy struct {
+	pipeline.Store
+	seen func(*pipeline.Job)
+}
+
+func (s claimSpy) UpdateJob(ctx context.Context, j *pipeline.Job) error {
+	s.seen(j)
+	return s.Store.UpdateJob(ctx, j)
 }
 
 func TestANonRetryableSubmissionErrorFailsAtOnce(t *testing.T) {
@@ -420,3 +496,28 @@ func TestTheSpecCarriesTheEstimatesTokenBudget(t *testing.T) {
 }
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// Dispatch trains only on a ready dataset: one that is validating again
+// (its file replaced) or invalid fails the job, whatever validation record
+// it still holds, and nothing is submitted.
+func TestOnlyAReadyDatasetIsDispatched(t *testing.T) {
+	for _, status := range []pipeline.DatasetStatus{pipeline.DatasetAwaitingUpload, pipeline.DatasetValidating, pipeline.DatasetInvalid} {
+		t.Run("a dataset "+string(status)+" fails the job", func(t *testing.T) {
+			e := newEnv(t)
+			if _, err := pipeline.UpdateDataset(context.Background(), e.store, "alice", "ds_1", func(d *pipeline.Dataset) error {
+				d.Status = status
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			msg := e.job(t, "job_1", pipeline.JobQueued)
+			if err := e.d.HandleMessage(context.Background(), msg, 1); err != nil {
+				t.Fatalf("HandleMessage = %v, want nil (retrying cannot help)", err)
+			}
+			j := e.get(t, "job_1")
+			if len(e.gpu.runs) != 0 || j.Status != pipeline.JobFailed || j.Error == nil || !strings.Contains(j.Error.Message, string(status)) {
+				t.Errorf("%d runs, job %s %+v; want no run and the job failed saying the dataset is %s", len(e.gpu.runs), j.Status, j.Error, status)
+			}
+		})
+	}
+}

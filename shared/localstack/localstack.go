@@ -383,7 +383,9 @@ func (s *Stack) dispatchLoop(ctx context.Context) {
 		}
 		for _, m := range msgs {
 			if err := s.Dispatcher.HandleMessage(ctx, m.Body, m.ReceiveCount); err != nil {
-				s.log.Warn("dispatch failed: the message will be retried", "message_id", m.ID, "receives", m.ReceiveCount, "err", err)
+				if !errors.Is(err, pipeline.ErrLeaseHeld) {
+					s.log.Warn("dispatch failed: the message will be retried", "message_id", m.ID, "receives", m.ReceiveCount, "err", err)
+				}
 				continue
 			}
 			if err := s.Queue.Delete(ctx, m.Receipt); err != nil {

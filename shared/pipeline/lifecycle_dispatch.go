@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrNotDispatchable says a job needs no dispatch (any more): it ended, a
@@ -11,35 +12,92 @@ import (
 // being dispatched was superseded. The message that asked for it is done.
 var ErrNotDispatchable = errors.New("job is not dispatchable")
 
-// Claim takes the owner's job for dispatch: a conditional move to
-// dispatching that bumps the attempt, the fencing token every later change
-// of this attempt is checked against. A claim of a job left in dispatching
-// (a crash before recording) supersedes the earlier attempt. A job that
-// needs no dispatch fails with ErrNotDispatchable.
-func (l *Lifecycle) Claim(ctx context.Context, owner, id string) (*Job, error) {
+// ErrLeaseHeld says another dispatcher holds a live claim on the job: the
+// message that asked for it must come back later (LeaseHeldError says
+// when the claim lapses).
+var ErrLeaseHeld = errors.New("job is being dispatched under another claim")
+
+// LeaseHeldError is ErrLeaseHeld with the end of the claim.
+type LeaseHeldError struct {
+	JobID   string
+	Attempt int
+	Until   time.Time
+}
+
+func (e *LeaseHeldError) Error() string {
+	return fmt.Sprintf("job %s is being dispatched as attempt %d under a claim until %s", e.JobID, e.Attempt, e.Until.Format(time.RFC3339))
+}
+
+func (e *LeaseHeldError) Unwrap() error { return ErrLeaseHeld }
+
+// DefaultLease is how long a claim lasts when the caller gives none: more
+// than a dispatch can take (the dispatch function's timeout is 2 minutes).
+const DefaultLease = 3 * time.Minute
+
+// Claim takes the owner's job for dispatch, for lease: a conditional move
+// from queued to dispatching that bumps the attempt (the fencing token
+// every later change of the attempt is checked against) and holds the job
+// until the lease lapses. A job dispatching under a live lease is another
+// dispatcher's: Claim fails with a *LeaseHeldError (ErrLeaseHeld). A job
+// left dispatching under a lapsed or released lease (its dispatcher
+// stopped before recording a run) is taken over with a new attempt, which
+// supersedes the earlier one. A job that needs no dispatch fails with
+// ErrNotDispatchable.
+func (l *Lifecycle) Claim(ctx context.Context, owner, id string, lease time.Duration) (*Job, error) {
+	if lease <= 0 {
+		lease = DefaultLease
+	}
 	j, err := l.Store.GetJob(ctx, owner, id)
 	if err != nil {
 		return nil, err
 	}
-	if j.Status != JobQueued && j.Status != JobDispatching {
-		return j, fmt.Errorf("%w: job %s is %s", ErrNotDispatchable, id, j.Status)
-	}
+	var from *Job
 	claimed, err := TransitionJob(ctx, l.Store, owner, id, JobDispatching, func(cur *Job) error {
-		if cur.Status != JobQueued && cur.Status != JobDispatching {
-			return errMoved
+		now := l.now()
+		switch {
+		case cur.Status == JobDispatching && cur.LeaseUntil != nil && now.Before(*cur.LeaseUntil):
+			return &LeaseHeldError{JobID: id, Attempt: cur.Attempt, Until: *cur.LeaseUntil}
+		case cur.Status != JobQueued && cur.Status != JobDispatching:
+			return fmt.Errorf("%w: job %s is %s", ErrNotDispatchable, id, cur.Status)
 		}
+		prev := *cur
+		from = &prev
+		until := now.Add(lease)
 		cur.Attempt++
-		cur.UpdatedAt = l.now()
+		cur.LeaseUntil, cur.UpdatedAt = &until, now
 		return nil
 	})
-	if errors.Is(err, errMoved) || ErrorCode(err) == EPrecondition {
+	switch {
+	case errors.Is(err, ErrLeaseHeld), errors.Is(err, ErrNotDispatchable):
+		return j, err
+	case ErrorCode(err) == EPrecondition:
 		return j, fmt.Errorf("%w: job %s moved on before it was claimed", ErrNotDispatchable, id)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, err
 	}
-	l.Event(ctx, claimed, "dispatching", fmt.Sprintf("attempt %d submitted to the GPU provider", claimed.Attempt))
+	msg := fmt.Sprintf("attempt %d submitted to the GPU provider", claimed.Attempt)
+	if from.Status == JobDispatching {
+		msg = fmt.Sprintf("attempt %d takes over from attempt %d, whose dispatcher stopped before recording a run", claimed.Attempt, from.Attempt)
+	}
+	l.Event(ctx, claimed, "dispatching", msg)
 	return claimed, nil
+}
+
+// ReleaseClaim gives up the claimed attempt's lease, so that the next
+// delivery of the job's message claims it at once (after a failed
+// submission that is retried).
+func (l *Lifecycle) ReleaseClaim(ctx context.Context, claimed *Job) error {
+	_, err := UpdateJob(ctx, l.Store, claimed.Owner, claimed.ID, func(cur *Job) error {
+		if cur.Status != JobDispatching || cur.Attempt != claimed.Attempt || cur.LeaseUntil == nil {
+			return ErrNoChange
+		}
+		cur.LeaseUntil, cur.UpdatedAt = nil, l.now()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("release the claim of job %s: %w", claimed.ID, err)
+	}
+	return nil
 }
 
 // RecordRun stores the run id of the claimed attempt: dispatching →
@@ -70,7 +128,7 @@ func (l *Lifecycle) RecordRun(ctx context.Context, claimed *Job, runID string) (
 				if j.Status != JobDispatching || j.Attempt != claimed.Attempt {
 					return errMoved
 				}
-				j.RunPodID, j.HeartbeatAt, j.UpdatedAt = runID, &now, now
+				j.RunPodID, j.HeartbeatAt, j.UpdatedAt, j.LeaseUntil = runID, &now, now, nil
 				return nil
 			})
 			if errors.Is(err, errMoved) || ErrorCode(err) == EPrecondition {
