@@ -1,7 +1,9 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -129,5 +131,67 @@ func TestNamesFollowTheDocumentedPattern(t *testing.T) {
 				t.Errorf("POST /v1/datasets %s = %d, want %d", body, status, tt.status)
 			}
 		})
+	}
+}
+
+// A completion's parts list is checked against the document (1 to 100
+// parts, numbers 1 to 10000, ETags of printable ASCII): what breaks it is
+// refused with 400, and a well-formed list that does not match what was
+// uploaded is a conflict (409), never a 400 the document does not explain.
+// Order does not matter.
+func TestCompleteUploadFollowsTheDocument(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{MultipartThreshold: 6 << 20, PartSize: 5 << 20})
+	size := 12<<20 + 17
+	var c created
+	if status := a.call("POST", "/v1/datasets", "alice-token", fmt.Sprintf(`{"name":"big","size_bytes":%d}`, size), &c); status != 201 {
+		t.Fatalf("POST /v1/datasets = %d, want 201", status)
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), size/16+1)[:size]
+	var etags []string
+	off := int64(0)
+	for _, p := range c.Upload.Parts[:2] { // the third part is never uploaded
+		status, etag := a.put(p.SignedRequest, data[off:off+p.SizeBytes])
+		if status != 200 {
+			t.Fatalf("PUT part %d = %d, want 200", p.PartNumber, status)
+		}
+		off += p.SizeBytes
+		etags = append(etags, etag)
+	}
+	part := func(n int, etag string) string { return fmt.Sprintf(`{"part_number":%d,"etag":%q}`, n, etag) }
+	parts := func(p ...string) string { return `{"parts":[` + strings.Join(p, ",") + `]}` }
+	many := make([]string, 101)
+	for i := range many {
+		many[i] = part(i+1, "e")
+	}
+	tests := []struct {
+		name, body string
+		status     int
+		message    string
+	}{
+		{"no parts", parts(), 400, "1 to 100 parts"},
+		{"101 parts", parts(many...), 400, "1 to 100 parts"},
+		{"part number 0", parts(part(0, etags[0])), 400, "part_number must be 1 to 10000"},
+		{"part number 10001", parts(part(10001, etags[0])), 400, "part_number must be 1 to 10000"},
+		{"an ETag with a space", parts(part(1, "a b")), 400, "printable ASCII"},
+		{"a non-ASCII ETag", parts(part(1, "é")), 400, "printable ASCII"},
+		{"an ETag of 129 characters", parts(part(1, strings.Repeat("e", 129))), 400, "1 to 128"},
+		{"a part never uploaded", parts(part(1, etags[0]), part(2, etags[1]), part(3, "x")), 409, "part 3 was not uploaded"},
+		{"another ETag", parts(part(1, etags[0]), part(2, `"0123"`)), 409, "does not match"},
+		{"one part with two ETags", parts(part(1, etags[0]), part(1, `"other"`)), 409, "two ETags"},
+	}
+	for _, tt := range tests {
+		t.Run("refuses "+tt.name, func(t *testing.T) {
+			var e api.ErrorBody
+			status := a.call("POST", "/v1/datasets/"+c.Dataset.ID+"/complete", "alice-token", tt.body, &e)
+			if status != tt.status || !strings.Contains(e.Error.Message, tt.message) {
+				t.Errorf("complete %.80s = %d %q, want %d and a message containing %q", tt.body, status, e.Error.Message, tt.status, tt.message)
+			}
+		})
+	}
+	// The first two parts, out of order and one listed twice, make the file
+	// when they are all there is: the last part may be small.
+	body := parts(part(2, etags[1]), part(1, etags[0]), part(2, etags[1]))
+	if status := a.call("POST", "/v1/datasets/"+c.Dataset.ID+"/complete", "alice-token", body, nil); status != 200 {
+		t.Errorf("complete %s = %d, want 200", body, status)
 	}
 }

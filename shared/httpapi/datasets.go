@@ -1,11 +1,13 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -69,13 +71,17 @@ func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner str
 	return nil
 }
 
-// planUpload presigns one PUT, or starts a multipart upload and presigns
-// every part, depending on the size.
+// planUpload presigns one create-only PUT, or starts a multipart upload
+// and presigns every part, depending on the size. Either writes the
+// dataset's file once: a second PUT is refused, and a completed multipart
+// upload takes no more parts.
 func (s *Server) planUpload(r *http.Request, d *pipeline.Dataset) (api.Upload, error) {
 	cfg := s.config()
 	ctx := r.Context()
 	if d.SizeBytes < cfg.MultipartThreshold {
-		req, err := s.Blobs.PresignPut(ctx, d.ObjectKey, d.SizeBytes, d.SHA256, cfg.UploadURLTTL)
+		// Write-once: the file that validation checks cannot be replaced
+		// through the same URL afterwards.
+		req, err := s.Blobs.PresignCreate(ctx, d.ObjectKey, d.SizeBytes, d.SHA256, cfg.UploadURLTTL)
 		if err != nil {
 			return api.Upload{}, fmt.Errorf("presign upload: %w", err)
 		}
@@ -119,14 +125,21 @@ func (s *Server) completeDataset(w http.ResponseWriter, r *http.Request, owner s
 		}
 		return pipeline.Errorf(pipeline.EPrecondition, "dataset %s has no multipart upload to complete", d.ID)
 	}
-	if len(req.Parts) == 0 {
-		return pipeline.Errorf(pipeline.EInvalid, "parts is required: one {part_number, etag} per uploaded part")
-	}
-	info, err := s.Blobs.CompleteMultipart(r.Context(), d.ObjectKey, d.UploadID, req.Parts)
-	if pipeline.ErrorCode(err) == pipeline.ENotFound {
-		return pipeline.Errorf(pipeline.EPrecondition, "the multipart upload of dataset %s is no longer open: create the dataset again", d.ID)
-	}
+	parts, err := completedParts(req.Parts)
 	if err != nil {
+		return err
+	}
+	info, err := s.Blobs.CompleteMultipart(r.Context(), d.ObjectKey, d.UploadID, parts)
+	switch pipeline.ErrorCode(err) {
+	case "":
+	case pipeline.ENotFound:
+		return pipeline.Errorf(pipeline.EPrecondition, "the multipart upload of dataset %s is no longer open: create the dataset again", d.ID)
+	case pipeline.EInvalid:
+		// The list is well formed (checked above): what the store
+		// refuses is a part not uploaded, another ETag or a part too
+		// small, a conflict with what was uploaded.
+		return &pipeline.Error{Code: pipeline.EPrecondition, Message: "the parts do not match the upload: " + pipeline.ErrorMessage(err)}
+	default:
 		return fmt.Errorf("complete multipart upload: %w", err)
 	}
 	fresh, err := pipeline.UpdateDataset(r.Context(), s.Store, owner, d.ID, func(d *pipeline.Dataset) error {
@@ -142,6 +155,59 @@ func (s *Server) completeDataset(w http.ResponseWriter, r *http.Request, owner s
 	}
 	s.log().InfoContext(r.Context(), "multipart upload completed", "owner", owner, "dataset_id", d.ID, "size_bytes", info.Size)
 	writeJSON(w, http.StatusOK, api.ViewDataset(fresh))
+	return nil
+}
+
+// Bounds of a completion's parts list, as the OpenAPI document states them.
+const (
+	// MaxUploadParts is the most parts an upload plan has: the largest
+	// dataset cut into parts of the smallest size.
+	MaxUploadParts = (pipeline.MaxDatasetBytes + pipeline.MinPartSize - 1) / pipeline.MinPartSize
+	maxPartNumber  = 10000 // S3's
+	maxETagLength  = 128
+)
+
+// completedParts checks a completion's parts list against the document
+// (1..MaxUploadParts parts, numbers 1..10000, ETags of 1..128 printable
+// ASCII characters) and returns it in ascending part order, whatever order
+// it came in, with repeats of the same part and ETag listed once. One part
+// listed with two ETags cannot match the upload: a conflict.
+func completedParts(parts []pipeline.CompletedPart) ([]pipeline.CompletedPart, error) {
+	if len(parts) == 0 || len(parts) > MaxUploadParts {
+		return nil, pipeline.Errorf(pipeline.EInvalid, "parts must list 1 to %d parts, one {part_number, etag} per uploaded part; got %d", MaxUploadParts, len(parts))
+	}
+	for i, p := range parts {
+		if p.Number < 1 || p.Number > maxPartNumber {
+			return nil, pipeline.Errorf(pipeline.EInvalid, "parts[%d].part_number must be 1 to %d, got %d", i, maxPartNumber, p.Number)
+		}
+		if err := checkETag(p.ETag); err != nil {
+			return nil, pipeline.Errorf(pipeline.EInvalid, "parts[%d].etag %v", i, err)
+		}
+	}
+	sorted := slices.Clone(parts)
+	slices.SortStableFunc(sorted, func(a, b pipeline.CompletedPart) int { return cmp.Compare(a.Number, b.Number) })
+	out := sorted[:0]
+	for _, p := range sorted {
+		if n := len(out); n > 0 && out[n-1].Number == p.Number {
+			if out[n-1].ETag != p.ETag {
+				return nil, pipeline.Errorf(pipeline.EPrecondition, "part %d is listed with two ETags, %s and %s: list the one its upload answered", p.Number, out[n-1].ETag, p.ETag)
+			}
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func checkETag(etag string) error {
+	if etag == "" || len(etag) > maxETagLength {
+		return fmt.Errorf("must be 1 to %d characters, got %d", maxETagLength, len(etag))
+	}
+	for i := 0; i < len(etag); i++ {
+		if etag[i] < '!' || etag[i] > '~' {
+			return fmt.Errorf("must be printable ASCII without spaces, as the part's ETag header was (byte %d is not)", i)
+		}
+	}
 	return nil
 }
 
