@@ -123,6 +123,8 @@ func TestNamesFollowTheDocumentedPattern(t *testing.T) {
 		{"no\u00A0break", 400},
 		{"line\u2028separator", 400},
 		{"tag \U000E0041", 400},
+		{"noncharacter \uFFFE", 400},
+		{"noncharacter \U0010FFFF", 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,5 +195,38 @@ func TestCompleteUploadFollowsTheDocument(t *testing.T) {
 	body := parts(part(2, etags[1]), part(1, etags[0]), part(2, etags[1]))
 	if status := a.call("POST", "/v1/datasets/"+c.Dataset.ID+"/complete", "alice-token", body, nil); status != 200 {
 		t.Errorf("complete %s = %d, want 200", body, status)
+	}
+}
+
+// No field of the document is nullable: a null is refused with its path,
+// where Go alone would take it for an absent field (an empty sha256, the
+// default preset) and so skip what the caller meant to ask for.
+func TestNullsAreRefusedWithTheirField(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{})
+	a.readyDataset("alice", "ds_ready", pipeline.DatasetReady)
+	tests := []struct {
+		name, path, body, field string
+	}{
+		{"a null sha256", "/v1/datasets", `{"name":"x","size_bytes":10,"sha256":null}`, "sha256"},
+		{"a null preset", "/v1/estimates", `{"dataset_id":"ds_ready","preset":null}`, "preset"},
+		{"a null hyperparameter", "/v1/estimates", `{"dataset_id":"ds_ready","hyperparameters":{"epochs":2,"lora_rank":null}}`, "hyperparameters.lora_rank"},
+		{"null hyperparameters", "/v1/jobs", `{"dataset_id":"ds_ready","hyperparameters":null}`, "hyperparameters"},
+		{"a null budget", "/v1/jobs", `{"dataset_id":"ds_ready","budget_usd":null}`, "budget_usd"},
+		{"a null job name", "/v1/jobs", `{"dataset_id":"ds_ready","name":null}`, "name"},
+		{"a null part", "/v1/datasets/ds_ready/complete", `{"parts":[{"part_number":1,"etag":"x"},null]}`, "parts[1]"},
+		{"a null ETag", "/v1/datasets/ds_ready/complete", `{"parts":[{"part_number":1,"etag":null}]}`, "parts[0].etag"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e api.ErrorBody
+			status := a.call("POST", tt.path, "alice-token", tt.body, &e)
+			if want := "field " + tt.field + " is null"; status != 400 || !strings.Contains(e.Error.Message, want) {
+				t.Errorf("POST %s %s = %d %q, want 400 and %q", tt.path, tt.body, status, e.Error.Message, want)
+			}
+		})
+	}
+	var e api.ErrorBody
+	if status := a.call("POST", "/v1/datasets", "alice-token", "null", &e); status != 400 || !strings.Contains(e.Error.Message, "JSON object") {
+		t.Errorf("POST /v1/datasets null = %d %q, want 400 asking for a JSON object", status, e.Error.Message)
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -66,7 +68,9 @@ const MaxBodyBytes = 64 << 10
 // trailing data and bodies over MaxBodyBytes, with errors that say where.
 // The Content-Type is not checked: `curl -d` sends a form type with JSON.
 // A number with a zero fraction (34.0, 3.4e1) is an integer, as JSON Schema
-// and the OpenAPI document say, so integer fields accept it.
+// and the OpenAPI document say, so integer fields accept it. No field is
+// nullable in the document, and null is refused (Go would take it for an
+// absent field, and so skip whatever the caller meant to ask for).
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
@@ -83,7 +87,43 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return pipeline.Errorf(pipeline.EInvalid, "request body must hold one JSON object, found more after it")
 	}
+	var doc any
+	if err := json.Unmarshal(body, &doc); err == nil {
+		if path, ok := nullAt(doc, ""); ok {
+			if path == "" {
+				return pipeline.Errorf(pipeline.EInvalid, "request body must be a JSON object, got null")
+			}
+			return &pipeline.Error{Code: pipeline.EInvalid, Message: fmt.Sprintf("field %s is null: leave it out, or give it a value", path),
+				Details: map[string]string{"field": path}}
+		}
+	}
 	return nil
+}
+
+// nullAt finds a null in a decoded JSON value and returns its path
+// (parts[0].etag); of several, the first in key order.
+func nullAt(v any, path string) (string, bool) {
+	switch v := v.(type) {
+	case nil:
+		return path, true
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if at, ok := nullAt(v[k], p); ok {
+				return at, true
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if at, ok := nullAt(e, fmt.Sprintf("%s[%d]", path, i)); ok {
+				return at, true
+			}
+		}
+	}
+	return "", false
 }
 
 func decodeError(err error) error {

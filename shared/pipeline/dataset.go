@@ -73,11 +73,13 @@ func ValidateName(field, name string) error {
 	for i, r := range name {
 		// No controls, no invisible format characters (bidi overrides
 		// like U+202E that disguise a name, zero-width spaces), no
-		// private-use ones, no line breaks or spaces but the plain one.
-		// Code points unassigned in Go's Unicode tables are allowed: a
-		// newer emoji is not an invalid character. The OpenAPI document's
-		// Name pattern says the same (its test holds every code point).
-		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Zl, unicode.Zp) || r == unicode.ReplacementChar || (unicode.IsSpace(r) && r != ' ') {
+		// private-use ones or noncharacters (U+FFFE), no line breaks or
+		// spaces but the plain one. Code points unassigned in Go's Unicode
+		// tables are allowed: a newer emoji is not an invalid character.
+		// The OpenAPI document's Name pattern says the same (its test
+		// holds every code point).
+		noncharacter := r >= 0xFDD0 && r <= 0xFDEF || r&0xFFFE == 0xFFFE
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Zl, unicode.Zp) || noncharacter || r == unicode.ReplacementChar || (unicode.IsSpace(r) && r != ' ') {
 			return Errorf(EInvalid, "%s has a control, invisible or invalid character (U+%04X) at byte %d", field, r, i)
 		}
 	}
