@@ -36,6 +36,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Run("a multipart upload joins its parts in order", func(t *testing.T) { testMultipart(t, newHarness(t)) })
 	t.Run("a multipart upload refuses small parts, bad ETags and aborts cleanly", func(t *testing.T) { testMultipartRules(t, newHarness(t)) })
 	t.Run("a deleted object is gone", func(t *testing.T) { testDelete(t, newHarness(t)) })
+	t.Run("a create URL writes once and never replaces an object", func(t *testing.T) { testCreateOnce(t, newHarness(t)) })
 }
 
 func must(t *testing.T, err error) {
@@ -294,4 +295,31 @@ func testDelete(t *testing.T, h Harness) {
 	must(t, h.Blobs.Delete(ctx, "datasets/alice/d.jsonl"))
 	wantNotFound(t, h, "datasets/alice/d.jsonl")
 	must(t, h.Blobs.Delete(ctx, "datasets/alice/d.jsonl"))
+}
+
+func testCreateOnce(t *testing.T, h Harness) {
+	ctx := context.Background()
+	first, second := content(500), content(500)
+	second[0] = 'Z'
+	req, err := h.Blobs.PresignCreate(ctx, "datasets/alice/once.jsonl", 500, "", time.Minute)
+	must(t, err)
+	if req.Headers[pipeline.CreateOnlyHeader] != "*" {
+		t.Errorf("PresignCreate headers = %v, want %s: * for the client to send", req.Headers, pipeline.CreateOnlyHeader)
+	}
+	if status, _ := do(t, h, req, first); status != http.StatusOK {
+		t.Fatalf("first PUT = %d, want 200", status)
+	}
+	for name, body := range map[string][]byte{"the same content": first, "other content": second} {
+		if status, _ := do(t, h, req, body); status != http.StatusPreconditionFailed {
+			t.Errorf("second PUT of %s with the create URL = %d, want 412", name, status)
+		}
+	}
+	again, err := h.Blobs.PresignCreate(ctx, "datasets/alice/once.jsonl", 500, "", time.Minute)
+	must(t, err)
+	if status, _ := do(t, h, again, second); status != http.StatusPreconditionFailed {
+		t.Errorf("PUT with a new create URL for a key that holds an object = %d, want 412", status)
+	}
+	if got := get(t, h, "datasets/alice/once.jsonl"); !bytes.Equal(got, first) {
+		t.Errorf("after the refused PUTs the object holds %q..., want the first upload", got[:8])
+	}
 }

@@ -71,13 +71,17 @@ func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner str
 	return nil
 }
 
-// planUpload presigns one PUT, or starts a multipart upload and presigns
-// every part, depending on the size.
+// planUpload presigns one create-only PUT, or starts a multipart upload
+// and presigns every part, depending on the size. Either writes the
+// dataset's file once: a second PUT is refused, and a completed multipart
+// upload takes no more parts.
 func (s *Server) planUpload(r *http.Request, d *pipeline.Dataset) (api.Upload, error) {
 	cfg := s.config()
 	ctx := r.Context()
 	if d.SizeBytes < cfg.MultipartThreshold {
-		req, err := s.Blobs.PresignPut(ctx, d.ObjectKey, d.SizeBytes, d.SHA256, cfg.UploadURLTTL)
+		// Write-once: the file that validation checks cannot be replaced
+		// through the same URL afterwards.
+		req, err := s.Blobs.PresignCreate(ctx, d.ObjectKey, d.SizeBytes, d.SHA256, cfg.UploadURLTTL)
 		if err != nil {
 			return api.Upload{}, fmt.Errorf("presign upload: %w", err)
 		}

@@ -122,9 +122,9 @@ func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo)
 	var reason string
 	switch {
 	case report == nil:
-		reason = fmt.Sprintf("the uploaded file is %d bytes, but %d were declared: upload it again", obj.Size, d.SizeBytes)
+		reason = fmt.Sprintf("the uploaded file is %d bytes, but %d were declared: create the dataset again to upload the right file", obj.Size, d.SizeBytes)
 	case d.SHA256 != "" && sum != d.SHA256:
-		reason = fmt.Sprintf("the uploaded file's sha256 is %s, but %s was declared: upload it again", sum, d.SHA256)
+		reason = fmt.Sprintf("the uploaded file's sha256 is %s, but %s was declared: create the dataset again to upload the right file", sum, d.SHA256)
 	}
 	if report != nil {
 		if err := v.storeReport(ctx, d, report); err != nil {

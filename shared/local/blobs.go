@@ -153,6 +153,22 @@ func (b *Blobs) PresignPut(ctx context.Context, key string, size int64, sha256He
 	return b.presign(o, ttl)
 }
 
+// PresignCreate is PresignPut for a key that holds no object yet: the URL
+// writes once (a PUT to a key that holds an object is refused with 412
+// PreconditionFailed and changes nothing).
+func (b *Blobs) PresignCreate(ctx context.Context, key string, size int64, sha256Hex string, ttl time.Duration) (pipeline.SignedRequest, error) {
+	if size < 0 {
+		return pipeline.SignedRequest{}, pipeline.Errorf(pipeline.EInvalid, "a create-only upload needs its size")
+	}
+	o := op{method: http.MethodPut, key: key, kind: "create", size: strconv.FormatInt(size, 10), sha: strings.ToLower(sha256Hex)}
+	req, err := b.presign(o, ttl)
+	if err != nil {
+		return req, err
+	}
+	req.Headers[pipeline.CreateOnlyHeader] = "*"
+	return req, nil
+}
+
 // MaxUnboundedPut is the most a PUT URL presigned without a size accepts.
 const MaxUnboundedPut = 32 << 30
 
@@ -260,7 +276,7 @@ func (b *Blobs) CompleteMultipart(ctx context.Context, key, uploadID string, par
 			}
 		}
 		return nil
-	}, etag)
+	}, etag, false)
 	if err != nil {
 		return pipeline.ObjectInfo{}, err
 	}
@@ -342,8 +358,15 @@ func (b *Blobs) Delete(ctx context.Context, key string) error {
 }
 
 // writeObject writes an object atomically: to a temporary file first, then
-// renamed into place, then its metadata. etag "" means the MD5 of the content.
-func (b *Blobs) writeObject(key string, write func(io.Writer) error, etag string) (pipeline.ObjectInfo, error) {
+// moved into place, then its metadata. etag "" means the MD5 of the content.
+// With createOnly the object must not exist: the move is a hard link,
+// which fails (errExists) when another writer got there first.
+func (b *Blobs) writeObject(key string, write func(io.Writer) error, etag string, createOnly bool) (pipeline.ObjectInfo, error) {
+	if createOnly {
+		if _, err := os.Stat(b.objectPath(key)); err == nil {
+			return pipeline.ObjectInfo{}, errExists
+		}
+	}
 	tmp, err := os.CreateTemp(filepath.Join(b.dir, "tmp"), "object-*")
 	if err != nil {
 		return pipeline.ObjectInfo{}, fmt.Errorf("write object: %w", err)
@@ -366,7 +389,13 @@ func (b *Blobs) writeObject(key string, write func(io.Writer) error, etag string
 			return pipeline.ObjectInfo{}, fmt.Errorf("write object: %w", err)
 		}
 	}
-	if err := os.Rename(tmp.Name(), b.objectPath(key)); err != nil {
+	if createOnly {
+		if err := os.Link(tmp.Name(), b.objectPath(key)); errors.Is(err, fs.ErrExist) {
+			return pipeline.ObjectInfo{}, errExists
+		} else if err != nil {
+			return pipeline.ObjectInfo{}, fmt.Errorf("write object: %w", err)
+		}
+	} else if err := os.Rename(tmp.Name(), b.objectPath(key)); err != nil {
 		return pipeline.ObjectInfo{}, fmt.Errorf("write object: %w", err)
 	}
 	meta, _ := json.Marshal(objectMeta{Size: cw.n, ETag: etag})
@@ -426,7 +455,7 @@ func (b *Blobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case o.kind == "get" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		b.serveGet(w, r, key)
-	case (o.kind == "put" || o.kind == "part") && r.Method == http.MethodPut:
+	case (o.kind == "put" || o.kind == "create" || o.kind == "part") && r.Method == http.MethodPut:
 		b.servePut(w, r, o)
 	default:
 		blobError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "this URL does not allow "+r.Method)
@@ -478,9 +507,12 @@ func (b *Blobs) servePut(w http.ResponseWriter, r *http.Request, o op) {
 			info, err = writePart(filepath.Join(dir, o.part), write)
 		}
 	} else {
-		info, err = b.writeObject(o.key, write, "")
+		info, err = b.writeObject(o.key, write, "", o.kind == "create")
 	}
 	switch {
+	case errors.Is(err, errExists):
+		blobError(w, http.StatusPreconditionFailed, "PreconditionFailed", "the object exists: this URL only creates it, once")
+		return
 	case errors.Is(err, errSizeMismatch):
 		blobError(w, http.StatusBadRequest, "IncompleteBody", fmt.Sprintf("the body is not the %d bytes this URL accepts", size))
 		return
@@ -497,7 +529,7 @@ func (b *Blobs) servePut(w http.ResponseWriter, r *http.Request, o op) {
 	}
 	w.Header().Set("ETag", `"`+info.ETag+`"`)
 	w.WriteHeader(http.StatusOK)
-	if o.kind == "put" {
+	if o.kind == "put" || o.kind == "create" {
 		b.created(info)
 	}
 }
@@ -516,7 +548,7 @@ func (b *Blobs) serveUnboundedPut(w http.ResponseWriter, r *http.Request, o op) 
 			return errSizeMismatch
 		}
 		return nil
-	}, "")
+	}, "", false)
 	if errors.Is(err, errSizeMismatch) {
 		blobError(w, http.StatusBadRequest, "IncompleteBody", "the body is not the size its Content-Length declares, or over the limit")
 		return
@@ -531,6 +563,7 @@ func (b *Blobs) serveUnboundedPut(w http.ResponseWriter, r *http.Request, o op) 
 }
 
 var (
+	errExists           = errors.New("the object exists")
 	errSizeMismatch     = errors.New("body size differs from the signed size")
 	errChecksumMismatch = errors.New("body sha256 differs from the signed one")
 )
@@ -588,5 +621,5 @@ func (b *Blobs) Put(ctx context.Context, key string, body io.Reader, size int64)
 			return fmt.Errorf("write %s: body has %d bytes, want %d", key, n, size)
 		}
 		return nil
-	}, "")
+	}, "", false)
 }

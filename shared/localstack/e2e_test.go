@@ -53,12 +53,22 @@ func readyDataset(t *testing.T, s *localstack.Stack) string {
 	}
 	var created struct {
 		Dataset struct{ ID string }
-		Upload  struct{ Request struct{ Method, URL string } }
+		Upload  struct {
+			Request struct {
+				Method, URL string
+				Headers     map[string]string
+			}
+		}
 	}
 	if status := call(t, "POST", s.URL()+"/v1/datasets", fmt.Sprintf(`{"name":"sample","size_bytes":%d}`, len(sample)), &created); status != 201 {
 		t.Fatalf("POST /v1/datasets = %d", status)
 	}
 	req, _ := http.NewRequest("PUT", created.Upload.Request.URL, bytes.NewReader(sample))
+	for k, v := range created.Upload.Request.Headers {
+		if !strings.EqualFold(k, "Content-Length") {
+			req.Header.Set(k, v) // the signed headers a client must send
+		}
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -114,8 +114,16 @@ const MinPartSize = 5 << 20
 
 // Blobs stores dataset files and adapters. Presigned URLs are bound to one
 // key, one method and (for uploads) one size, and expire.
+//
+// CreateOnlyHeader and its value "*" are sent with a PresignCreate PUT (S3's
+// conditional write); the URL's Headers carry it.
 type Blobs interface {
 	PresignPut(ctx context.Context, key string, size int64, sha256Hex string, ttl time.Duration) (SignedRequest, error)
+	// PresignCreate is PresignPut for an object that must not exist yet:
+	// the URL writes once, and a PUT to a key that holds an object is
+	// refused (412) and changes nothing. A dataset's upload URL is one, so
+	// that the file validation checked cannot be replaced.
+	PresignCreate(ctx context.Context, key string, size int64, sha256Hex string, ttl time.Duration) (SignedRequest, error)
 	PresignGet(ctx context.Context, key string, ttl time.Duration) (SignedRequest, error)
 	CreateMultipart(ctx context.Context, key string) (uploadID string, err error)
 	PresignPart(ctx context.Context, key, uploadID string, part int, size int64, ttl time.Duration) (SignedRequest, error)
@@ -125,6 +133,9 @@ type Blobs interface {
 	Open(ctx context.Context, key string) (io.ReadCloser, ObjectInfo, error)
 	Delete(ctx context.Context, key string) error
 }
+
+// CreateOnlyHeader makes a PUT conditional on the key holding no object.
+const CreateOnlyHeader = "If-None-Match"
 
 // ObjectWriter stores an object the server itself produces (a validation
 // report). Uploads from clients go through presigned URLs instead.

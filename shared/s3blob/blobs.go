@@ -150,6 +150,10 @@ func urlExpiry(raw string) (time.Time, bool) {
 // (up to S3's 5 GiB), for files whose size is not known in advance, such as
 // a trained adapter.
 func (b *Blobs) PresignPut(ctx context.Context, key string, size int64, sha256Hex string, ttl time.Duration) (pipeline.SignedRequest, error) {
+	return b.presignPut(ctx, key, size, sha256Hex, ttl, false)
+}
+
+func (b *Blobs) presignPut(ctx context.Context, key string, size int64, sha256Hex string, ttl time.Duration, createOnly bool) (pipeline.SignedRequest, error) {
 	if err := checkKey(key); err != nil {
 		return pipeline.SignedRequest{}, err
 	}
@@ -157,6 +161,9 @@ func (b *Blobs) PresignPut(ctx context.Context, key string, size int64, sha256He
 		return pipeline.SignedRequest{}, err
 	}
 	in := &s3.PutObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)}
+	if createOnly {
+		in.IfNoneMatch = aws.String("*")
+	}
 	if size >= 0 {
 		if err := checkSize(size); err != nil {
 			return pipeline.SignedRequest{}, err
@@ -176,6 +183,17 @@ func (b *Blobs) PresignPut(ctx context.Context, key string, size int64, sha256He
 		return pipeline.SignedRequest{}, fmt.Errorf("presign PUT %s: %w", key, err)
 	}
 	return signed(req, exp), nil
+}
+
+// PresignCreate is PresignPut for a key that holds no object yet: it signs
+// If-None-Match: * (S3's conditional write), so S3 refuses a PUT to a key
+// that holds an object with 412 PreconditionFailed, and the URL writes
+// once.
+func (b *Blobs) PresignCreate(ctx context.Context, key string, size int64, sha256Hex string, ttl time.Duration) (pipeline.SignedRequest, error) {
+	if size < 0 {
+		return pipeline.SignedRequest{}, pipeline.Errorf(pipeline.EInvalid, "a create-only upload needs its size")
+	}
+	return b.presignPut(ctx, key, size, sha256Hex, ttl, true)
 }
 
 // PresignGet returns a GET URL for the object.
@@ -359,6 +377,8 @@ func translate(err error, what, key string) error {
 			return pipeline.Errorf(pipeline.EInvalid, "%s %q: a part was not uploaded or its ETag does not match", what, key)
 		case "InvalidPartOrder", "MalformedXML", "InvalidArgument", "BadDigest", "InvalidDigest", "IncompleteBody":
 			return pipeline.Errorf(pipeline.EInvalid, "%s %q: %s", what, key, apiErr.ErrorMessage())
+		case "PreconditionFailed", "ConditionalRequestConflict":
+			return pipeline.Errorf(pipeline.EConflict, "%s %q: the object exists", what, key)
 		case "EntityTooLarge":
 			return pipeline.Errorf(pipeline.ETooLarge, "%s %q: the object is over S3's size limit", what, key)
 		case "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout":
