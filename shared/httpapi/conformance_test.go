@@ -230,3 +230,61 @@ func TestNullsAreRefusedWithTheirField(t *testing.T) {
 		t.Errorf("POST /v1/datasets null = %d %q, want 400 asking for a JSON object", status, e.Error.Message)
 	}
 }
+
+// Query parameters of the list routes agree with the document: an empty
+// cursor is the first page (the document allows it), while an empty limit
+// or status is no integer and no status (the document refuses them), and
+// a cursor the list did not return is the documented 400.
+func TestListQueriesFollowTheDocument(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{})
+	doc := openAPI(t)
+	cursor := doc.Components.Parameters["Cursor"].Value.Schema.Value
+	limit := doc.Components.Parameters["Limit"].Value.Schema.Value
+	if err := cursor.VisitJSON(""); err != nil {
+		t.Errorf("the document refuses an empty cursor (%v); the server takes it for the first page", err)
+	}
+	if err := limit.VisitJSON(""); err == nil {
+		t.Errorf("the document accepts an empty limit; the server refuses it")
+	}
+	for i := range 3 {
+		a.readyDataset("alice", fmt.Sprintf("ds_%d", i), pipeline.DatasetReady)
+	}
+	var first struct {
+		NextCursor string `json:"next_cursor"`
+	}
+	if status := a.call("GET", "/v1/datasets?limit=1", "alice-token", "", &first); status != 200 || first.NextCursor == "" {
+		t.Fatalf("GET /v1/datasets?limit=1 = %d with next_cursor %q, want 200 and a cursor", status, first.NextCursor)
+	}
+	tests := []struct {
+		query   string
+		status  int
+		message string
+	}{
+		{"cursor=", 200, ""},
+		{"cursor=&limit=2", 200, ""},
+		{"cursor=" + first.NextCursor, 200, ""},
+		{"limit=", 400, "limit must be an integer"},
+		{"limit=&cursor=", 400, "limit must be an integer"},
+		{"limit=0", 400, "limit must be an integer"},
+		{"cursor=bm90LW91cnM", 400, "cursor is not one this list returned"},
+	}
+	for _, tt := range tests {
+		for _, route := range []string{"/v1/datasets", "/v1/jobs", "/v1/notifications"} {
+			if strings.Contains(tt.query, first.NextCursor) && route != "/v1/datasets" {
+				continue // the cursor is the dataset list's
+			}
+			t.Run(route+"?"+tt.query, func(t *testing.T) {
+				var e api.ErrorBody
+				status := a.call("GET", route+"?"+tt.query, "alice-token", "", &e)
+				if status != tt.status || !strings.Contains(e.Error.Message, tt.message) {
+					t.Errorf("GET %s?%s = %d %q, want %d and a message containing %q", route, tt.query, status, e.Error.Message, tt.status, tt.message)
+				}
+			})
+		}
+	}
+	for _, query := range []string{"status=", "status=&limit=1"} {
+		if status := a.call("GET", "/v1/jobs?"+query, "alice-token", "", nil); status != 400 {
+			t.Errorf("GET /v1/jobs?%s = %d, want 400: an empty status is no job status", query, status)
+		}
+	}
+}

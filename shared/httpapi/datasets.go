@@ -211,10 +211,12 @@ func checkETag(etag string) error {
 	return nil
 }
 
-// page reads ?cursor= and ?limit=.
+// page reads ?cursor= and ?limit=. An empty cursor is the first page, as
+// the document says; an empty limit is no integer, and is refused.
 func page(r *http.Request) (pipeline.Page, error) {
 	p := pipeline.Page{Cursor: r.URL.Query().Get("cursor")}
-	if l := r.URL.Query().Get("limit"); l != "" {
+	if r.URL.Query().Has("limit") {
+		l := r.URL.Query().Get("limit")
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > pipeline.MaxPageSize {
 			return p, pipeline.Errorf(pipeline.EInvalid, "limit must be an integer from 1 to %d, got %q", pipeline.MaxPageSize, l)

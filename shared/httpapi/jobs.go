@@ -116,7 +116,9 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, owner string) 
 		return err
 	}
 	var f pipeline.JobFilter
-	if st := r.URL.Query().Get("status"); st != "" {
+	if r.URL.Query().Has("status") {
+		// Present, the filter must be a status: an empty one is no status.
+		st := r.URL.Query().Get("status")
 		if !pipeline.JobStatus(st).Valid() {
 			return pipeline.Errorf(pipeline.EInvalid, "status %q is not a job status: one of %v", st, pipeline.JobStatuses)
 		}
