@@ -121,9 +121,26 @@ func key(k kind, owner, id string) map[string]types.AttributeValue {
 	}
 }
 
+// checkKey checks the key of a record to create.
 func checkKey(k kind, owner, id string) error {
 	if owner == "" || id == "" {
 		return pipeline.Errorf(pipeline.EInvalid, "%s needs an owner and an id", k.name)
+	}
+	if !pipeline.KeyFits(owner, id) {
+		return pipeline.Errorf(pipeline.EInvalid, "%s id must be at most %d bytes and its owner %d", k.name, pipeline.MaxIDBytes, pipeline.MaxOwnerBytes)
+	}
+	return nil
+}
+
+// checkStoredKey checks the key of a record to read, update or delete: one
+// too long to have been created names no record (and would be refused by
+// DynamoDB as a key).
+func checkStoredKey(k kind, owner, id string) error {
+	if owner == "" || id == "" {
+		return pipeline.Errorf(pipeline.EInvalid, "%s needs an owner and an id", k.name)
+	}
+	if !pipeline.KeyFits(owner, id) {
+		return notFound(k, id[:min(len(id), 40)]+"…")
 	}
 	return nil
 }
@@ -246,7 +263,7 @@ func (s *Store) update(ctx context.Context, k kind, id string, version int64, it
 }
 
 func (s *Store) get(ctx context.Context, k kind, owner, id string) (map[string]types.AttributeValue, error) {
-	if err := checkKey(k, owner, id); err != nil {
+	if err := checkStoredKey(k, owner, id); err != nil {
 		return nil, err
 	}
 	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
@@ -292,7 +309,7 @@ func (s *Store) GetDataset(ctx context.Context, owner, id string) (*pipeline.Dat
 // UpdateDataset writes d if the stored version is d.Version, and then
 // increments d.Version.
 func (s *Store) UpdateDataset(ctx context.Context, d *pipeline.Dataset) error {
-	if err := checkKey(datasetKind, d.Owner, d.ID); err != nil {
+	if err := checkStoredKey(datasetKind, d.Owner, d.ID); err != nil {
 		return err
 	}
 	old := d.Version
@@ -309,7 +326,7 @@ func (s *Store) UpdateDataset(ctx context.Context, d *pipeline.Dataset) error {
 
 // DeleteDataset removes the owner's dataset record.
 func (s *Store) DeleteDataset(ctx context.Context, owner, id string) error {
-	if err := checkKey(datasetKind, owner, id); err != nil {
+	if err := checkStoredKey(datasetKind, owner, id); err != nil {
 		return err
 	}
 	expr, err := expression.NewBuilder().WithCondition(expression.AttributeExists(expression.Name(attrPK))).Build()
@@ -380,7 +397,7 @@ func (s *Store) GetJob(ctx context.Context, owner, id string) (*pipeline.Job, er
 // UpdateJob writes j if the stored version is j.Version, and then
 // increments j.Version.
 func (s *Store) UpdateJob(ctx context.Context, j *pipeline.Job) error {
-	if err := checkKey(jobKind, j.Owner, j.ID); err != nil {
+	if err := checkStoredKey(jobKind, j.Owner, j.ID); err != nil {
 		return err
 	}
 	old := j.Version

@@ -75,6 +75,9 @@ func (s *Store) create(k kind, owner, id string, created time.Time, status strin
 	if owner == "" || id == "" {
 		return pipeline.Errorf(pipeline.EInvalid, "%s needs an owner and an id", k.name)
 	}
+	if !pipeline.KeyFits(owner, id) {
+		return pipeline.Errorf(pipeline.EInvalid, "%s id must be at most %d bytes and its owner %d", k.name, pipeline.MaxIDBytes, pipeline.MaxOwnerBytes)
+	}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", k.name, err)

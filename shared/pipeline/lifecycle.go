@@ -139,12 +139,6 @@ func (l *Lifecycle) Replay(ctx context.Context, owner, key, requestHash string) 
 	return j, nil
 }
 
-// Enqueue sends the job's message and records on the job that it was sent
-// (so that reconciliation knows which stored jobs still need it).
-func (l *Lifecycle) Enqueue(ctx context.Context, j *Job) error {
-	return EnqueueJob(ctx, l.Store, l.Queue, j)
-}
-
 // Cancel cancels the owner's job: a queued job at once (it is never
 // dispatched), a dispatched one by asking its worker to stop
 // (cancel_requested until the worker or the GPU provider confirms).

@@ -1,7 +1,10 @@
-// Package reconcile repairs what callbacks and webhooks missed: jobs whose
-// heartbeat went stale are checked against RunPod's /status and moved to
-// the state RunPod reports; crash loops and budgets are enforced; jobs that
-// were stored but never enqueued are enqueued. It runs on a schedule (the
+// Package reconcile repairs what callbacks, webhooks and the queue missed:
+// jobs whose heartbeat went stale are checked against RunPod's /status and
+// moved to the state RunPod reports; crash loops and budgets are enforced;
+// jobs that were stored but never enqueued are enqueued, and jobs that
+// wait for a queue message that is gone (queued long after it was sent,
+// or dispatching under a claim that lapsed long ago) are enqueued again.
+// What each finding means for a job is decided by pipeline.Lifecycle. It runs on a schedule (the
 // reconcile Lambda, or a ticker in the local stack) and for each RunPod
 // completion webhook.
 package reconcile
@@ -41,6 +44,12 @@ type Reconciler struct {
 	// EnqueueGrace is how long a stored job may wait for its first enqueue
 	// (the API enqueues right after storing) before reconciliation does it.
 	EnqueueGrace time.Duration
+	// RequeueAfter is how long a job may wait queued after its message was
+	// sent, or dispatching after its claim lapsed, before its message is
+	// taken for gone and sent again; MaxRequeues how many times before the
+	// job fails (pipeline.RequeuePolicy: defaults 10 min, 5).
+	RequeueAfter time.Duration
+	MaxRequeues  int
 	// MaxRetries is how many times RunPod may re-run a crashing worker
 	// before the job is cancelled (default 2).
 	MaxRetries int
@@ -65,6 +74,8 @@ func (r *Reconciler) log() *slog.Logger {
 // Report counts what one pass did.
 type Report struct {
 	Checked, Repaired, Enqueued, Cancelled int
+	// Requeued counts jobs whose queue message was gone and sent again.
+	Requeued int
 }
 
 // active are the statuses in which a job has (or may have) a RunPod run.
@@ -107,23 +118,33 @@ func (r *Reconciler) Run(ctx context.Context) (Report, error) {
 			errs = append(errs, err)
 		}
 	}
-	grace := r.EnqueueGrace
-	if grace <= 0 {
-		grace = time.Minute
-	}
-	err := r.scan(ctx, pipeline.JobQueued, func(j *pipeline.Job) {
-		if j.Enqueued || r.now().Sub(j.CreatedAt) < grace || r.Jobs.Queue == nil {
-			return
-		}
-		if err := r.Jobs.Enqueue(ctx, j); err != nil {
+	// Jobs that never reached RunPod and wait for a message that never
+	// came or is gone.
+	policy := pipeline.RequeuePolicy{EnqueueGrace: r.EnqueueGrace, After: r.RequeueAfter, Max: r.MaxRequeues}
+	for _, st := range []pipeline.JobStatus{pipeline.JobQueued, pipeline.JobDispatching} {
+		err := r.scan(ctx, st, func(j *pipeline.Job) {
+			if r.Jobs.Queue == nil {
+				return
+			}
+			did, err := r.Jobs.RepairUndispatched(ctx, j, policy)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("job %s: %w", j.ID, err))
+			}
+			switch did {
+			case pipeline.RepairEnqueued:
+				rep.Enqueued++
+				r.log().InfoContext(ctx, "stored job enqueued by reconciliation", "job_id", j.ID)
+			case pipeline.RepairRequeued:
+				rep.Requeued++
+				r.log().WarnContext(ctx, "job's queue message was gone: enqueued again", "job_id", j.ID, "status", j.Status, "requeues", j.Requeues)
+			case pipeline.RepairFailed:
+				rep.Repaired++
+				r.log().WarnContext(ctx, "job's queue message was gone too often: failed", "job_id", j.ID)
+			}
+		})
+		if err != nil {
 			errs = append(errs, err)
-			return
 		}
-		rep.Enqueued++
-		r.log().InfoContext(ctx, "stored job enqueued by reconciliation", "job_id", j.ID)
-	})
-	if err != nil {
-		errs = append(errs, err)
 	}
 	return rep, errors.Join(errs...)
 }

@@ -193,7 +193,7 @@ func TestAStoredJobThatWasNeverEnqueuedIsEnqueued(t *testing.T) {
 	e := newEnv(t)
 	e.job(t, "job_old", pipeline.JobQueued, 0, func(j *pipeline.Job) { j.RunPodID = "" })
 	e.job(t, "job_new", pipeline.JobQueued, 0, func(j *pipeline.Job) { j.RunPodID, j.CreatedAt = "", e.now })
-	e.job(t, "job_sent", pipeline.JobQueued, 0, func(j *pipeline.Job) { j.RunPodID, j.Enqueued = "", true })
+	e.job(t, "job_sent", pipeline.JobQueued, 0, func(j *pipeline.Job) { j.RunPodID, j.Enqueued, j.EnqueuedAt = "", true, &e.now })
 	rep, err := e.r.Run(context.Background())
 	if err != nil || rep.Enqueued != 1 {
 		t.Fatalf("Run = %+v, %v; want 1 enqueued", rep, err)
@@ -205,4 +205,83 @@ func TestAStoredJobThatWasNeverEnqueuedIsEnqueued(t *testing.T) {
 	if rep, _ := e.r.Run(context.Background()); rep.Enqueued != 0 {
 		t.Errorf("a second pass enqueued %d, want 0", rep.Enqueued)
 	}
+}
+
+// A job that never reached RunPod and waits for a queue message that is
+// gone (it went to the dead-letter queue, expired, or its dispatcher died
+// with it) is enqueued again, so that a dispatcher claims it or takes it
+// over; a job whose message was gone too often fails. Jobs whose message
+// or claim may still be alive are left alone.
+func TestJobsWaitingForAMessageThatIsGoneAreEnqueuedAgain(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     pipeline.JobStatus
+		mutate     func(e *env, j *pipeline.Job)
+		wantSent   bool
+		wantStatus pipeline.JobStatus
+	}{
+		{"a queued job whose message was sent an hour ago", pipeline.JobQueued, func(e *env, j *pipeline.Job) {
+			j.Enqueued, j.EnqueuedAt = true, ago(e, time.Hour)
+		}, true, pipeline.JobQueued},
+		{"a queued job of before enqueue times, created an hour ago", pipeline.JobQueued, func(e *env, j *pipeline.Job) {
+			j.Enqueued = true
+		}, true, pipeline.JobQueued},
+		{"a queued job whose message was sent a minute ago", pipeline.JobQueued, func(e *env, j *pipeline.Job) {
+			j.Enqueued, j.EnqueuedAt = true, ago(e, time.Minute)
+		}, false, pipeline.JobQueued},
+		{"a dispatching job whose claim lapsed an hour ago", pipeline.JobDispatching, func(e *env, j *pipeline.Job) {
+			j.Enqueued, j.EnqueuedAt, j.LeaseUntil = true, ago(e, 2*time.Hour), ago(e, time.Hour)
+		}, true, pipeline.JobDispatching},
+		{"a dispatching job without a claim, changed an hour ago", pipeline.JobDispatching, func(e *env, j *pipeline.Job) {
+			j.Enqueued, j.UpdatedAt = true, *ago(e, time.Hour)
+		}, true, pipeline.JobDispatching},
+		{"a dispatching job whose claim lapsed a minute ago", pipeline.JobDispatching, func(e *env, j *pipeline.Job) {
+			j.Enqueued, j.EnqueuedAt, j.LeaseUntil = true, ago(e, 2*time.Hour), ago(e, time.Minute)
+		}, false, pipeline.JobDispatching},
+		{"a dispatching job under a live claim", pipeline.JobDispatching, func(e *env, j *pipeline.Job) {
+			j.Enqueued, j.EnqueuedAt, j.LeaseUntil = true, ago(e, 2*time.Hour), ago(e, -time.Minute)
+		}, false, pipeline.JobDispatching},
+		{"a job whose message was gone five times", pipeline.JobQueued, func(e *env, j *pipeline.Job) {
+			j.Enqueued, j.EnqueuedAt, j.Requeues = true, ago(e, time.Hour), 5
+		}, false, pipeline.JobFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.job(t, "job_1", tt.status, 0, func(j *pipeline.Job) {
+				j.RunPodID, j.HeartbeatAt, j.UpdatedAt = "", nil, j.CreatedAt
+				tt.mutate(e, j)
+			})
+			before := e.get(t, "job_1")
+			if _, err := e.r.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			msgs, _ := e.queue.Receive(context.Background(), 10, time.Minute, 0)
+			sent := len(msgs) == 1 && strings.Contains(string(msgs[0].Body), `"job_1"`)
+			j := e.get(t, "job_1")
+			if sent != tt.wantSent || len(msgs) > 1 || j.Status != tt.wantStatus {
+				t.Fatalf("after reconciliation: %d messages (job_1's: %v), job %s; want job_1's message sent %v, job %s", len(msgs), sent, j.Status, tt.wantSent, tt.wantStatus)
+			}
+			switch {
+			case tt.wantSent && (j.Requeues != before.Requeues+1 || j.EnqueuedAt == nil || !j.EnqueuedAt.Equal(e.now)):
+				t.Errorf("requeued job: requeues %d, enqueued at %v; want %d, now", j.Requeues, j.EnqueuedAt, before.Requeues+1)
+			case tt.wantStatus == pipeline.JobFailed && (j.Error == nil || j.Error.Code != "dispatch_failed"):
+				t.Errorf("failed job's error = %+v, want dispatch_failed", j.Error)
+			}
+			if tt.wantSent {
+				// The next pass leaves the job alone: its new message is fresh.
+				if _, err := e.r.Run(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if again, _ := e.queue.Receive(context.Background(), 10, time.Minute, 0); len(again) != 0 {
+					t.Errorf("a second pass sent %d more messages, want none", len(again))
+				}
+			}
+		})
+	}
+}
+
+func ago(e *env, d time.Duration) *time.Time {
+	t := e.now.Add(-d)
+	return &t
 }

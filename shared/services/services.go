@@ -102,7 +102,7 @@ func Build(p Ports, o Options) *Services {
 		CallbackSecret: p.CallbackSecret, Log: log, Now: p.Now, Config: o.API}
 	rc := o.Reconcile
 	s.Reconciler = &reconcile.Reconciler{Jobs: jobs, Scanner: p.Store, StaleAfter: rc.StaleAfter, CheckEvery: rc.CheckEvery,
-		EnqueueGrace: rc.EnqueueGrace, MaxRetries: rc.MaxRetries, Log: log, Now: p.Now}
+		EnqueueGrace: rc.EnqueueGrace, RequeueAfter: rc.RequeueAfter, MaxRequeues: rc.MaxRequeues, MaxRetries: rc.MaxRetries, Log: log, Now: p.Now}
 	if p.GPU != nil {
 		s.Reconciler.GPU = p.GPU
 		s.API.Runs = s.Reconciler

@@ -5,6 +5,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ func Run(t *testing.T, newStore func(t *testing.T) pipeline.Store) {
 	t.Run("a cursor of one owner is refused for another", func(t *testing.T) { testForeignCursor(t, newStore(t)) })
 	t.Run("deleted datasets disappear from reads and lists", func(t *testing.T) { testDelete(t, newStore(t)) })
 	t.Run("jobs filter by status and follow status changes", func(t *testing.T) { testJobStatusIndex(t, newStore(t)) })
+	t.Run("an over-long id names no record and cannot be created", func(t *testing.T) { testOverLongIDs(t, newStore(t)) })
 }
 
 var base = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -323,4 +325,37 @@ func jobIDs(list []*pipeline.Job) []string {
 		out = append(out, j.ID)
 	}
 	return out
+}
+
+// testOverLongIDs: an id or owner over the limits is not found by reads,
+// updates and deletes (DynamoDB would refuse it as a key), and is refused
+// on create.
+func testOverLongIDs(t *testing.T, s pipeline.Store) {
+	ctx := context.Background()
+	longID := "ds_" + strings.Repeat("x", 2000)
+	longJob := "job_" + strings.Repeat("y", 2000)
+	longOwner := strings.Repeat("o", 3000)
+	_, err := s.GetDataset(ctx, "alice", longID)
+	wantCode(t, "GetDataset(2,000-byte id)", err, pipeline.ENotFound)
+	_, err = s.GetDataset(ctx, longOwner, "ds_0001")
+	wantCode(t, "GetDataset(3,000-byte owner)", err, pipeline.ENotFound)
+	_, err = s.GetJob(ctx, "alice", longJob)
+	wantCode(t, "GetJob(2,000-byte id)", err, pipeline.ENotFound)
+	wantCode(t, "DeleteDataset(2,000-byte id)", s.DeleteDataset(ctx, "alice", longID), pipeline.ENotFound)
+	d := newDataset("alice", 1)
+	d.ID, d.Version = longID, 1
+	wantCode(t, "UpdateDataset(2,000-byte id)", s.UpdateDataset(ctx, d), pipeline.ENotFound)
+	j := job("alice", 1, pipeline.JobQueued)
+	j.ID, j.Version = longJob, 1
+	wantCode(t, "UpdateJob(2,000-byte id)", s.UpdateJob(ctx, j), pipeline.ENotFound)
+	d.Version = 0
+	wantCode(t, "CreateDataset(2,000-byte id)", s.CreateDataset(ctx, d), pipeline.EInvalid)
+	j.Version = 0
+	wantCode(t, "CreateJob(2,000-byte id)", s.CreateJob(ctx, j), pipeline.EInvalid)
+	fits := newDataset("alice", 2)
+	fits.ID = "ds_" + strings.Repeat("z", pipeline.MaxIDBytes-3)
+	must(t, s.CreateDataset(ctx, fits))
+	if _, err := s.GetDataset(ctx, "alice", fits.ID); err != nil {
+		t.Errorf("GetDataset(an id of exactly %d bytes) = %v, want the record", pipeline.MaxIDBytes, err)
+	}
 }
