@@ -54,8 +54,9 @@ func (s JobStatus) Valid() bool {
 // CanTransition reports whether a job may move from one status to another.
 // Moves along the happy path may skip states (a missed callback must not
 // strand a job) but never go back; the one exception is a re-claim
-// (dispatching → dispatching, or submitted → dispatching) by the dispatcher,
-// which always comes with a new attempt number. Once a cancel is requested
+// (dispatching → dispatching, or submitted → dispatching), which always
+// comes with a new attempt number. Lifecycle.Claim takes only the first:
+// the takeover of a claim that lapsed. Once a cancel is requested
 // the job can only end: cancelled, failed, or completed if the worker had
 // already finished.
 func CanTransition(from, to JobStatus) bool {
