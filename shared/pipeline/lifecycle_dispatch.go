@@ -147,7 +147,7 @@ func (l *Lifecycle) RecordRun(ctx context.Context, claimed *Job, runID string) (
 			if j.RunPodID != "" {
 				return ErrNoChange
 			}
-			j.RunPodID = runID
+			j.RunPodID, j.LeaseUntil = runID, nil
 			return nil
 		})
 		if errors.Is(err, errMoved) {
