@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -286,5 +287,38 @@ func TestListQueriesFollowTheDocument(t *testing.T) {
 		if status := a.call("GET", "/v1/jobs?"+query, "alice-token", "", nil); status != 400 {
 			t.Errorf("GET /v1/jobs?%s = %d, want 400: an empty status is no job status", query, status)
 		}
+	}
+}
+
+// The Idempotency-Key header, when sent, is 1 to 255 printable ASCII
+// characters, as the document says: sent empty it is refused, where it was
+// taken for no key and a retry made a second job.
+func TestAnEmptyIdempotencyKeyIsRefused(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{})
+	a.readyDataset("alice", "ds_ready", pipeline.DatasetReady)
+	tests := []struct {
+		name   string
+		header http.Header
+		status int
+	}{
+		{"no header", http.Header{}, 201},
+		{"a key", http.Header{"Idempotency-Key": {"run-1"}}, 201},
+		{"an empty key", http.Header{"Idempotency-Key": {""}}, 400},
+		{"a key of 256 characters", http.Header{"Idempotency-Key": {strings.Repeat("k", 256)}}, 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", a.srv.URL+"/v1/jobs", strings.NewReader(`{"dataset_id":"ds_ready"}`))
+			req.Header = tt.header.Clone()
+			req.Header.Set("Authorization", "Bearer alice-token")
+			resp, err := a.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("POST /v1/jobs with %v = %d, want %d", tt.header, resp.StatusCode, tt.status)
+			}
+		})
 	}
 }

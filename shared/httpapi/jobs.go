@@ -20,21 +20,29 @@ type createJobRequest struct {
 	BudgetUSD *float64 `json:"budget_usd,omitempty"`
 }
 
-func checkIdempotencyKey(key string) error {
-	if len(key) > 255 {
-		return pipeline.Errorf(pipeline.EInvalid, "Idempotency-Key must be at most 255 characters, got %d", len(key))
+// checkIdempotencyKey checks the Idempotency-Key header: absent, or 1 to
+// 255 printable ASCII characters without spaces. Sent empty it is refused,
+// not taken for absent: the caller meant retries to be safe.
+func checkIdempotencyKey(h http.Header) (string, error) {
+	values, sent := h[http.CanonicalHeaderKey("Idempotency-Key")]
+	if !sent {
+		return "", nil
+	}
+	key := values[0]
+	if key == "" || len(key) > 255 {
+		return "", pipeline.Errorf(pipeline.EInvalid, "Idempotency-Key must be 1 to 255 characters, got %d: leave the header out for none", len(key))
 	}
 	for i := 0; i < len(key); i++ {
 		if key[i] < 0x21 || key[i] > 0x7e {
-			return pipeline.Errorf(pipeline.EInvalid, "Idempotency-Key must be printable ASCII without spaces (byte %d is not)", i)
+			return "", pipeline.Errorf(pipeline.EInvalid, "Idempotency-Key must be printable ASCII without spaces (byte %d is not)", i)
 		}
 	}
-	return nil
+	return key, nil
 }
 
 func (s *Server) createJob(w http.ResponseWriter, r *http.Request, owner string) error {
-	key := r.Header.Get("Idempotency-Key")
-	if err := checkIdempotencyKey(key); err != nil {
+	key, err := checkIdempotencyKey(r.Header)
+	if err != nil {
 		return err
 	}
 	var req createJobRequest
