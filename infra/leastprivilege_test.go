@@ -612,13 +612,14 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 	s.expect(409, "GET", "/v1/datasets/"+lost.Dataset.ID+"/report", alice, "", nil)
 
 	// A large dataset: a multipart upload, completed with a part that was
-	// never uploaded (S3 refuses it), then deleted: the upload is aborted.
+	// never uploaded (S3 refuses it: a conflict with the upload, 409 as the
+	// OpenAPI document says), then deleted: the upload is aborted.
 	var big created
 	s.expect(201, "POST", "/v1/datasets", alice, `{"name":"big","size_bytes":70000000}`, &big)
 	if big.Upload.Type != "multipart" || len(big.Upload.Parts) == 0 {
 		t.Fatalf("a 70 MB dataset's upload = %+v, want a multipart plan", big.Upload)
 	}
-	s.expect(400, "POST", "/v1/datasets/"+big.Dataset.ID+"/complete", alice, `{"parts":[{"part_number":1,"etag":"0123456789abcdef0123456789abcdef"}]}`, nil)
+	s.expect(409, "POST", "/v1/datasets/"+big.Dataset.ID+"/complete", alice, `{"parts":[{"part_number":1,"etag":"0123456789abcdef0123456789abcdef"}]}`, nil)
 	s.expect(204, "DELETE", "/v1/datasets/"+big.Dataset.ID, alice, "", nil)
 
 	// Estimates.
