@@ -3,9 +3,14 @@
 Messages go out in order from one background thread, so training never waits
 on the network: ``send`` returns at once unless ``wait=True`` (used for the
 terminal messages). Network errors, 429 and 5xx are retried a bounded number
-of times with exponential backoff; other 4xx are dropped. A response
-``{"action": "stop"}`` (job cancelled) or a 409 / 410 (attempt superseded)
-sets ``stop`` so the training loop ends at its next step.
+of times with exponential backoff; other 4xx (and 501) are dropped. A
+response ``{"action": "stop"}`` (job cancelled) or a 409 / 410 (attempt
+superseded) sets ``stop`` so the training loop ends at its next step.
+
+``request`` is the one message whose answer matters beyond its action: a
+``urls`` callback asks for presigned URLs and the server's 200 body carries
+them (urls.py). It goes through the same queue, so it keeps the order, the
+seq numbering, the signing and the retries of every other message.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from . import signing
 log = logging.getLogger(__name__)
 
 VERSION = 1
-TYPES = ("started", "stage", "progress", "artifact", "completed", "failed")
+TYPES = ("started", "stage", "progress", "artifact", "completed", "failed", "checkpoint", "urls")
 STAGES = ("download", "load", "train", "save", "upload")
 
 # (url, body, headers, timeout) -> (status, response body); raises OSError on network errors.
@@ -63,6 +68,8 @@ class _Item:
     final: bool
     done: threading.Event = field(default_factory=threading.Event)
     delivered: bool = False
+    status: int = 0  # the last HTTP status answered (0: none, network errors only)
+    response: bytes = b""
 
 
 class CallbackClient:
@@ -107,26 +114,41 @@ class CallbackClient:
 
     def send(self, type_: str, data: dict[str, Any], *, wait: bool = False, wait_timeout: float = 120.0) -> bool:
         """Queue one message; with wait=True block until it is delivered or given up."""
-        if type_ not in TYPES:
-            raise ValueError(f"unknown callback type {type_!r}")
-        with self._lock:
-            self._seq += 1
-            seq = self._seq
-        message = {
-            "version": VERSION,
-            "type": type_,
-            "job_id": self.job_id,
-            "attempt": self.attempt,
-            "seq": seq,
-            "sent_at": rfc3339(self._clock()),
-            "data": data,
-        }
-        item = _Item(seq=seq, type=type_, body=encode(message), final=wait)
-        self._queue.put(item)
+        item = self._enqueue(type_, data, final=wait)
         if not wait:
             return True
         item.done.wait(wait_timeout)
         return item.delivered
+
+    def _enqueue(self, type_: str, data: dict[str, Any], *, final: bool) -> _Item:
+        if type_ not in TYPES:
+            raise ValueError(f"unknown callback type {type_!r}")
+        # seq is taken and the item queued under one lock, so the queue's
+        # order is the seq order whichever thread sends.
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            message = {
+                "version": VERSION,
+                "type": type_,
+                "job_id": self.job_id,
+                "attempt": self.attempt,
+                "seq": seq,
+                "sent_at": rfc3339(self._clock()),
+                "data": data,
+            }
+            item = _Item(seq=seq, type=type_, body=encode(message), final=final)
+            self._queue.put(item)
+        return item
+
+    def request(self, type_: str, data: dict[str, Any], *, timeout: float = 120.0) -> tuple[int, bytes]:
+        """Send one message and wait for its answer: (HTTP status, body) of
+        the last try; (0, b"") when no answer came (network errors, given up,
+        superseded before sending, or the wait timed out)."""
+        item = self._enqueue(type_, data, final=False)
+        if not item.done.wait(timeout):
+            return 0, b""
+        return item.status, item.response
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait (bounded) until every queued message is delivered or given up."""
@@ -168,6 +190,7 @@ class CallbackClient:
             except OSError as e:  # URLError, timeouts, connection resets
                 log.warning("callback %s seq=%d: try %d/%d failed: %s", item.type, item.seq, i + 1, tries, e)
                 continue
+            item.status, item.response = status, resp
             if 200 <= status < 300:
                 self._read_action(resp)
                 return True
@@ -177,10 +200,11 @@ class CallbackClient:
                 self.stop.set()
                 log.warning("callback %s seq=%d: HTTP %d, attempt superseded: stopping", item.type, item.seq, status)
                 return False
-            if status == 429 or status >= 500:
+            if status == 429 or (status >= 500 and status != 501):
                 log.warning("callback %s seq=%d: HTTP %d, try %d/%d", item.type, item.seq, status, i + 1, tries)
                 continue
-            log.error("callback %s seq=%d: HTTP %d, not retried: %s", item.type, item.seq, status, resp[:300])
+            level = logging.INFO if item.type == "urls" else logging.ERROR  # urls: the caller decides (urls.py)
+            log.log(level, "callback %s seq=%d: HTTP %d, not retried: %s", item.type, item.seq, status, resp[:300])
             return False
         log.error("callback %s seq=%d: given up after %d tries", item.type, item.seq, tries)
         return False

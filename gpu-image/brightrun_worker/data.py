@@ -14,7 +14,9 @@ add_special_tokens=False)`` returning ``.ids`` / ``.offsets`` will do).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Protocol, Sequence
@@ -98,7 +100,13 @@ def parse_line(line: str) -> list[Message]:
 def read_jsonl(path: Path) -> list[list[Message]]:
     """All conversations of a chat-JSONL file. Blank lines are skipped; every
     bad line is counted and the first few are named in a dataset_invalid error."""
-    convs: list[list[Message]] = []
+    return [msgs for _, msgs in read_jsonl_lines(path)]
+
+
+def read_jsonl_lines(path: Path) -> list[tuple[int, list[Message]]]:
+    """read_jsonl with each conversation's 1-based line number (blank lines
+    count as lines, as in the validator's report)."""
+    convs: list[tuple[int, list[Message]]] = []
     bad: list[str] = []
     nbad = 0
     with open(path, "rb") as f:
@@ -113,7 +121,7 @@ def read_jsonl(path: Path) -> list[list[Message]]:
             if not line.strip():
                 continue
             try:
-                convs.append(parse_line(line))
+                convs.append((lineno, parse_line(line)))
             except ValueError as e:
                 nbad += 1
                 if len(bad) < MAX_REPORTED_LINES:
@@ -273,6 +281,55 @@ def build(
             "Add assistant messages with weight 1 (or no weight), or raise max_seq_length.",
         )
     return examples, stats
+
+
+# -- the validation split ------------------------------------------------------
+#
+# Which conversations are held out for evaluation: a pure function of the
+# line numbers, the count and the settings, so the Go side (token counts,
+# estimates) computes the same split without the worker. Whole lines are held
+# out, so a conversation is never cut in two.
+#
+#   key(line)  = SHA-256(UTF-8("brightrun/validation-split/v1:" + seed + ":" + line))
+#   k          = held_out_count(n, split, max_examples)
+#   held out   = the k lines with the smallest keys (bytewise; ties cannot happen)
+#
+# n is the number of conversations (non-blank lines); line is the 1-based
+# line number in the file; seed and max_examples come from the spec's
+# ``validation`` (defaults 0 and 200). testdata/contracts/validation_split.json
+# holds vectors.
+
+SPLIT_DOMAIN = "brightrun/validation-split/v1"
+DEFAULT_SPLIT = 0.1
+DEFAULT_SPLIT_MIN_EXAMPLES = 200  # fewer conversations: no default hold-out, all of them train
+
+
+def default_validation_split(n: int) -> float:
+    """The share held out when the spec does not say: none below
+    DEFAULT_SPLIT_MIN_EXAMPLES conversations (so small datasets still train
+    on everything), else 10 % (capped by max_examples)."""
+    return 0.0 if n < DEFAULT_SPLIT_MIN_EXAMPLES else DEFAULT_SPLIT
+
+
+def held_out_count(n: int, split: Optional[float], max_examples: int) -> int:
+    """floor(split x n) in IEEE double, at most max_examples, and at least one
+    conversation left to train on."""
+    frac = default_validation_split(n) if split is None else split
+    k = int(math.floor(frac * n))
+    return max(0, min(k, max_examples, n - 1))
+
+
+def split_key(seed: int, line: int) -> bytes:
+    return hashlib.sha256(f"{SPLIT_DOMAIN}:{seed}:{line}".encode("utf-8")).digest()
+
+
+def validation_lines(lines: Sequence[int], split: Optional[float], max_examples: int, seed: int = 0) -> set[int]:
+    """The line numbers held out for evaluation."""
+    k = held_out_count(len(lines), split, max_examples)
+    if k <= 0:
+        return set()
+    ranked = sorted(lines, key=lambda ln: (split_key(seed, ln), ln))
+    return set(ranked[:k])
 
 
 def load_messages(raw: Any) -> list[Message]:

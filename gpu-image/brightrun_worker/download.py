@@ -46,11 +46,16 @@ def download(
     max_backoff: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
     should_stop: Optional[Callable[[], None]] = None,
+    headers: Optional[dict[str, str]] = None,
+    what: str = "dataset",
 ) -> Path:
     """Download url to dest; resume after a broken transfer; verify size and sha256.
 
     ``should_stop`` is called between chunks and may raise to abort (cancel,
-    time limit).
+    time limit). ``headers`` are sent with every request (a presigned GET
+    signed with some). ``what`` names the file in messages. A refusal by
+    the URL (4xx other than 429) raises at once, with the status in the
+    error's ``http_status`` (401 / 403: the URL may have expired).
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -67,7 +72,7 @@ def download(
         if have == size_bytes:
             break
         try:
-            _fetch(url, part, have, size_bytes, timeout, should_stop)
+            _fetch(url, part, have, size_bytes, timeout, should_stop, headers or {}, what)
         except _Retry as e:
             last_error = str(e)
             log.warning("dataset download try %d/%d: %s", attempt + 1, attempts, e)
@@ -79,21 +84,21 @@ def download(
     else:
         raise errors.WorkerError(
             errors.DATASET_DOWNLOAD,
-            f"The dataset could not be downloaded after {attempts} tries ({last_error}).",
+            f"The {what} could not be downloaded after {attempts} tries ({last_error}).",
             "Check that the dataset still exists and retry the job.",
         )
     got = part.stat().st_size
     if got != size_bytes:
         raise errors.WorkerError(
             errors.DATASET_DOWNLOAD,
-            f"The dataset has {got} bytes, expected {size_bytes}.",
+            f"The {what} has {got} bytes, expected {size_bytes}.",
         )
     digest = sha256_file(part)
     if digest != sha256:
         part.unlink()
         raise errors.WorkerError(
             errors.DATASET_DOWNLOAD,
-            f"The downloaded dataset does not match its checksum (sha256 {digest}, expected {sha256}): "
+            f"The downloaded {what} does not match its checksum (sha256 {digest}, expected {sha256}): "
             "it was corrupted in transit or changed after validation.",
             "Retry the job; if it fails again, upload the dataset again.",
         )
@@ -108,8 +113,11 @@ def _fetch(
     size_bytes: int,
     timeout: float,
     should_stop: Optional[Callable[[], None]],
+    extra: dict[str, str],
+    what: str,
 ) -> None:
-    headers = {"Accept-Encoding": "identity"}
+    headers = dict(extra)
+    headers["Accept-Encoding"] = "identity"
     if have:
         headers["Range"] = f"bytes={have}-"
     req = urllib.request.Request(url, headers=headers, method="GET")
@@ -122,12 +130,14 @@ def _fetch(
             raise _Retry("HTTP 416 on resume") from None
         if e.code == 429 or e.code >= 500:
             raise _Retry(f"HTTP {e.code}") from None
-        raise errors.WorkerError(
+        err = errors.WorkerError(
             errors.DATASET_DOWNLOAD,
-            f"The dataset URL answered HTTP {e.code}"
+            f"The {what} URL answered HTTP {e.code}"
             + (" (the download link may have expired)." if e.code in (401, 403) else "."),
             "Retry the job (it gets a fresh download link); if it fails again, check that the dataset still exists.",
-        ) from None
+        )
+        err.http_status = e.code
+        raise err from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise _Retry(f"network error: {getattr(e, 'reason', e)}") from None
     with resp:
@@ -154,7 +164,7 @@ def _fetch(
                     if written > size_bytes:
                         raise errors.WorkerError(
                             errors.DATASET_DOWNLOAD,
-                            f"The dataset is larger than the expected {size_bytes} bytes.",
+                            f"The {what} is larger than the expected {size_bytes} bytes.",
                         )
                     f.write(block)
         except (urllib.error.URLError, OSError, http.client.HTTPException) as e:

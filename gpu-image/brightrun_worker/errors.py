@@ -55,6 +55,11 @@ class WorkerError(Exception):
         self.code = code
         self.message = _clip(message)
         self.advice = advice or default_advice(code)
+        self.http_status = 0  # a URL's refusal (download, upload), when that was the cause
+
+
+# The codes of a stop the job was asked for (not a failure of the work).
+STOP_CODES = (CANCELLED, TIMEOUT, SUPERSEDED)
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,21 @@ bytes), which /status shows as the running job's output.
 The handler is async and runs the job in a worker thread, so the SDK's event
 loop stays free: when RunPod stops the job (cancel, timeout) the SDK cancels
 the handler's task; the handler then sets a cancel event that the training
-loop (or the preparation, at its next progress event) checks, waits
-(bounded) for the job to report ``failed: cancelled``, and lets the
-cancellation through. The ``runpod`` package is imported only in
-``main()``.
+loop checks before every micro-batch (and the load before every checkpoint
+shard; the preparation at its next progress event), waits for the job to
+report ``failed: cancelled`` — as long as the longest micro-batch measured
+so far takes, with a margin (``grace_seconds``) — and lets the cancellation
+through.
+
+A fresh worker after trouble: a job that ends with oom, cancelled, timeout,
+superseded or internal returns ``"refresh_worker": true`` in its output,
+which the SDK turns into RunPod's stopPod (the worker is replaced after this
+job). A job stopped by RunPod returns no output, so after the grace the
+handler asks the SDK to shut this worker down (SIGTERM to itself: the SDK
+stops taking jobs and exits, and RunPod starts a new worker); if the job's
+thread has still not stopped, the process exits hard 30 s later, so a stuck
+thread never holds the GPU for the next job. The ``runpod`` package is
+imported only in ``main()``.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import asyncio
 import functools
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -43,7 +55,15 @@ from . import errors, job
 
 log = logging.getLogger(__name__)
 
-CANCEL_GRACE_SECONDS = 120.0
+# How long a stopped job may take to report: 1.5 x its longest micro-batch
+# + 30 s, within these bounds (the lower one also covers a checkpoint shard
+# of the load, a checkpoint write and the failed callback's delivery).
+CANCEL_GRACE_MIN_SECONDS = 60.0
+CANCEL_GRACE_MAX_SECONDS = 900.0
+HARD_EXIT_AFTER_SECONDS = 30.0
+# Failures after which the worker is replaced (the GPU may hold a stuck
+# thread's memory, or a fragmented cache).
+REFRESH_CODES = (errors.OOM, errors.CANCELLED, errors.TIMEOUT, errors.SUPERSEDED, errors.INTERNAL)
 
 PREPARE_ACTION = "prepare_model"
 MODELS_ROOT = "/runpod-volume/models"
@@ -153,9 +173,42 @@ def prepare_job(
         return {"error": f"{err.code}: {err.message}", "code": err.code, "advice": err.advice}
 
 
+def grace_seconds(pace: Optional[job.Pace]) -> float:
+    """How long to wait for a stopped job: one micro-batch (the longest
+    measured) with a margin."""
+    longest = pace.max_micro_batch_seconds if pace is not None else 0.0
+    return min(CANCEL_GRACE_MAX_SECONDS, max(CANCEL_GRACE_MIN_SECONDS, 1.5 * longest + 30.0))
+
+
+def with_refresh(out: dict[str, Any]) -> dict[str, Any]:
+    """Ask RunPod for a fresh worker after a failure that may leave the GPU
+    in a bad state."""
+    if out.get("code") in REFRESH_CODES:
+        out = dict(out, refresh_worker=True)
+    return out
+
+
+def _replace_worker(stuck: bool) -> None:
+    """After RunPod stopped a job: shut this worker down so RunPod starts a
+    fresh one (only when running under RunPod's job loop)."""
+    if not os.environ.get("RUNPOD_WEBHOOK_GET_JOB"):
+        return
+    log.warning("replacing this worker after a stopped job%s", " whose thread did not stop" if stuck else "")
+    if stuck:
+        t = threading.Timer(HARD_EXIT_AFTER_SECONDS, os._exit, args=(1,))
+        t.daemon = True
+        t.start()
+    os.kill(os.getpid(), signal.SIGTERM)  # the SDK's own shutdown: stop taking jobs, drain, exit
+
+
+# Tests replace it to see the request without stopping the test process.
+replace_worker: Callable[[bool], None] = _replace_worker
+
+
 async def handler(rp_job: dict[str, Any]) -> dict[str, Any]:
     cancel = threading.Event()
     job_input = rp_job.get("input")
+    pace: Optional[job.Pace] = None
     if _is_prepare(job_input):
         work = functools.partial(prepare_job, job_input, cancel, _runpod_progress(rp_job))
     else:
@@ -164,19 +217,26 @@ async def handler(rp_job: dict[str, Any]) -> dict[str, Any]:
             cancel=cancel,
             on_progress=_runpod_progress(rp_job),
         )
+        pace = opts.pace
         work = functools.partial(job.run, job_input, opts)
     loop = asyncio.get_running_loop()
     fut = loop.run_in_executor(None, work)
     try:
-        return await asyncio.shield(fut)
+        out = await asyncio.shield(fut)
     except asyncio.CancelledError:
-        log.warning("RunPod stopped job %s: stopping it", rp_job.get("id"))
+        grace = grace_seconds(pace)
+        log.warning("RunPod stopped job %s: stopping it (waiting up to %.0fs)", rp_job.get("id"), grace)
         cancel.set()
+        stuck = False
         try:
-            await asyncio.wait_for(asyncio.shield(fut), CANCEL_GRACE_SECONDS)
+            await asyncio.wait_for(asyncio.shield(fut), grace)
         except (asyncio.TimeoutError, asyncio.CancelledError):
-            pass
+            stuck = not fut.done()
+        if stuck:
+            log.error("job %s did not stop within %.0fs", rp_job.get("id"), grace)
+        replace_worker(stuck)
         raise
+    return with_refresh(out) if isinstance(out, dict) else out
 
 
 def main() -> None:

@@ -6,8 +6,14 @@ on RunPod (CPU and a tiny model are fine), for the Go local stack.
 ``--spec -`` reads the spec from stdin; the spec may also be wrapped as
 {"input": {...}} like a RunPod job. Prints the RunPod output as one JSON line
 on stdout; exits 0 when the job completed, 1 when it failed, 2 on bad usage.
-A SIGTERM or SIGINT cancels the job: it stops at the next training step and
-reports ``failed: cancelled``.
+A SIGTERM or SIGINT cancels the job: it stops before the next micro-batch
+and reports ``failed: cancelled``.
+
+``--crash-after-step N`` (or BRIGHTRUN_CRASH_AFTER_STEP=N) is the crash
+knob of the local stack: after step N — and after the upload of the
+checkpoint that step wrote, if any — the process exits at once with code 137,
+as if killed, sending nothing more. Run the same job again without it and it
+resumes from its last stored checkpoint.
 """
 
 from __future__ import annotations
@@ -31,6 +37,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--runpod-job-id", default="local", help="id reported as runpod_job_id in the started callback")
     ap.add_argument("--workdir", type=Path, default=None, help="scratch directory (default: $BRIGHTRUN_WORK_DIR or /tmp)")
     ap.add_argument("--keep-workdir", action="store_true", help="keep the downloaded dataset and adapter files")
+    crash_env = os.environ.get("BRIGHTRUN_CRASH_AFTER_STEP")
+    ap.add_argument(
+        "--crash-after-step",
+        type=int,
+        default=int(crash_env) if crash_env else None,
+        help="exit hard (code 137) after this training step, as a crash would (default: $BRIGHTRUN_CRASH_AFTER_STEP)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("BRIGHTRUN_LOG_LEVEL", "INFO"),
@@ -54,7 +67,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     opts = job.Options(
-        runpod_job_id=args.runpod_job_id, cancel=cancel, workdir=args.workdir, keep_workdir=args.keep_workdir
+        runpod_job_id=args.runpod_job_id,
+        cancel=cancel,
+        workdir=args.workdir,
+        keep_workdir=args.keep_workdir,
+        crash_after_step=args.crash_after_step,
     )
     out = job.run(doc, opts)
     print(json.dumps(out, separators=(",", ":")), flush=True)

@@ -12,7 +12,7 @@ import base64
 import binascii
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 from . import errors
@@ -28,6 +28,8 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 _SECRET_PREFIX = "whsec_"
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_CHECKPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 # Same bounds as the Go server (shared/pipeline.Bounds): (min, max, integer?)
 HYPERPARAMETER_BOUNDS: dict[str, tuple[float, float, bool]] = {
@@ -44,6 +46,25 @@ HYPERPARAMETER_BOUNDS: dict[str, tuple[float, float, bool]] = {
 
 # The largest token budget of one micro-batch a spec may ask for.
 MAX_MICRO_BATCH_TOKENS = 65536
+
+# Checkpoints: every this many seconds of training wall time (and at every
+# epoch's end) unless the spec says otherwise.
+DEFAULT_CHECKPOINT_EVERY_SECONDS = 600.0
+
+# Files of one checkpoint (checkpoint.py writes them; the callback schema's
+# checkpoint file names follow _FILE_NAME).
+CHECKPOINT_FILE_NAMES = (
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "training_state.safetensors",
+    "trainer_state.json",
+)
+
+# Validation: the most held-out examples unless the spec says otherwise, and
+# the bounds of an explicit split.
+DEFAULT_VALIDATION_MAX_EXAMPLES = 200
+MAX_VALIDATION_EXAMPLES = 100_000
+MAX_VALIDATION_SPLIT = 0.5
 
 
 class SpecError(errors.WorkerError):
@@ -123,6 +144,59 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """A presigned URL for one file: GET (download) or PUT (upload)."""
+
+    url: str
+    method: str
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    name: str
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The checkpoint a re-dispatched attempt continues from. The worker asks
+    for its download URLs (a ``urls`` callback, purpose checkpoint_download);
+    ``urls``, when given, are used only if the server cannot answer that."""
+
+    step: int
+    checkpoint_id: Optional[str] = None
+    files: tuple[FileInfo, ...] = ()
+    urls: Mapping[str, Transfer] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ValidationDataset:
+    """A second ready dataset to evaluate on (instead of a held-out share)."""
+
+    url: str
+    sha256: str
+    size_bytes: int
+    format: str
+    examples: Optional[int] = None
+    tokens_total: Optional[int] = None
+    tokens_trained: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Held-out evaluation. ``split`` None means the default rule
+    (data.default_validation_split); 0 turns evaluation off."""
+
+    split: Optional[float] = None
+    max_examples: int = DEFAULT_VALIDATION_MAX_EXAMPLES
+    every_steps: Optional[int] = None  # None: about ten evaluations per run (train.eval_interval)
+    seed: int = 0
+    dataset: Optional[ValidationDataset] = None
+
+
+@dataclass(frozen=True)
 class JobSpec:
     version: int
     job_id: str
@@ -133,6 +207,10 @@ class JobSpec:
     callback: Callback
     artifacts: Mapping[str, Artifact]
     time_limit_seconds: int
+    # Optional (absent in older specs): see job_spec.v1.schema.json.
+    checkpoint_every_seconds: float = DEFAULT_CHECKPOINT_EVERY_SECONDS
+    resume: Optional[Resume] = None
+    validation: Validation = field(default_factory=Validation)
 
 
 def decode_secret(secret: str) -> bytes:
@@ -296,6 +374,14 @@ def parse(raw: Any) -> JobSpec:
         if a is not None:
             artifacts[name] = a
 
+    every = DEFAULT_CHECKPOINT_EVERY_SECONDS
+    if top.get("checkpoint_every_seconds") is not None:
+        every = c.number(top["checkpoint_every_seconds"], "checkpoint_every_seconds", hi=float(MAX_TIME_LIMIT_SECONDS))
+        if every is not None and every <= 0:
+            c.bad("checkpoint_every_seconds", f"must be more than 0, got {errors.fmt_number(every)}")
+    resume = _resume(c, top["resume"], "resume") if top.get("resume") is not None else None
+    validation = _validation(c, top["validation"], "validation") if top.get("validation") is not None else Validation()
+
     if c.problems:
         raise SpecError(c.problems)
     return JobSpec(
@@ -327,6 +413,9 @@ def parse(raw: Any) -> JobSpec:
         ),
         artifacts=artifacts,
         time_limit_seconds=time_limit,
+        checkpoint_every_seconds=every,
+        resume=resume,
+        validation=validation,
     )
 
 
@@ -382,6 +471,100 @@ def _artifact(c: _Checker, v: Any, p: str) -> Optional[Artifact]:
     if url is None or method is None:
         return None
     return Artifact(url=url, method=method, headers=headers)
+
+
+def _headers(c: _Checker, h: Any, p: str) -> dict[str, str]:
+    if h is None:
+        return {}
+    if not isinstance(h, Mapping) or not all(isinstance(k, str) and isinstance(x, str) for k, x in h.items()):
+        c.bad(p, "must be an object of string header values")
+        return {}
+    return dict(h)
+
+
+def transfer(c: _Checker, v: Any, p: str, methods: tuple[str, ...]) -> Optional[Transfer]:
+    """A presigned URL object {url, method, headers?} (also the urls answer's entries)."""
+    o = c.obj(v, p)
+    if not o:
+        return None
+    url = c.field(o, "url", p, c.url)
+    method = c.field(o, "method", p, lambda v, p: c.enum(v, p, methods))
+    headers = _headers(c, o.get("headers"), f"{p}.headers")
+    if url is None or method is None:
+        return None
+    return Transfer(url=url, method=method, headers=headers)
+
+
+def file_info(c: _Checker, v: Any, p: str) -> Optional[FileInfo]:
+    o = c.obj(v, p)
+    if not o:
+        return None
+    name = c.field(o, "name", p, lambda v, p: c.string(v, p, _FILE_NAME, "must be a plain file name"))
+    size = c.field(o, "size_bytes", p, lambda v, p: c.integer(v, p, 1))
+    sha = c.field(o, "sha256", p, lambda v, p: c.string(v, p, _SHA256, "must be 64 lowercase hex characters"))
+    if name is None or size is None or sha is None:
+        return None
+    return FileInfo(name=name, size_bytes=size, sha256=sha)
+
+
+def _resume(c: _Checker, v: Any, p: str) -> Optional[Resume]:
+    o = c.obj(v, p)
+    if not o:
+        return None
+    step = c.field(o, "step", p, lambda v, p: c.integer(v, p, 1))
+    cid = None
+    if o.get("checkpoint_id") is not None:
+        cid = c.string(o["checkpoint_id"], f"{p}.checkpoint_id", _CHECKPOINT_ID, "must be 1-128 letters, digits or ._:-")
+    files: list[FileInfo] = []
+    if o.get("files") is not None:
+        if not isinstance(o["files"], list):
+            c.bad(f"{p}.files", "must be a list of {name, size_bytes, sha256}")
+        else:
+            for i, f in enumerate(o["files"]):
+                fi = file_info(c, f, f"{p}.files[{i}]")
+                if fi is not None:
+                    files.append(fi)
+    urls: dict[str, Transfer] = {}
+    if o.get("urls") is not None:
+        u = c.obj(o["urls"], f"{p}.urls")
+        for name, t in u.items():
+            if not isinstance(name, str) or not _FILE_NAME.match(name):
+                c.bad(f"{p}.urls", f"has a key that is not a plain file name: {_show(name)}")
+                continue
+            tr = transfer(c, t, f"{p}.urls.{name}", ("GET",))
+            if tr is not None:
+                urls[name] = tr
+    if step is None:
+        return None
+    return Resume(step=step, checkpoint_id=cid, files=tuple(files), urls=urls)
+
+
+def _validation(c: _Checker, v: Any, p: str) -> Validation:
+    o = c.obj(v, p)
+    split = None
+    if o.get("split") is not None:
+        split = c.number(o["split"], f"{p}.split", 0.0, MAX_VALIDATION_SPLIT)
+    max_examples = DEFAULT_VALIDATION_MAX_EXAMPLES
+    if o.get("max_examples") is not None:
+        max_examples = c.integer(o["max_examples"], f"{p}.max_examples", 1, MAX_VALIDATION_EXAMPLES) or max_examples
+    every = None
+    if o.get("every_steps") is not None:
+        every = c.integer(o["every_steps"], f"{p}.every_steps", 1)
+    seed = 0
+    if o.get("seed") is not None:
+        seed = c.integer(o["seed"], f"{p}.seed", 0, 2**31 - 1) or 0
+    ds = None
+    if o.get("dataset") is not None:
+        d = c.obj(o["dataset"], f"{p}.dataset")
+        dp = f"{p}.dataset"
+        url = c.field(d, "url", dp, c.url)
+        sha = c.field(d, "sha256", dp, lambda v, p: c.string(v, p, _SHA256, "must be 64 lowercase hex characters"))
+        size = c.field(d, "size_bytes", dp, lambda v, p: c.integer(v, p, 1))
+        fmt = c.field(d, "format", dp, lambda v, p: c.enum(v, p, DATASET_FORMATS))
+        opt = {k: c.integer(d[k], f"{dp}.{k}", 0) for k in ("examples", "tokens_total", "tokens_trained") if d.get(k) is not None}
+        if None not in (url, sha, size, fmt):
+            ds = ValidationDataset(url=url, sha256=sha, size_bytes=size, format=fmt, **opt)
+    return Validation(split=split, max_examples=max_examples, every_steps=every, seed=seed, dataset=ds)
 
 
 @dataclass(frozen=True)

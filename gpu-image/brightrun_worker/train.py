@@ -12,23 +12,33 @@ the job path that imports torch, transformers and peft.
   micro-batches of length-sorted examples cut by a token budget, padded per
   micro-batch; the loss is normalised over each optimizer step's trained
   tokens.
+- Checkpoints (checkpoint.py) every spec.checkpoint_every_seconds of training
+  and at each epoch's end, handed to the job for upload; a run resumes from
+  one at the same step, data position, schedule and RNG state.
+- Evaluation loss on held-out examples, normalised like the training loss,
+  at a fixed step interval and at the end.
+- A stop is honoured before every micro-batch (training and evaluation) and
+  between the phases of loading (before every checkpoint shard).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, set_seed
 
+from . import checkpoint as ckpt
 from . import errors
 from .data import IGNORE_INDEX, Example
 from .modelfiles import missing_model_advice, model_files_problem, prequantized
@@ -53,6 +63,8 @@ class Progress:
     gpu_memory_bytes: int  # peak allocated, 0 on CPU
     micro_batches: int = 0  # forward/backward passes so far
     padded_tokens_seen: int = 0  # rows x padded width so far
+    eval_loss: Optional[float] = None  # set on the steps that evaluated
+    max_micro_batch_seconds: float = 0.0  # the longest micro-batch so far (how long a stop may wait)
 
 
 class Hooks(Protocol):
@@ -61,6 +73,13 @@ class Hooks(Protocol):
 
     def stop_error(self) -> Optional[errors.WorkerError]:
         """Non-None when training must stop (cancelled, superseded, time limit)."""
+
+    # Optional (looked up with getattr; a hooks object without them gets no
+    # checkpoints and no resume notice):
+    #   checkpoints_wanted() -> bool: False once checkpoints cannot be stored
+    #   checkpoint(w: checkpoint.Written) -> None: a checkpoint was written
+    #   resumed(step, tokens_seen, train_seconds) -> None: fit continues a checkpoint
+    #   after_step(step) -> None: the step is done, its checkpoint handed over
 
 
 @dataclass
@@ -87,9 +106,24 @@ class FitResult:
     peak_gpu_memory_bytes: int
     micro_batches: int = 0
     padded_tokens_seen: int = 0
+    # Evaluation (None / 0 without held-out examples).
+    eval_loss: Optional[float] = None
+    eval_examples: int = 0
+    eval_tokens: int = 0  # trained tokens of the held-out examples (one evaluation)
+    evaluations: int = 0
+    eval_seconds: float = 0.0
+    # Checkpoints and resume. steps, micro_batches, tokens and train_seconds
+    # count the whole run, the resumed-from part included; run_* this process.
+    resumed_from_step: Optional[int] = None
+    checkpoints: int = 0
+    checkpoint_seconds: float = 0.0
+    run_train_seconds: float = 0.0
+    run_micro_batches: int = 0
 
     @property
     def seconds_per_micro_batch(self) -> float:
+        if self.run_micro_batches:
+            return self.run_train_seconds / self.run_micro_batches
         return self.train_seconds / self.micro_batches if self.micro_batches else 0.0
 
 
@@ -146,12 +180,46 @@ def _check_prequantized(path: Path, q: dict[str, Any], quant: str) -> None:
         )
 
 
-def load_model(spec: JobSpec) -> Session:
+_SHARD_HOOK_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _stop_between_shards(should_stop: Optional[Callable[[], None]]) -> Iterator[None]:
+    """Call ``should_stop`` before transformers loads each checkpoint shard
+    (4.57 looks ``load_shard_file`` up as a module global on every shard), so
+    a cancel reaches a load of many shards within one shard's time."""
+    if should_stop is None:
+        yield
+        return
+    from transformers import modeling_utils as mu
+
+    with _SHARD_HOOK_LOCK:
+        real = getattr(mu, "load_shard_file", None)
+        if real is None:  # another transformers: the phases between still check
+            yield
+            return
+
+        def load_shard_file(args: Any) -> Any:
+            should_stop()
+            return real(args)
+
+        mu.load_shard_file = load_shard_file
+        try:
+            yield
+        finally:
+            mu.load_shard_file = real
+
+
+def load_model(spec: JobSpec, should_stop: Optional[Callable[[], None]] = None) -> Session:
     """Load the base model as the spec asks, on the GPU when there is one and
     on the CPU otherwise, and attach LoRA. A request that cannot be honoured
     (4-bit without bitsandbytes, a copy quantized otherwise) fails: no
-    silent fallback to other weights."""
+    silent fallback to other weights.
+
+    ``should_stop`` (it raises to stop) is called between the phases of the
+    load and before every checkpoint shard; what was loaded is dropped."""
     t0 = time.monotonic()
+    check = should_stop or (lambda: None)
     path = Path(spec.base_model.volume_path)
     problem = model_files_problem(path)
     if problem:
@@ -183,8 +251,15 @@ def load_model(spec: JobSpec) -> Session:
         log.info("quantizing %s to NF4 while loading (a prepared copy loads faster)", path)
         kwargs["quantization_config"] = _nf4_config()
     dtype = torch.bfloat16
+    check()
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kwargs)
+        with _stop_between_shards(should_stop):
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kwargs)
+    except errors.WorkerError:
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+        raise
     except Exception as e:  # noqa: BLE001 - classified below
         if errors.is_oom(e):
             raise errors.WorkerError(
@@ -198,6 +273,20 @@ def load_model(spec: JobSpec) -> Session:
             f"The base model could not be loaded from {path} ({type(e).__name__}: {first}).",
         ) from e
     model.config.use_cache = False
+    try:
+        session = _finish_load(spec, model, path, quant, dtype, cuda, check)
+    except BaseException:
+        del model
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+        raise
+    session.load_seconds = time.monotonic() - t0
+    return session
+
+
+def _finish_load(spec: JobSpec, model: Any, path: Path, quant: str, dtype: Any, cuda: bool, check: Callable[[], None]) -> Session:
+    check()
     if quant == "nf4" and not _has_4bit_experts(model):
         raise errors.WorkerError(
             errors.MODEL_LOAD,
@@ -209,6 +298,7 @@ def load_model(spec: JobSpec) -> Session:
     from .moe import apply_grouped_moe
 
     grouped = apply_grouped_moe(model)
+    check()
     session = Session(
         model=model,
         device="cuda" if cuda else "cpu",
@@ -218,7 +308,7 @@ def load_model(spec: JobSpec) -> Session:
         grouped_moe_blocks=grouped,
     )
     attach_lora(session, spec)
-    session.load_seconds = time.monotonic() - t0
+    check()
     return session
 
 
@@ -436,8 +526,6 @@ def step_backward(model: Any, batches: Sequence[dict[str, torch.Tensor]], traine
 def _autocast(device: str):
     if device == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    import contextlib
-
     return contextlib.nullcontext()
 
 
@@ -452,6 +540,45 @@ def _optimizer(params: list[torch.nn.Parameter], lr: float, cuda: bool) -> tuple
     return torch.optim.AdamW(params, lr=lr, eps=1e-8, weight_decay=0.0), "adamw_torch"
 
 
+def eval_interval(spec: JobSpec, total_steps: int) -> int:
+    """Steps between evaluations: the spec's, else about ten per run."""
+    every = spec.validation.every_steps
+    return every if every else max(1, math.ceil(total_steps / 10))
+
+
+def evaluate(
+    model: Any,
+    examples: Sequence[Example],
+    batches: Sequence[tuple[int, ...]],
+    *,
+    pad_id: int,
+    device: str,
+    multiple_of: int,
+    check: Callable[[], None],
+) -> tuple[float, int]:
+    """Mean per-token loss over every held-out trained token (the training
+    loss's normalisation), dropout off, no gradients; a stop is honoured
+    between micro-batches. Returns (loss, trained tokens)."""
+    total = 0.0
+    tokens = 0
+    model.eval()
+    try:
+        with torch.no_grad():
+            for rows in batches:
+                check()
+                n = sum(trained_after_shift(examples[i].labels) for i in rows)
+                if n == 0:
+                    continue
+                b = {k: v.to(device, non_blocking=True) for k, v in collate(examples, rows, pad_id, multiple_of).items()}
+                with _autocast(device):
+                    out = model(**b, num_items_in_batch=n)
+                total += float(out.loss.detach().float()) * n  # the loss is the sum over n tokens / n
+                tokens += n
+    finally:
+        model.train()
+    return (total / tokens if tokens else float("nan")), tokens
+
+
 def fit(
     session: Session,
     examples: Sequence[Example],
@@ -460,7 +587,13 @@ def fit(
     workdir: Path,
     *,
     pad_id: int,
+    eval_examples: Sequence[Example] = (),
+    resume: Optional[Path] = None,
+    fingerprint: str = "",
 ) -> FitResult:
+    """Train; with ``resume`` (a checkpoint directory whose fingerprint the
+    caller checked) continue that run from its step. Checkpoints are written
+    to ``workdir/checkpoints/step-N`` and handed to ``hooks.checkpoint``."""
     from transformers import get_cosine_schedule_with_warmup
 
     hp = spec.hyperparameters
@@ -483,9 +616,13 @@ def fit(
     multiple_of = 8 if cuda else 1
     budget = hp.token_budget()
     knobs = hp.knobs()
+    every_eval = eval_interval(spec, total_steps)
+    eval_batches = split_by_tokens(range(len(eval_examples)), [len(ex.input_ids) for ex in eval_examples], budget, multiple_of)
+    want_checkpoints = getattr(hooks, "checkpoint", None) is not None
     log.info(
-        "training: %d examples, %d steps of %d examples, token budget %d per micro-batch, optimizer %s",
+        "training: %d examples, %d steps of %d examples, token budget %d per micro-batch, optimizer %s; %s",
         len(examples), total_steps, step_examples, budget, opt_name,
+        f"{len(eval_examples)} held-out examples evaluated every {every_eval} steps" if eval_examples else "no evaluation",
     )
 
     def check() -> None:
@@ -495,13 +632,91 @@ def fit(
 
     set_seed(SEED)
     step = 0
+    start_epoch = start_in_epoch = 0
     micro_batches = tokens_seen = padded_seen = 0
-    losses: list[float] = []
+    loss_sum, loss_count = 0.0, 0
+    initial_loss: Optional[float] = None
+    last_loss: Optional[float] = None
+    prior_train_s = 0.0
+    eval_loss: Optional[float] = None
+    evaluations, eval_seconds, eval_tokens = 0, 0.0, 0
+    resumed_from: Optional[int] = None
+    if resume is not None:
+        loaded = ckpt.load(resume, model)  # checked before anything changes
+        ckpt.restore(loaded, model=model, optimizer=optimizer, scheduler=scheduler)
+        st = loaded.state
+        step = resumed_from = int(st["step"])
+        start_epoch, start_in_epoch = int(st["next_epoch"]), int(st["next_step_in_epoch"])
+        micro_batches, tokens_seen, padded_seen = int(st["micro_batches"]), int(st["tokens_seen"]), int(st["padded_tokens_seen"])
+        loss_sum, loss_count = float(st["loss_sum"]), int(st["loss_count"])
+        initial_loss, last_loss = st.get("initial_loss"), st.get("last_loss")
+        prior_train_s = float(st["train_seconds"])
+        eval_loss = st.get("eval_loss")
+        evaluations, eval_seconds = int(st.get("evaluations", 0)), float(st.get("eval_seconds", 0.0))
+        log.info("resuming at step %d of %d (epoch %d, its step %d)", step, total_steps, start_epoch, start_in_epoch)
+        resumed = getattr(hooks, "resumed", None)
+        if resumed is not None:
+            resumed(step, tokens_seen, prior_train_s)
+    run_micro_batches = 0
+    max_mb_seconds = 0.0
+    checkpoints, checkpoint_seconds = 0, 0.0
     t0 = time.monotonic()
+    last_checkpoint = t0
+    ckpt_root = workdir / "checkpoints"
+
+    def train_seconds() -> float:
+        return prior_train_s + time.monotonic() - t0
+
+    def write_checkpoint(epoch: int, i: int, n_plans: int, reason: str) -> None:
+        nonlocal checkpoints, checkpoint_seconds, last_checkpoint
+        wanted = getattr(hooks, "checkpoints_wanted", None)
+        if wanted is not None and not wanted():
+            return
+        nxt = (epoch + 1, 0) if i + 1 >= n_plans else (epoch, i + 1)
+        ts = train_seconds()
+        state = dict(
+            fingerprint=fingerprint,
+            step=step,
+            total_steps=total_steps,
+            epoch=epoch + (i + 1) / n_plans,
+            next_epoch=nxt[0],
+            next_step_in_epoch=nxt[1],
+            reason=reason,
+            train_seconds=ts,
+            tokens_seen=tokens_seen,
+            padded_tokens_seen=padded_seen,
+            micro_batches=micro_batches,
+            loss_sum=loss_sum,
+            loss_count=loss_count,
+            initial_loss=initial_loss,
+            last_loss=last_loss,
+            eval_loss=eval_loss,
+            evaluations=evaluations,
+            eval_seconds=eval_seconds,
+        )
+        d = ckpt_root / f"step-{step:08d}"
+        secs = ckpt.write(
+            d, model=model, base_model_id=spec.base_model.id, optimizer=optimizer, optimizer_name=opt_name,
+            scheduler=scheduler, state=state,
+        )
+        checkpoints += 1
+        checkpoint_seconds += secs
+        last_checkpoint = time.monotonic()
+        log.info("checkpoint at step %d (%s) written in %.2fs", step, reason, secs)
+        hooks.checkpoint(  # type: ignore[attr-defined]
+            ckpt.Written(
+                dir=d, step=step, total_steps=total_steps, epoch=state["epoch"], next_epoch=nxt[0],
+                next_step_in_epoch=nxt[1], reason=reason, train_seconds=ts, tokens_seen=tokens_seen,
+                loss=last_loss, eval_loss=eval_loss, write_seconds=secs,
+            )
+        )
+
     try:
-        for epoch in range(hp.epochs):
+        for epoch in range(start_epoch, hp.epochs):
             plans = plan_epoch(examples, step_examples=step_examples, budget=budget, epoch=epoch, multiple_of=multiple_of)
-            for i, plan in enumerate(plans):
+            first = start_in_epoch if epoch == start_epoch else 0
+            for i in range(first, len(plans)):
+                plan = plans[i]
                 batches = []
                 for rows in plan.micro_batches:
                     b = collate(examples, rows, pad_id, multiple_of)
@@ -512,8 +727,11 @@ def fit(
                 loss = 0.0
                 for b in batches:
                     check()
+                    tm = time.monotonic()
                     loss += step_backward(model, [b], plan.trained_tokens, device)
+                    max_mb_seconds = max(max_mb_seconds, time.monotonic() - tm)
                     micro_batches += 1
+                    run_micro_batches += 1
                 step += 1
                 if not math.isfinite(loss):
                     raise errors.nan_loss(knobs, step, loss)
@@ -522,7 +740,21 @@ def fit(
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                losses.append(loss)
+                if initial_loss is None:
+                    initial_loss = loss
+                last_loss = loss
+                loss_sum += loss
+                loss_count += 1
+                this_eval: Optional[float] = None
+                if eval_batches and (step % every_eval == 0 or step == total_steps):
+                    te = time.monotonic()
+                    this_eval, eval_tokens = evaluate(
+                        model, eval_examples, eval_batches, pad_id=pad_id, device=device, multiple_of=multiple_of, check=check
+                    )
+                    eval_seconds += time.monotonic() - te
+                    evaluations += 1
+                    eval_loss = this_eval
+                    log.info("step %d: eval loss %.4f over %d tokens (%.2fs)", step, this_eval, eval_tokens, time.monotonic() - te)
                 hooks.progress(
                     Progress(
                         step=step,
@@ -532,30 +764,52 @@ def fit(
                         learning_rate=lr,
                         grad_norm=grad_norm if math.isfinite(grad_norm) else None,
                         tokens_seen=tokens_seen,
-                        train_seconds=time.monotonic() - t0,
+                        train_seconds=train_seconds(),
                         gpu_memory_bytes=gpu_peak_bytes(),
                         micro_batches=micro_batches,
                         padded_tokens_seen=padded_seen,
+                        eval_loss=this_eval,
+                        max_micro_batch_seconds=max_mb_seconds,
                     )
                 )
+                if want_checkpoints:
+                    if i + 1 == len(plans):
+                        write_checkpoint(epoch, i, len(plans), "epoch_end")
+                    elif time.monotonic() - last_checkpoint >= spec.checkpoint_every_seconds:
+                        write_checkpoint(epoch, i, len(plans), "interval")
+                after = getattr(hooks, "after_step", None)
+                if after is not None:
+                    after(step)
         check()
     finally:
         # Drop the optimizer (and its GPU state) before anything else happens.
         optimizer.zero_grad(set_to_none=True)
         del optimizer, scheduler
         gc.collect()
-    train_seconds = time.monotonic() - t0
+    run_train_seconds = time.monotonic() - t0
+    if eval_batches and not eval_tokens:
+        eval_tokens = sum(trained_after_shift(ex.labels) for ex in eval_examples)
     return FitResult(
         steps=step,
         total_steps=total_steps,
-        initial_loss=losses[0] if losses else float("nan"),
-        final_loss=losses[-1] if losses else float("nan"),
-        train_loss_mean=sum(losses) / len(losses) if losses else float("nan"),
-        train_seconds=train_seconds,
+        initial_loss=initial_loss if initial_loss is not None else float("nan"),
+        final_loss=last_loss if last_loss is not None else float("nan"),
+        train_loss_mean=loss_sum / loss_count if loss_count else float("nan"),
+        train_seconds=prior_train_s + run_train_seconds,
         tokens_seen=tokens_seen,
         peak_gpu_memory_bytes=gpu_peak_bytes(),
         micro_batches=micro_batches,
         padded_tokens_seen=padded_seen,
+        eval_loss=eval_loss,
+        eval_examples=len(eval_examples),
+        eval_tokens=eval_tokens,
+        evaluations=evaluations,
+        eval_seconds=eval_seconds,
+        resumed_from_step=resumed_from,
+        checkpoints=checkpoints,
+        checkpoint_seconds=checkpoint_seconds,
+        run_train_seconds=run_train_seconds,
+        run_micro_batches=run_micro_batches,
     )
 
 
@@ -569,16 +823,11 @@ def save_adapter(session: Session, out_dir: Path, base_model_id: str) -> dict[st
     path (rewritten after saving: setting it before makes peft look the id up
     on the hub).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    session.model.save_pretrained(str(out_dir), safe_serialization=True)
+    ckpt.save_adapter_files(session.model, out_dir, base_model_id)
     files = {name: out_dir / name for name in ARTIFACT_NAMES}
     missing = [n for n, p in files.items() if not p.is_file()]
     if missing:
         raise errors.WorkerError(errors.INTERNAL, f"Saving the adapter did not produce {missing}.")
-    cfg_path = files["adapter_config.json"]
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    cfg["base_model_name_or_path"] = base_model_id
-    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return files
 
 

@@ -1,4 +1,6 @@
-"""Artifact upload to presigned URLs (PUT), with bounded retries."""
+"""File upload to a presigned URL (PUT), with bounded retries: network
+errors, 429 and 5xx are retried; any other 4xx (an expired or wrong URL)
+fails at once, since only a fresh URL helps (transfers.py asks for one)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ def put_file(
 ) -> None:
     size = path.stat().st_size
     last = ""
+    status = 0
     for i in range(attempts):
         if i:
             sleep(min(30.0, backoff * (2 ** (i - 1))))
@@ -39,14 +42,16 @@ def put_file(
                     resp.read()
                     return
             except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}"
+                last, status = f"HTTP {e.code}", e.code
                 if e.code != 429 and e.code < 500:
                     break  # an expired or wrong URL does not get better
             except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
                 last = f"network error: {getattr(e, 'reason', e)}"
         log.warning("upload %s try %d/%d: %s", path.name, i + 1, attempts, last)
-    raise errors.WorkerError(
+    err = errors.WorkerError(
         errors.UPLOAD,
         f"Uploading {path.name} failed ({last}).",
         "Retry the job; the trained adapter could not be uploaded.",
     )
+    err.http_status = status
+    raise err

@@ -110,3 +110,33 @@ def test_send_does_not_block_on_a_slow_server() -> None:
     assert time.monotonic() - t0 < 0.5
     gate.set()
     c.close()
+
+
+def test_a_request_returns_the_answer_and_keeps_the_order_and_numbering() -> None:
+    t = Transport([(200, b""), (503, b""), (200, b'{"urls":{"a":{"url":"https://x/a","method":"GET"}}}')])
+    c = client(t)
+    c.send("stage", {"stage": "download"})
+    status, body = c.request("urls", {"purpose": "dataset", "files": [{"name": "a"}]})
+    c.close()
+    assert status == 200 and json.loads(body)["urls"]["a"]["method"] == "GET"
+    docs = [json.loads(b) for _, b in t.calls]
+    assert [d["seq"] for d in docs] == [1, 2, 2] and docs[2]["type"] == "urls"
+    assert t.calls[1][0]["webhook-id"] == t.calls[2][0]["webhook-id"] == "job_9.3.2"
+    assert signing.verify(KEY, t.calls[2][0], t.calls[2][1])
+
+
+def test_a_refused_request_returns_its_status_and_501_is_not_retried() -> None:
+    t = Transport([(501, b'{"error":{"code":"not_implemented"}}'), (404, b"{}")])
+    c = client(t)
+    assert c.request("urls", {"purpose": "dataset"})[0] == 501
+    assert c.request("urls", {"purpose": "dataset"})[0] == 404
+    c.close()
+    assert len(t.calls) == 2 and not c.stop.is_set()
+
+
+def test_a_request_answered_with_stop_sets_stop() -> None:
+    t = Transport([(200, b'{"action":"stop","reason":"cancelled by the user","urls":{}}')])
+    c = client(t)
+    status, _ = c.request("urls", {"purpose": "artifact"})
+    c.close()
+    assert status == 200 and c.stop.is_set() and c.stop_reason == "cancelled by the user"

@@ -19,10 +19,14 @@ REQUIRED_CALLBACKS = {
     "artifact": "callback.artifact.json",
     "completed": "callback.completed.json",
     "failed": "callback.failed.json",
+    "checkpoint": "callback.checkpoint.json",
+    "urls": "callback.urls.json",
 }
+REQUIRED_URL_ANSWERS = ["urls_response.dataset.json", "urls_response.checkpoint.json", "urls_response.checkpoint_download.json", "urls_response.artifact.json"]
 # Every fixture present is tested, not only the required ones.
 SPEC_FIXTURES = sorted(p.name for p in CONTRACTS.glob("job_spec.*.json") if "schema" not in p.name)
 CALLBACK_FIXTURES = sorted(p.name for p in CONTRACTS.glob("callback.*.json") if "schema" not in p.name)
+URL_ANSWER_FIXTURES = sorted(p.name for p in CONTRACTS.glob("urls_response.*.json") if "schema" not in p.name)
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:
@@ -54,8 +58,40 @@ def test_callback_fixture_is_schema_valid(name: str) -> None:
     assert doc["seq"] >= 1
 
 
+@pytest.mark.parametrize("name", URL_ANSWER_FIXTURES)
+def test_urls_answer_fixture_is_schema_valid_and_accepted(name: str) -> None:
+    from brightrun_worker.urls import parse_answer
+
+    doc = load_contract(name)
+    validator("urls_response.v1.schema.json").validate(doc)
+    purpose = name.split(".")[1]
+    g = parse_answer(json.dumps(doc).encode(), purpose, list(doc["urls"]))
+    assert set(g.urls) == set(doc["urls"])
+
+
+def test_the_resume_and_validation_fixtures_parse_to_their_values() -> None:
+    s = spec.parse(load_contract("job_spec.resume.json"))
+    assert s.resume is not None and s.resume.step == 300 and len(s.resume.files) == 4
+    assert {f.name for f in s.resume.files} == set(spec.CHECKPOINT_FILE_NAMES)
+    assert s.validation.split == 0.05 and s.validation.every_steps == 225 and s.checkpoint_every_seconds == 600
+    v = spec.parse(load_contract("job_spec.validation_dataset.json")).validation
+    assert v.dataset is not None and v.dataset.size_bytes == 812344 and v.max_examples == 180
+    old = spec.parse(load_contract("job_spec.example.json"))  # an older spec: the defaults
+    assert old.resume is None and old.validation.split is None and old.checkpoint_every_seconds == 600
+
+
+def test_a_checkpoint_fixture_lists_the_files_a_checkpoint_has() -> None:
+    files = [f["name"] for f in load_contract("callback.checkpoint.json")["data"]["files"]]
+    assert sorted(files) == sorted(spec.CHECKPOINT_FILE_NAMES)
+    req = load_contract("callback.urls.json")["data"]
+    assert req["purpose"] == "checkpoint" and [f["name"] for f in req["files"]] == files
+
+
 def test_required_fixtures_exist() -> None:
-    for name in REQUIRED_SPECS + ["job_spec.v1.schema.json", "callback.v1.schema.json", "signatures.json", "README.md"]:
+    for name in REQUIRED_SPECS + REQUIRED_URL_ANSWERS + [
+        "job_spec.v1.schema.json", "callback.v1.schema.json", "urls_response.v1.schema.json",
+        "signatures.json", "validation_split.json", "README.md", "job_spec.resume.json",
+    ]:
         assert (CONTRACTS / name).is_file(), name
     for type_, name in REQUIRED_CALLBACKS.items():
         assert load_contract(name)["type"] == type_

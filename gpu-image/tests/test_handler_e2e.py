@@ -40,9 +40,13 @@ def env() -> dict[str, str]:
     return e
 
 
-def types(srv: FakeServer) -> list[str]:
+def types(srv: FakeServer, everything: bool = False) -> list[str]:
+    """The callbacks' types (stage:<name> for stages), without the urls
+    requests and checkpoint notices unless ``everything``."""
     out = []
     for d in srv.docs():
+        if not everything and d["type"] in ("urls", "checkpoint"):
+            continue
         out.append(d["type"] + (":" + d["data"]["stage"] if d["type"] == "stage" else ""))
     return out
 
@@ -65,7 +69,7 @@ def assert_well_formed(srv: FakeServer, job_id: str = JOB, attempt: int = 1) -> 
         v.validate(c.doc)
 
 
-def run_sdk_job(spec: dict[str, Any], job_id: str = "rp-local-1") -> dict[str, Any]:
+def run_sdk_job(spec: dict[str, Any], job_id: str = "rp-local-1", keep_stop_pod: bool = False) -> dict[str, Any]:
     """Run the handler the way the RunPod SDK does (its own run_job)."""
     from runpod.serverless.modules import rp_job
 
@@ -74,6 +78,8 @@ def run_sdk_job(spec: dict[str, Any], job_id: str = "rp-local-1") -> dict[str, A
     out = dict(result.get("output") or {})
     if "error" in result:
         out["error"] = result["error"]
+    if keep_stop_pod:
+        out["stopPod"] = result.get("stopPod", False)  # what refresh_worker became
     return out
 
 
@@ -138,9 +144,14 @@ def test_cancelled_mid_way_by_the_callback_answer(tiny_model_dir: Path, toy_data
     assert last_step["step"] < last_step["total_steps"] == 40
 
 
-def test_runpod_cancellation_stops_the_training_thread(tiny_model_dir: Path, toy_dataset: bytes) -> None:
-    """The SDK cancels the handler's task (its stop channel): training stops and reports."""
+def test_runpod_cancellation_stops_the_training_thread(
+    tiny_model_dir: Path, toy_dataset: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK cancels the handler's task (its stop channel): training stops
+    before its next micro-batch, reports, and the worker asks to be replaced."""
     seen_progress = threading.Event()
+    replaced: list[bool] = []
+    monkeypatch.setattr(handler, "replace_worker", replaced.append)
 
     def answer(doc: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if doc["type"] == "progress":
@@ -164,6 +175,7 @@ def test_runpod_cancellation_stops_the_training_thread(tiny_model_dir: Path, toy
     failed = srv.docs("failed")
     assert failed and failed[0]["data"]["code"] == "cancelled" and "RunPod stop signal" in failed[0]["data"]["message"]
     assert srv.docs("progress")[-1]["data"]["step"] < 80
+    assert replaced == [False]  # stopped within the grace: replaced, not stuck
 
 
 def test_corrupted_dataset_through_the_local_worker_mode(tiny_model_dir: Path, toy_dataset: bytes, tmp_path: Path) -> None:

@@ -104,3 +104,34 @@ def test_artifact_headers_are_kept() -> None:
     s = spec.parse(load_contract("job_spec.bf16.json"))
     assert s.artifacts["adapter_model.safetensors"].headers == {"Content-Type": "application/octet-stream"}
     assert s.hyperparameters.knobs().batch_size == 2
+
+
+OPTIONAL_CASES = [
+    ("checkpoint interval 0", lambda d: d.update(checkpoint_every_seconds=0), "checkpoint_every_seconds must be more than 0, got 0"),
+    ("resume without step", lambda d: d.update(resume={"checkpoint_id": "c1"}), "resume.step is required"),
+    ("resume at step 0", lambda d: d.update(resume={"step": 0}), "resume.step must be at least 1, got 0"),
+    ("resume file with a path", lambda d: d.update(resume={"step": 3, "files": [{"name": "../x", "size_bytes": 1, "sha256": "0" * 64}]}), "resume.files[0].name must be a plain file name"),
+    ("resume url not GET", lambda d: d.update(resume={"step": 3, "urls": {"a.json": {"url": "https://x/y", "method": "PUT"}}}), "resume.urls.a.json.method must be one of GET"),
+    ("split over one half", lambda d: d.update(validation={"split": 0.6}), "validation.split must be between 0 and 0.5, got 0.6"),
+    ("eval every 0 steps", lambda d: d.update(validation={"every_steps": 0}), "validation.every_steps must be at least 1, got 0"),
+    ("validation dataset without sha", lambda d: d.update(validation={"dataset": {"url": "https://x/v", "size_bytes": 3, "format": "chat-jsonl"}}), "validation.dataset.sha256 is required"),
+]
+
+
+@pytest.mark.parametrize("name,mutate,want", OPTIONAL_CASES, ids=[c[0] for c in OPTIONAL_CASES])
+def test_broken_optional_sections_give_a_clear_error(name: str, mutate, want: str) -> None:
+    with pytest.raises(spec.SpecError) as ei:
+        spec.parse(broken(mutate))
+    assert want in ei.value.message, ei.value.message
+
+
+def test_the_optional_sections_parse() -> None:
+    d = example()
+    d["checkpoint_every_seconds"] = 0.5
+    d["resume"] = {"step": 12, "checkpoint_id": "ck:12", "urls": {"trainer_state.json": {"url": "https://s3.example/t", "method": "GET", "headers": {"x-amz-a": "b"}}}}
+    d["validation"] = {"split": 0, "seed": 3}
+    s = spec.parse(d)
+    assert s.checkpoint_every_seconds == 0.5
+    assert s.resume is not None and s.resume.step == 12 and s.resume.checkpoint_id == "ck:12" and s.resume.files == ()
+    assert s.resume.urls["trainer_state.json"].headers == {"x-amz-a": "b"}
+    assert s.validation.split == 0 and s.validation.seed == 3 and s.validation.max_examples == 200
