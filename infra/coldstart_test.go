@@ -80,14 +80,15 @@ func BenchmarkColdStart(b *testing.B) {
 }
 
 func fakeSecretsManager(tb testing.TB) string {
-	secret, _ := json.Marshal(awsapp.Secret{CursorKey: strings.Repeat("c", 64), CallbackSecret: strings.Repeat("s", 64), RunPodAPIKey: "rp"})
+	// Each secret holds one value; this one passes every check.
+	secret := strings.Repeat("s", 64)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		_ = json.NewEncoder(w).Encode(map[string]string{"ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-AbCdEf", "Name": "app", "SecretString": string(secret)})
+		_ = json.NewEncoder(w).Encode(map[string]string{"ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-AbCdEf", "Name": "app", "SecretString": secret})
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	tb.Cleanup(func() { _ = srv.Close() })
@@ -165,7 +166,10 @@ func coldStart(b *testing.B, bin, event, secretsURL string) startTimes {
 		// What template.yaml sets (each function reads its own).
 		"BRIGHTRUN_TABLE=brightrun", "BRIGHTRUN_BUCKET=brightrun-bucket",
 		"BRIGHTRUN_QUEUE_URL=" + unreachable + "/123456789012/jobs", "BRIGHTRUN_DEAD_LETTER_URL=" + unreachable + "/123456789012/jobs-dlq",
-		"BRIGHTRUN_PUBLIC_URL=https://api.example", "BRIGHTRUN_SECRETS_ARN=arn:aws:secretsmanager:us-east-1:123456789012:secret:app-AbCdEf",
+		"BRIGHTRUN_PUBLIC_URL=https://api.example",
+		awsapp.EnvRunPodKeyARN + "=arn:aws:secretsmanager:us-east-1:123456789012:secret:runpod-AbCdEf",
+		awsapp.EnvCallbackMasterARN + "=arn:aws:secretsmanager:us-east-1:123456789012:secret:callback-AbCdEf",
+		awsapp.EnvCursorKeyARN + "=arn:aws:secretsmanager:us-east-1:123456789012:secret:cursor-AbCdEf",
 		"RUNPOD_ENDPOINT_ID=endpoint1", "BRIGHTRUN_RUNPOD_URL=" + unreachable, "BRIGHTRUN_MAX_DISPATCH_ATTEMPTS=5",
 	}
 	var logs bytes.Buffer

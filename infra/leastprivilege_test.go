@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -73,6 +75,7 @@ type stack struct {
 	bucket  string
 	secrets map[string]string    // secret name or ARN -> ARN
 	second  map[string][2]string // a neighbour's second access key and secret, by logical id
+	lent    map[string]iamUser   // a neighbour lent another function's secrets, by "<neighbour> <function>"
 }
 
 func randomHex(n int) string {
@@ -186,21 +189,22 @@ func deployStack(t *testing.T) *stack {
 		s.users[id] = s.createUser(id, policies)
 	}
 	for _, id := range iamproof.Functions(s.tmpl) {
-		s.hosts[id] = s.startFunction(id, id)
+		s.hosts[id] = s.startFunction(id, id, s.users[id])
 		s.front.serve(id, s.hosts[id])
 	}
 	return s
 }
 
 // createSecrets creates the template's secrets with the values
-// CloudFormation would generate; values the operator sets after
-// deploying (the empty ones: runpod_api_key) are set to the emulator's.
+// CloudFormation would generate. The one it creates empty is the RunPod
+// API key's, which the operator puts in after deploying (docs/deploy.md,
+// step 7): the proof does the same with the emulator's key.
 func (s *stack) createSecrets(ctx context.Context, runpodKey string) {
 	t := s.t
 	sm := secretsmanager.NewFromConfig(s.moto.Config)
 	values := map[string]string{}
 	resources := s.tmpl["Resources"].(map[string]any)
-	var pending []string
+	var pending, empty []string
 	for id, r := range resources {
 		if iamproof.Dig(r, "Type") == "AWS::SecretsManager::Secret" {
 			pending = append(pending, id)
@@ -222,19 +226,27 @@ func (s *stack) createSecrets(ctx context.Context, runpodKey string) {
 		}
 		var later []string
 		for _, id := range pending {
-			gen := iamproof.Dig(resources[id], "Properties", "GenerateSecretString")
+			props := iamproof.Dig(resources[id], "Properties")
+			gen := iamproof.Dig(props, "GenerateSecretString")
 			length := 32
 			if n, ok := iamproof.Dig(gen, "PasswordLength").(float64); ok {
 				length = int(n)
 			}
-			var value string
+			var value *string
 			switch {
+			case gen == nil && iamproof.Dig(props, "SecretString") == nil:
+				empty = append(empty, id) // created without a value
 			case gen == nil:
-				v, err := s.scope.Resolve(iamproof.Dig(resources[id], "Properties", "SecretString"))
+				v, err := s.scope.Resolve(iamproof.Dig(props, "SecretString"))
 				if err != nil {
 					t.Fatalf("%s: %v", id, err)
 				}
-				value, _ = v.(string)
+				str, ok := dynamicRef(fmt.Sprint(v))
+				if !ok {
+					later = append(later, id)
+					continue
+				}
+				value = &str
 			case iamproof.Dig(gen, "SecretStringTemplate") != nil:
 				v, err := s.scope.Resolve(iamproof.Dig(gen, "SecretStringTemplate"))
 				if err != nil {
@@ -249,26 +261,30 @@ func (s *stack) createSecrets(ctx context.Context, runpodKey string) {
 				if err := json.Unmarshal([]byte(str), &doc); err != nil {
 					t.Fatalf("%s's SecretStringTemplate is not a JSON object: %v", id, err)
 				}
-				for k, v := range doc {
-					if v == "" {
-						doc[k] = runpodKey // set by the operator after deploying
-					}
-				}
 				doc[iamproof.Dig(gen, "GenerateStringKey").(string)] = randomHex(length)[:length]
 				b, _ := json.Marshal(doc)
-				value = string(b)
+				value = aws.String(string(b))
 			default:
-				value = randomHex(length)[:length]
+				value = aws.String(randomHex(length)[:length])
 			}
-			out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("brightrun-proof-" + id + "-" + randomHex(3)), SecretString: aws.String(value)})
+			out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("brightrun-proof-" + id + "-" + randomHex(3)), SecretString: value})
 			if err != nil {
 				t.Fatalf("create secret %s: %v", id, err)
 			}
-			values[id] = value
+			if value != nil {
+				values[id] = *value
+			}
 			s.scope.Refs[id] = *out.ARN
 			s.secrets[*out.ARN], s.secrets[*out.Name] = *out.ARN, *out.ARN
 		}
 		pending = later
+	}
+	if len(empty) != 1 {
+		t.Fatalf("the template creates %d secrets without a value (%v); the proof knows one, the RunPod API key's, which the operator sets", len(empty), empty)
+	}
+	// The operator's step after deploying.
+	if _, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(s.scope.Refs[empty[0]]), SecretString: aws.String(runpodKey)}); err != nil {
+		t.Fatalf("put the RunPod API key in %s: %v", empty[0], err)
 	}
 }
 
@@ -351,27 +367,66 @@ func (s *stack) accessKey(u iamUser) (string, string) {
 }
 
 // startFunction runs the bootstrap of code (a logical id) with the
-// environment template.yaml gives it and the credentials of the user of
-// as (its own logical id, or a neighbour's with a key of its own).
-func (s *stack) startFunction(code, as string) *lambdaHost {
+// environment template.yaml gives it and the first access key of u.
+func (s *stack) startFunction(code, label string, u iamUser) *lambdaHost {
+	return s.startWithKey(code, label, u.AccessKey, u.Secret)
+}
+
+// startNeighbour runs the bootstrap of code with the credentials of the
+// neighbour as: a second key of its user, so that its calls here are told
+// from its own function's; or, with lend, the key of a user holding the
+// neighbour's policies and, lent besides, read access to the secrets code
+// reads, so that code starts and its calls after start-up meet the
+// neighbour's policies. It returns the host and the access key.
+func (s *stack) startNeighbour(code, as string, lend bool) (*lambdaHost, string) {
+	if lend {
+		u := s.lentUser(code, as)
+		return s.startWithKey(code, code+"-as-"+as+"-lent", u.AccessKey, u.Secret), u.AccessKey
+	}
+	if s.second == nil {
+		s.second = map[string][2]string{}
+	}
+	if _, ok := s.second[as]; !ok {
+		k, sec := s.accessKey(s.users[as])
+		s.second[as] = [2]string{k, sec}
+	}
+	key := s.second[as]
+	return s.startWithKey(code, code+"-as-"+as, key[0], key[1]), key[0]
+}
+
+// lentUser is the IAM user with the policies of as plus one that lends it
+// code's secrets: every secretsmanager:GetSecretValue grant of code's
+// policies, and nothing else.
+func (s *stack) lentUser(code, as string) iamUser {
+	if u, ok := s.lent[as+" "+code]; ok {
+		return u
+	}
+	lent := iamproof.Policy{Version: "2012-10-17"}
+	for _, p := range s.users[code].Policies {
+		for _, st := range p.Policy.Statement {
+			if st.Effect == "Allow" && slices.Contains(st.Action, "secretsmanager:GetSecretValue") {
+				lent.Statement = append(lent.Statement, iamproof.Statement{Sid: st.Sid, Effect: "Allow",
+					Action: iamproof.Strings{"secretsmanager:GetSecretValue"}, Resource: st.Resource})
+			}
+		}
+	}
+	policies := slices.Clone(s.users[as].Policies)
+	if len(lent.Statement) > 0 {
+		policies = append(policies, iamproof.NamedPolicy{Name: "LentSecretsOf" + code, Policy: lent})
+	}
+	u := s.createUser(strings.TrimSuffix(as, "Function")+"-lent-"+strings.TrimSuffix(code, "Function"), policies)
+	if s.lent == nil {
+		s.lent = map[string]iamUser{}
+	}
+	s.lent[as+" "+code] = u
+	return u
+}
+
+func (s *stack) startWithKey(code, label, key, secret string) *lambdaHost {
 	t := s.t
 	env, err := iamproof.Environment(s.tmpl, code, s.scope)
 	if err != nil {
 		t.Fatal(err)
-	}
-	u := s.users[as]
-	key, secret := u.AccessKey, u.Secret
-	if code != as {
-		// A second key of the neighbour's user, so that its calls here are
-		// told from its own function's.
-		if s.second == nil {
-			s.second = map[string][2]string{}
-		}
-		if _, ok := s.second[as]; !ok {
-			k, sec := s.accessKey(u)
-			s.second[as] = [2]string{k, sec}
-		}
-		key, secret = s.second[as][0], s.second[as][1]
 	}
 	list := []string{
 		"AWS_REGION=" + awstest.Region, "AWS_DEFAULT_REGION=" + awstest.Region,
@@ -384,10 +439,6 @@ func (s *stack) startFunction(code, as string) *lambdaHost {
 		list = append(list, k+"="+v)
 	}
 	folder := strings.ToLower(strings.TrimSuffix(code, "Function"))
-	label := code
-	if code != as {
-		label = code + "-as-" + as
-	}
 	return startLambda(t, label, filepath.Join(s.bins, folder), list)
 }
 
@@ -690,10 +741,28 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 		t.Errorf("reconcile = %v %s", err, res.err)
 	}
 
+	// A cursor one instance hands out is honoured by another: uploads and
+	// jobs sign their cursors with the cursor key they share.
+	for _, c := range []struct{ fn, list string }{{"UploadsFunction", "/v1/datasets"}, {"JobsFunction", "/v1/jobs"}} {
+		var page struct {
+			NextCursor string `json:"next_cursor"`
+		}
+		s.expect(200, "GET", c.list+"?limit=1", alice, "", &page)
+		if page.NextCursor == "" {
+			t.Errorf("GET %s?limit=1 gave no next_cursor; the proof stored two", c.list)
+			continue
+		}
+		other := s.startFunction(c.fn, c.fn+"-2", s.users[c.fn])
+		if r, err := other.callAPI("GET", c.list+"?limit=1&cursor="+page.NextCursor, nil, nil, alice); err != nil || r.Status != 200 {
+			t.Errorf("GET %s with the cursor of another instance of %s = %d %s %v, want 200", c.list, c.fn, r.Status, r.Body, err)
+		}
+	}
+
 	s.expect(204, "DELETE", "/v1/datasets/"+lost.Dataset.ID, alice, "", nil)
 
 	s.probes(ctx, job.ID)
 	s.neighbours(ds.Dataset.ID, job.ID, jobBody)
+	t.Run("who reads which secret", s.secretReaders)
 
 	// Every function's own calls passed under its own policy, and every
 	// grant of its policy was used by one of them.
@@ -856,9 +925,35 @@ func (s *stack) anyAdapterKey(ctx context.Context) string {
 // neighbours runs functions' code with a neighbouring function's
 // credentials: the calls that neighbour must not make are denied.
 func (s *stack) neighbours(datasetID, jobID, jobBody string) {
+	postJob := func(h *lambdaHost) (int, error) {
+		r, err := h.callAPI("POST", "/v1/jobs", nil, []byte(jobBody), "alice")
+		return r.Status, err
+	}
+	// start makes the code's first event: a code that cannot read its
+	// secrets has exited by then.
+	start := func(h *lambdaHost) (int, error) {
+		r, err := h.callAPI("GET", "/healthz", nil, nil, "")
+		return r.Status, err
+	}
+	event := func(ev any) func(h *lambdaHost) (int, error) {
+		return func(h *lambdaHost) (int, error) {
+			res, err := h.invoke(ev)
+			if err == nil && res.err == "" {
+				return 200, nil
+			}
+			return 500, err
+		}
+	}
+	scheduled := event(map[string]any{"detail-type": "Scheduled Event", "source": "aws.events", "detail": map[string]any{}})
+	batch := event(events.SQSEvent{}) // an empty batch of the jobs queue
+	secret := func(id string) string { return s.scope.Refs[id] }
 	for _, c := range []struct {
 		name     string
 		code, as string
+		// lend lends the neighbour the code's secrets, so that the code
+		// starts and the row tests the call after start-up it names (what
+		// each function may read of the secrets has rows of its own).
+		lend bool
 		// answered says the code may still answer 2xx: it stores the job
 		// and leaves its enqueueing to reconciliation.
 		answered bool
@@ -866,22 +961,14 @@ func (s *stack) neighbours(datasetID, jobID, jobBody string) {
 		resource string // a substring of its resource
 		run      func(h *lambdaHost) (int, error)
 	}{
-		{"estimate cannot write jobs", "JobsFunction", "EstimateFunction", false, "dynamodb:PutItem", ":table/",
-			func(h *lambdaHost) (int, error) {
-				r, err := h.callAPI("POST", "/v1/jobs", nil, []byte(jobBody), "alice")
-				return r.Status, err
-			}},
-		{"uploads cannot enqueue jobs", "JobsFunction", "UploadsFunction", true, "sqs:SendMessage", s.scope.Attrs["JobsQueue"]["QueueName"],
-			func(h *lambdaHost) (int, error) {
-				r, err := h.callAPI("POST", "/v1/jobs", nil, []byte(jobBody), "alice")
-				return r.Status, err
-			}},
-		{"estimate cannot delete datasets", "UploadsFunction", "EstimateFunction", false, "dynamodb:Query", "/index/by_status",
+		{"estimate cannot write jobs", "JobsFunction", "EstimateFunction", true, false, "dynamodb:PutItem", ":table/", postJob},
+		{"uploads cannot enqueue jobs", "JobsFunction", "UploadsFunction", true, true, "sqs:SendMessage", s.scope.Attrs["JobsQueue"]["QueueName"], postJob},
+		{"estimate cannot delete datasets", "UploadsFunction", "EstimateFunction", true, false, "dynamodb:Query", "/index/by_status",
 			func(h *lambdaHost) (int, error) {
 				r, err := h.callAPI("DELETE", "/v1/datasets/"+datasetID, nil, nil, "alice")
 				return r.Status, err
 			}},
-		{"jobs cannot hand out upload URLs", "UploadsFunction", "JobsFunction", false, "s3:PutObject", "/datasets/",
+		{"jobs cannot hand out upload URLs", "UploadsFunction", "JobsFunction", false, false, "s3:PutObject", "/datasets/",
 			func(h *lambdaHost) (int, error) {
 				r, err := h.callAPI("POST", "/v1/datasets", nil, []byte(`{"name":"x","size_bytes":3}`), "alice")
 				if err != nil || r.Status != 201 {
@@ -894,7 +981,7 @@ func (s *stack) neighbours(datasetID, jobID, jobBody string) {
 				status, _, err := send(c.Upload.Request, []byte("abc"))
 				return status, err
 			}},
-		{"validate cannot read adapters", "JobsFunction", "ValidateFunction", false, "s3:GetObject", "/adapters/",
+		{"validate cannot read adapters", "JobsFunction", "ValidateFunction", true, false, "s3:GetObject", "/adapters/",
 			func(h *lambdaHost) (int, error) {
 				r, err := h.callAPI("GET", "/v1/jobs/"+jobID+"/artifacts", nil, nil, "alice")
 				if err != nil || r.Status != 200 {
@@ -909,17 +996,21 @@ func (s *stack) neighbours(datasetID, jobID, jobBody string) {
 				status, _, err := send(arts.Artifacts[0].Download, nil)
 				return status, err
 			}},
-		{"webhook cannot scan jobs for reconciliation", "ReconcileFunction", "WebhookFunction", false, "dynamodb:Query", "/index/active_by_created",
-			func(h *lambdaHost) (int, error) {
-				res, err := h.invoke(map[string]any{"detail-type": "Scheduled Event", "source": "aws.events", "detail": map[string]any{}})
-				if err == nil && res.err == "" {
-					return 200, nil
-				}
-				return 500, err
-			}},
+		{"webhook cannot scan jobs for reconciliation", "ReconcileFunction", "WebhookFunction", false, false, "dynamodb:Query", "/index/active_by_created", scheduled},
+
+		// The secret split: the code cannot even start.
+		{"validate cannot read the RunPod API key", "ReconcileFunction", "ValidateFunction", false, false, "secretsmanager:GetSecretValue", secret("RunPodApiKeySecret"), scheduled},
+		{"estimate cannot read the RunPod API key", "DispatchFunction", "EstimateFunction", false, false, "secretsmanager:GetSecretValue", secret("RunPodApiKeySecret"), batch},
+		{"uploads cannot read the RunPod API key", "JobsFunction", "UploadsFunction", false, false, "secretsmanager:GetSecretValue", secret("RunPodApiKeySecret"), start},
+		{"estimate cannot read the callback master", "WebhookFunction", "EstimateFunction", false, false, "secretsmanager:GetSecretValue", secret("CallbackMasterSecret"), start},
+		{"jobs cannot read the callback master", "WebhookFunction", "JobsFunction", false, false, "secretsmanager:GetSecretValue", secret("CallbackMasterSecret"), start},
+		{"reconcile cannot read the callback master", "DispatchFunction", "ReconcileFunction", false, false, "secretsmanager:GetSecretValue", secret("CallbackMasterSecret"), batch},
+		{"webhook cannot read the cursor key", "UploadsFunction", "WebhookFunction", false, false, "secretsmanager:GetSecretValue", secret("CursorKeySecret"), start},
+		{"dispatch cannot read the cursor key", "JobsFunction", "DispatchFunction", false, false, "secretsmanager:GetSecretValue", secret("CursorKeySecret"), start},
+		{"validate cannot read the cursor key", "UploadsFunction", "ValidateFunction", false, false, "secretsmanager:GetSecretValue", secret("CursorKeySecret"), start},
 	} {
 		t := s.t
-		h := s.startFunction(c.code, c.as)
+		h, key := s.startNeighbour(c.code, c.as, c.lend)
 		// An error (the function could not start: a secret it may not
 		// read) is a failure too; the denial must be among the gateway's.
 		status, err := c.run(h)
@@ -932,7 +1023,7 @@ func (s *stack) neighbours(datasetID, jobID, jobBody string) {
 		var found bool
 		var all []iamproof.Entry
 		for _, e := range s.gw.Log() {
-			if e.AccessKey != s.second[c.as][0] {
+			if e.AccessKey != key {
 				continue // the neighbour's own function uses its first key
 			}
 			all = append(all, e)
@@ -943,6 +1034,45 @@ func (s *stack) neighbours(datasetID, jobID, jobBody string) {
 		if !found {
 			t.Errorf("neighbour %q: %s's policy did not deny %s on *%s* to %s's code; the gateway saw:\n%s", c.name, c.as, c.action, c.resource, c.code, iamproof.Summary(all))
 		}
-		s.gw.Forget(s.second[c.as][0])
+		s.gw.Forget(key)
+	}
+}
+
+// whoReadsWhich is the secret split: the functions whose policies may read
+// each secret of the template, and no others.
+var whoReadsWhich = map[string][]string{
+	// Submits, checks and cancels runs; webhook confirms RunPod's
+	// completion webhook with /status; jobs cancels.
+	"RunPodApiKeySecret": {"DispatchFunction", "JobsFunction", "ReconcileFunction", "WebhookFunction"},
+	// dispatch derives each job's callback secret and webhook token;
+	// webhook checks them.
+	"CallbackMasterSecret": {"DispatchFunction", "WebhookFunction"},
+	// The functions that hand list cursors to clients.
+	"CursorKeySecret": {"JobsFunction", "UploadsFunction"},
+}
+
+// secretReaders checks every function's policies, as IAM stored them,
+// against whoReadsWhich.
+func (s *stack) secretReaders(t *testing.T) {
+	var declared []string
+	for id, r := range s.tmpl["Resources"].(map[string]any) {
+		if iamproof.Dig(r, "Type") == "AWS::SecretsManager::Secret" {
+			declared = append(declared, id)
+		}
+	}
+	if want := slices.Sorted(maps.Keys(whoReadsWhich)); !slices.Equal(slices.Sorted(slices.Values(declared)), want) {
+		t.Errorf("the template's secrets = %v, want %v", slices.Sorted(slices.Values(declared)), want)
+	}
+	for secret, readers := range whoReadsWhich {
+		arn := s.scope.Refs[secret]
+		for _, fn := range iamproof.Functions(s.tmpl) {
+			d, err := iamproof.Evaluate(s.users[fn].Policies, iamproof.Request{Action: "secretsmanager:GetSecretValue", Resource: arn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := slices.Contains(readers, fn); d.Allowed != want {
+				t.Errorf("%s may read %s: %v, want %v", fn, secret, d.Allowed, want)
+			}
+		}
 	}
 }

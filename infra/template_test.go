@@ -219,7 +219,8 @@ func functionFolders(t testing.TB) []string {
 }
 
 var partNames = map[string]awsapp.Part{
-	"Store": awsapp.Store, "Blobs": awsapp.Blobs, "Queue": awsapp.Queue, "GPU": awsapp.GPU, "Secrets": awsapp.Secrets, "Public": awsapp.Public,
+	"Store": awsapp.Store, "Cursors": awsapp.Cursors, "Blobs": awsapp.Blobs, "Queue": awsapp.Queue, "GPU": awsapp.GPU,
+	"Callbacks": awsapp.Callbacks, "Public": awsapp.Public,
 }
 
 // mainGo is what a function's main.go asks for: the awsapp parts it loads
@@ -349,14 +350,12 @@ func isolateAWS(t *testing.T) {
 // and every variable it reads is recorded.
 func loadedVariables(t *testing.T, parts awsapp.Part) (required, read []string) {
 	t.Helper()
-	secret, _ := json.Marshal(awsapp.Secret{
-		CursorKey: strings.Repeat("c", 64), CallbackSecret: strings.Repeat("s", 64), RunPodAPIKey: "rp-key",
-	})
-	sm := newFakeAWS(t, func(op string, _ map[string]any) any {
+	// Every secret holds one value; this one passes every check.
+	sm := newFakeAWS(t, func(op string, body map[string]any) any {
 		if op != "GetSecretValue" {
 			return nil
 		}
-		return map[string]any{"ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-AbCdEf", "Name": "app", "SecretString": string(secret)}
+		return map[string]any{"ARN": body["SecretId"], "Name": "app", "SecretString": strings.Repeat("s", 64)}
 	})
 	isolateAWS(t)
 	t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", sm.URL)
@@ -583,8 +582,10 @@ func TestCallbackRoutesHaveTheirOwnThrottle(t *testing.T) {
 
 // envValues are the values each variable may take in the template.
 var envValues = map[string]func(m *tmpl, t *testing.T, fn, v string) bool{
-	"BRIGHTRUN_TABLE":       func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref Table" },
-	"BRIGHTRUN_SECRETS_ARN": func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref AppSecret" },
+	"BRIGHTRUN_TABLE":               func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref Table" },
+	"BRIGHTRUN_RUNPOD_API_KEY_ARN":  func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref RunPodApiKeySecret" },
+	"BRIGHTRUN_CALLBACK_MASTER_ARN": func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref CallbackMasterSecret" },
+	"BRIGHTRUN_CURSOR_KEY_ARN":      func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref CursorKeySecret" },
 	"BRIGHTRUN_BUCKET": func(m *tmpl, t *testing.T, _, v string) bool {
 		return v == "!Ref DatasetBucket" || v == m.bucketName(t)
 	},
@@ -882,45 +883,123 @@ func TestSecretsAreGeneratedNotParameters(t *testing.T) {
 	m := load(t)
 	for name, p := range m.cf.Parameters {
 		if aws.ToBool(p.NoEcho) {
-			t.Errorf("parameter %s is NoEcho: secrets belong in the Secrets Manager secret", name)
+			t.Errorf("parameter %s is NoEcho: secrets belong in Secrets Manager", name)
 		}
 		if low := strings.ToLower(name); strings.Contains(low, "secret") || strings.Contains(low, "apikey") || strings.Contains(low, "password") {
-			t.Errorf("parameter %s looks like a secret: secrets belong in the Secrets Manager secret", name)
+			t.Errorf("parameter %s looks like a secret: secrets belong in Secrets Manager", name)
 		}
 	}
-	gen := dig(m.resource(t, "AppSecret"), "Properties", "GenerateSecretString")
-	tmplStr, _ := dig(gen, "SecretStringTemplate").(string)
-	var doc map[string]string
-	if err := json.Unmarshal([]byte(strings.TrimPrefix(tmplStr, "!Sub ")), &doc); err != nil {
-		t.Fatalf("AppSecret's SecretStringTemplate %q is not a JSON object: %v", tmplStr, err)
+	// One value a secret, as awsapp reads them: generated at creation, or
+	// (the RunPod API key) created empty for the operator to fill, so
+	// that the key never passes through CloudFormation.
+	tests := []struct {
+		secret  string
+		minLen  int // of the generated value; 0: created empty
+		env     string
+		outputs string
+	}{
+		{"RunPodApiKeySecret", 0, awsapp.EnvRunPodKeyARN, "RunPodApiKeySecretArn"},
+		{"CallbackMasterSecret", awsapp.MinCallbackMasterLen, awsapp.EnvCallbackMasterARN, "CallbackMasterSecretArn"},
+		{"CursorKeySecret", dynamo.MinCursorKeyLen, awsapp.EnvCursorKeyARN, "CursorKeySecretArn"},
 	}
-	generated, _ := dig(gen, "GenerateStringKey").(string)
-	doc[generated] = "(generated)"
-	var want []string
-	st := reflect.TypeFor[awsapp.Secret]()
-	for i := range st.NumField() {
-		want = append(want, strings.Split(st.Field(i).Tag.Get("json"), ",")[0])
+	declared := map[string]bool{}
+	for name, r := range m.raw["Resources"].(map[string]any) {
+		if dig(r, "Type") == "AWS::SecretsManager::Secret" {
+			declared[name] = true
+		}
 	}
-	if got := slices.Sorted(mapKeys(doc)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
-		t.Errorf("AppSecret's keys = %v, want awsapp.Secret's %v", got, want)
+	for _, tt := range tests {
+		t.Run(tt.secret, func(t *testing.T) {
+			if !declared[tt.secret] {
+				t.Fatalf("no secret %s", tt.secret)
+			}
+			delete(declared, tt.secret)
+			props := dig(m.resource(t, tt.secret), "Properties")
+			if v := dig(props, "SecretString"); v != nil {
+				t.Errorf("%s has a SecretString: its value would pass through CloudFormation", tt.secret)
+			}
+			gen := dig(props, "GenerateSecretString")
+			switch {
+			case tt.minLen == 0 && gen != nil:
+				t.Errorf("%s is generated; the operator sets it after deploying, so it must be created empty", tt.secret)
+			case tt.minLen > 0 && gen == nil:
+				t.Errorf("%s is not generated", tt.secret)
+			case tt.minLen > 0:
+				if dig(gen, "SecretStringTemplate") != nil || dig(gen, "GenerateStringKey") != nil {
+					t.Errorf("%s generates a JSON document; awsapp reads the bare value", tt.secret)
+				}
+				if n, _ := dig(gen, "PasswordLength").(float64); int(n) < tt.minLen {
+					t.Errorf("%s is %v characters; awsapp wants at least %d", tt.secret, n, tt.minLen)
+				}
+			}
+			if v := dig(m.raw, "Outputs", tt.outputs, "Value"); v != "!Ref "+tt.secret {
+				t.Errorf("output %s = %v, want !Ref %s", tt.outputs, v, tt.secret)
+			}
+		})
 	}
-	if generated != "callback_secret" || doc["runpod_api_key"] != "" {
-		t.Errorf("AppSecret: callback_secret must be generated and runpod_api_key left empty for the operator, got %v", doc)
+	for name := range declared {
+		t.Errorf("secret %s is none of the ones awsapp reads", name)
 	}
-	if !strings.HasPrefix(doc["cursor_key"], "{{resolve:secretsmanager:${CursorKeySeed}") {
-		t.Errorf("AppSecret: cursor_key = %q, want the generated CursorKeySeed", doc["cursor_key"])
-	}
-	if n, _ := dig(gen, "PasswordLength").(float64); n < 32 {
-		t.Errorf("callback_secret is %v characters; awsapp wants at least 32", n)
-	}
-	if n, _ := dig(m.resource(t, "CursorKeySeed"), "Properties", "GenerateSecretString", "PasswordLength").(float64); int(n) < dynamo.MinCursorKeyLen {
-		t.Errorf("cursor_key is %v characters; dynamo wants at least %d", n, dynamo.MinCursorKeyLen)
-	}
-	for _, out := range []string{"ApiUrl", "DatasetBucketName", "TableName", "SecretArn", "JobsQueueUrl"} {
+	for _, out := range []string{"ApiUrl", "DatasetBucketName", "TableName", "JobsQueueUrl"} {
 		if _, ok := m.cf.Outputs[out]; !ok {
 			t.Errorf("no output %s", out)
 		}
 	}
+}
+
+// A function whose routes hand list cursors to clients signs them with the
+// cursor key every instance shares (the Cursors part, and so the secret);
+// the others need neither: their cursors never leave the process.
+func TestOnlyFunctionsThatHandOutCursorsReadTheCursorKey(t *testing.T) {
+	var doc struct {
+		Paths      map[string]map[string]json.RawMessage
+		Components struct{ Parameters map[string]openAPIParameter }
+	}
+	if err := json.Unmarshal(httpapi.OpenAPIDocument, &doc); err != nil {
+		t.Fatal(err)
+	}
+	hasCursor := func(method, path string) bool {
+		var op struct{ Parameters []openAPIParameter }
+		_ = json.Unmarshal(doc.Paths[path][strings.ToLower(method)], &op)
+		var shared []openAPIParameter
+		_ = json.Unmarshal(doc.Paths[path]["parameters"], &shared)
+		for _, p := range append(op.Parameters, shared...) {
+			if ref, ok := strings.CutPrefix(p.Ref, "#/components/parameters/"); ok {
+				p = doc.Components.Parameters[ref]
+			}
+			if p.In == "query" && p.Name == "cursor" {
+				return true
+			}
+		}
+		return false
+	}
+	lists := map[string][]string{}
+	for _, rt := range (&httpapi.Server{}).Routes() {
+		if _, ok := doc.Paths[rt.Path]; !ok {
+			t.Fatalf("route %s %s is not in the OpenAPI document", rt.Method, rt.Path)
+		}
+		if hasCursor(rt.Method, rt.Path) {
+			lists[rt.Function] = append(lists[rt.Function], rt.Method+" "+rt.Path)
+		}
+	}
+	if len(lists) == 0 {
+		t.Fatal("no route of the OpenAPI document takes a cursor")
+	}
+	for _, fn := range functionFolders(t) {
+		parts := readMain(t, fn).parts
+		switch got := parts&awsapp.Cursors != 0; {
+		case len(lists[fn]) > 0 && !got:
+			t.Errorf("functions/%s hands out cursors (%s) but does not load awsapp.Cursors: each instance would sign them with a key of its own", fn, strings.Join(lists[fn], ", "))
+		case len(lists[fn]) == 0 && got:
+			t.Errorf("functions/%s loads awsapp.Cursors but hands out no cursor: it needs no cursor key secret", fn)
+		}
+	}
+}
+
+type openAPIParameter struct {
+	Ref  string `json:"$ref"`
+	Name string
+	In   string
 }
 
 // references returns the resources a value refers to: !Ref, !GetAtt and

@@ -1,23 +1,27 @@
 // Package awsapp wires the AWS adapters from environment variables, for the
 // Lambda functions and for the local stack's BRIGHTRUN_BACKEND=aws. The
 // variable names are the ones template.yaml sets; a missing one is a clear
-// start-up error naming it.
+// start-up error naming it. Each secret holds one value and is read only
+// by the functions whose parts need it, so that a function's role can be
+// kept from the others (template.yaml; infra/leastprivilege_test.go).
 package awsapp
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/chat"
@@ -39,9 +43,13 @@ const (
 	EnvQueueURL   = "BRIGHTRUN_QUEUE_URL"
 	EnvDLQURL     = "BRIGHTRUN_DEAD_LETTER_URL"
 	EnvPublicURL  = "BRIGHTRUN_PUBLIC_URL"
-	EnvSecretsARN = "BRIGHTRUN_SECRETS_ARN"
 	EnvRunPodURL  = "BRIGHTRUN_RUNPOD_URL"
 	EnvEndpointID = "RUNPOD_ENDPOINT_ID"
+	// The secrets, one value each, named by ARN: a function's role may
+	// read only the ones its parts need.
+	EnvRunPodKeyARN      = "BRIGHTRUN_RUNPOD_API_KEY_ARN"  // GPU
+	EnvCallbackMasterARN = "BRIGHTRUN_CALLBACK_MASTER_ARN" // Callbacks
+	EnvCursorKeyARN      = "BRIGHTRUN_CURSOR_KEY_ARN"      // Cursors
 )
 
 // Part is one piece a function needs.
@@ -49,24 +57,28 @@ type Part uint
 
 // The parts.
 const (
-	Store   Part = 1 << iota // DynamoDB (needs the cursor key secret)
-	Blobs                    // S3
-	Queue                    // SQS
-	GPU                      // RunPod (needs the API key secret)
-	Secrets                  // the callback master secret
-	Public                   // the API's public base URL (the dispatcher writes it into job specs)
+	// Store is DynamoDB. Its list cursors are signed with a key made at
+	// random for this process, unless Cursors is asked for too: a
+	// function that pages through a list only within one call (reconcile)
+	// or lists nothing needs no shared key, and so no secret.
+	Store Part = 1 << iota
+	// Cursors: the store's list cursors go out to clients and come back
+	// to any instance, so they are signed with the cursor key secret that
+	// every instance shares (BRIGHTRUN_CURSOR_KEY_ARN). Needs Store.
+	Cursors
+	Blobs // S3
+	Queue // SQS
+	// GPU is RunPod's job API, with the RunPod API key secret
+	// (BRIGHTRUN_RUNPOD_API_KEY_ARN).
+	GPU
+	// Callbacks is the callback master secret (BRIGHTRUN_CALLBACK_MASTER_ARN):
+	// worker callback signatures and RunPod webhook tokens derive from it.
+	Callbacks
+	Public // the API's public base URL (the dispatcher writes it into job specs)
 )
 
-// Secret is the JSON document held in Secrets Manager at BRIGHTRUN_SECRETS_ARN.
-type Secret struct {
-	// CursorKey signs list cursors (at least 32 bytes).
-	CursorKey string `json:"cursor_key"`
-	// CallbackSecret is the master secret of worker callback signatures
-	// and RunPod webhook tokens.
-	CallbackSecret string `json:"callback_secret"`
-	// RunPodAPIKey authenticates RunPod's job API.
-	RunPodAPIKey string `json:"runpod_api_key"`
-}
+// MinCallbackMasterLen is the shortest callback master secret Load accepts.
+const MinCallbackMasterLen = 32
 
 // App is what a function was wired with; the parts it did not ask for are nil.
 type App struct {
@@ -76,7 +88,7 @@ type App struct {
 	Queue          *sqsqueue.Queue
 	GPU            *runpod.Client
 	Catalog        *catalog.Catalog
-	CallbackSecret []byte
+	CallbackSecret []byte // nil without Callbacks
 	PublicURL      string
 	// Clients, for tests and set-up.
 	DynamoDB *dynamodb.Client
@@ -84,10 +96,48 @@ type App struct {
 	SQS      *sqs.Client
 }
 
+// secret is one value held in Secrets Manager and the part that reads it.
+type secret struct {
+	part  Part
+	env   string
+	what  string
+	check func(v string) error
+}
+
+// secrets are the values Load reads, each from a secret of its own.
+var secrets = []secret{
+	{Cursors, EnvCursorKeyARN, "cursor key", func(v string) error {
+		if len(v) < dynamo.MinCursorKeyLen {
+			return fmt.Errorf("must be at least %d characters", dynamo.MinCursorKeyLen)
+		}
+		return nil
+	}},
+	{GPU, EnvRunPodKeyARN, "RunPod API key", func(v string) error {
+		switch {
+		case v == "":
+			return errors.New("is empty: put the RunPod API key in it (docs/deploy.md, step 7)")
+		case strings.HasPrefix(v, "{"):
+			return errors.New("holds a JSON document: it must hold the RunPod API key itself (docs/deploy.md, step 7)")
+		}
+		return nil
+	}},
+	{Callbacks, EnvCallbackMasterARN, "callback master", func(v string) error {
+		if len(v) < MinCallbackMasterLen {
+			return fmt.Errorf("must be at least %d characters", MinCallbackMasterLen)
+		}
+		return nil
+	}},
+}
+
 // Load builds the parts from the environment read by getenv. AWS endpoints
 // and credentials come from the SDK's standard sources (AWS_ENDPOINT_URL_*
-// and the like), so the same code talks to AWS or to an emulator.
+// and the like), so the same code talks to AWS or to an emulator. It reads
+// only the secrets of the parts asked for, and names every missing
+// variable, and every secret it cannot use, at once.
 func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, error) {
+	if parts&Cursors != 0 && parts&Store == 0 {
+		return nil, errors.New("awsapp: the Cursors part needs the Store part")
+	}
 	missing := map[string]bool{}
 	need := func(name string) string {
 		v := getenv(name)
@@ -96,7 +146,7 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 		}
 		return v
 	}
-	var table, bucket, queueURL, publicURL, secretsARN, endpoint string
+	var table, bucket, queueURL, publicURL, endpoint string
 	if parts&Store != 0 {
 		table = need(EnvTable)
 	}
@@ -112,8 +162,11 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	if parts&Public != 0 {
 		publicURL = need(EnvPublicURL)
 	}
-	if parts&(Store|GPU|Secrets) != 0 {
-		secretsARN = need(EnvSecretsARN)
+	arns := map[Part]string{}
+	for _, s := range secrets {
+		if parts&s.part != 0 {
+			arns[s.part] = need(s.env)
+		}
 	}
 	if len(missing) > 0 {
 		names := make([]string, 0, len(missing))
@@ -131,16 +184,27 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	if app.Catalog, err = catalog.FromEnv(getenv); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
-	var secret Secret
-	if secretsARN != "" {
-		if secret, err = loadSecret(ctx, secretsmanager.NewFromConfig(cfg), secretsARN, parts); err != nil {
+	values := map[Part]string{}
+	if len(arns) > 0 {
+		if values, err = readSecrets(ctx, secretsmanager.NewFromConfig(cfg), arns); err != nil {
 			return nil, err
 		}
-		app.CallbackSecret = []byte(secret.CallbackSecret)
+	}
+	if parts&Callbacks != 0 {
+		app.CallbackSecret = []byte(values[Callbacks])
 	}
 	if parts&Store != 0 {
+		cursorKey := []byte(values[Cursors])
+		if parts&Cursors == 0 {
+			// No cursor of this process leaves it: a key of its own
+			// will do, and the function's role needs no secret for it.
+			cursorKey = make([]byte, dynamo.MinCursorKeyLen)
+			if _, err := rand.Read(cursorKey); err != nil {
+				return nil, err
+			}
+		}
 		app.DynamoDB = dynamodb.NewFromConfig(cfg)
-		if app.Store, err = dynamo.New(app.DynamoDB, dynamo.Options{Table: table, CursorKey: []byte(secret.CursorKey)}); err != nil {
+		if app.Store, err = dynamo.New(app.DynamoDB, dynamo.Options{Table: table, CursorKey: cursorKey}); err != nil {
 			return nil, err
 		}
 	}
@@ -157,37 +221,60 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 		}
 	}
 	if parts&GPU != 0 {
-		if app.GPU, err = runpod.New(getenv(EnvRunPodURL), endpoint, secret.RunPodAPIKey, runpod.WithLogger(slog.Default())); err != nil {
+		if app.GPU, err = runpod.New(getenv(EnvRunPodURL), endpoint, values[GPU], runpod.WithLogger(slog.Default())); err != nil {
 			return nil, err
 		}
 	}
 	return app, nil
 }
 
-// loadSecret reads and checks the secret document.
-func loadSecret(ctx context.Context, sm *secretsmanager.Client, arn string, parts Part) (Secret, error) {
-	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
-	if err != nil {
-		return Secret{}, fmt.Errorf("read secret %s: %w", arn, err)
+// readSecrets reads the secrets at arns (by part) at once and checks each
+// value; the error names every one that cannot be used.
+func readSecrets(ctx context.Context, sm *secretsmanager.Client, arns map[Part]string) (map[Part]string, error) {
+	values := make([]string, len(secrets))
+	errs := make([]error, len(secrets))
+	var wg sync.WaitGroup
+	for i, s := range secrets {
+		arn, ok := arns[s.part]
+		if !ok {
+			continue
+		}
+		wg.Go(func() {
+			out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
+			var notFound *smtypes.ResourceNotFoundException
+			switch {
+			case errors.As(err, &notFound):
+				// Also the answer for a secret created without a value,
+				// as the RunPod API key's is until the operator sets it.
+				hint := ""
+				if s.part == GPU {
+					hint = " put the key in it after deploying (docs/deploy.md, step 7):"
+				}
+				errs[i] = fmt.Errorf("the %s secret %s (%s) has no value:%s %w", s.what, arn, s.env, hint, err)
+			case err != nil:
+				errs[i] = fmt.Errorf("read the %s secret %s (%s): %w", s.what, arn, s.env, err)
+			case out.SecretString == nil:
+				errs[i] = fmt.Errorf("the %s secret %s (%s) holds no text", s.what, arn, s.env)
+			default:
+				v := strings.TrimSpace(*out.SecretString)
+				if err := s.check(v); err != nil {
+					errs[i] = fmt.Errorf("the %s secret %s (%s) %w", s.what, arn, s.env, err)
+				}
+				values[i] = v
+			}
+		})
 	}
-	var s Secret
-	if out.SecretString == nil || json.Unmarshal([]byte(*out.SecretString), &s) != nil {
-		return Secret{}, fmt.Errorf("secret %s must be a JSON object with cursor_key, callback_secret and runpod_api_key", arn)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
-	var errs []error
-	if parts&Store != 0 && len(s.CursorKey) < dynamo.MinCursorKeyLen {
-		errs = append(errs, fmt.Errorf("cursor_key must be at least %d characters", dynamo.MinCursorKeyLen))
+	out := map[Part]string{}
+	for i, s := range secrets {
+		if _, ok := arns[s.part]; ok {
+			out[s.part] = values[i]
+		}
 	}
-	if parts&(GPU|Secrets) != 0 && len(s.CallbackSecret) < 32 {
-		errs = append(errs, errors.New("callback_secret must be at least 32 characters"))
-	}
-	if parts&GPU != 0 && s.RunPodAPIKey == "" {
-		errs = append(errs, errors.New("runpod_api_key is required"))
-	}
-	if len(errs) > 0 {
-		return Secret{}, fmt.Errorf("secret %s: %w", arn, errors.Join(errs...))
-	}
-	return s, nil
+	return out, nil
 }
 
 // Services builds the services over the loaded parts (services.Build,

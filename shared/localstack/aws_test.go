@@ -2,7 +2,6 @@ package localstack_test
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -24,7 +23,7 @@ import (
 	"github.com/brightrun/brightrun/shared/sqsqueue"
 )
 
-// awsEnvironment creates a table, queues, a bucket and the secret on the
+// awsEnvironment creates a table, queues, a bucket and the secrets on the
 // emulators and points the environment at them, as template.yaml points
 // the functions at the real services.
 func awsEnvironment(t *testing.T) {
@@ -42,11 +41,13 @@ func awsEnvironment(t *testing.T) {
 	if err := s3blob.CreateBucket(ctx, s3.NewFromConfig(gw.Config, func(o *s3.Options) { o.UsePathStyle = true }), bucket); err != nil {
 		t.Fatal(err)
 	}
-	secret, _ := json.Marshal(awsapp.Secret{CursorKey: strings.Repeat("c", 40), CallbackSecret: strings.Repeat("s", 40), RunPodAPIKey: "unused"})
-	out, err := secretsmanager.NewFromConfig(moto.Config).CreateSecret(ctx, &secretsmanager.CreateSecretInput{
-		Name: aws.String(awstest.UniqueName("brightrun")), SecretString: aws.String(string(secret))})
-	if err != nil {
-		t.Fatal(err)
+	sm := secretsmanager.NewFromConfig(moto.Config)
+	secret := func(value string) string {
+		out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(awstest.UniqueName("brightrun")), SecretString: aws.String(value)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *out.ARN
 	}
 	for k, v := range map[string]string{
 		"AWS_ENDPOINT_URL_DYNAMODB": moto.Endpoint, "AWS_ENDPOINT_URL_SQS": moto.Endpoint,
@@ -54,7 +55,8 @@ func awsEnvironment(t *testing.T) {
 		"AWS_ACCESS_KEY_ID": awstest.AccessKeyID, "AWS_SECRET_ACCESS_KEY": awstest.SecretAccessKey, "AWS_REGION": awstest.Region,
 		"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required", "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
 		"BRIGHTRUN_S3_PATH_STYLE": "1", awsapp.EnvTable: table, awsapp.EnvBucket: bucket,
-		awsapp.EnvQueueURL: qs.QueueURL, awsapp.EnvDLQURL: qs.DeadLetterURL, awsapp.EnvSecretsARN: *out.ARN,
+		awsapp.EnvQueueURL: qs.QueueURL, awsapp.EnvDLQURL: qs.DeadLetterURL,
+		awsapp.EnvCursorKeyARN: secret(strings.Repeat("c", 40)), awsapp.EnvCallbackMasterARN: secret(strings.Repeat("s", 40)),
 	} {
 		t.Setenv(k, v)
 	}

@@ -43,7 +43,8 @@ type Config struct {
 	// Backend is BackendLocal (default) or BackendAWS (BRIGHTRUN_BACKEND):
 	// the same stack over DynamoDB, SQS and S3, configured as the Lambda
 	// functions are (BRIGHTRUN_TABLE, BRIGHTRUN_BUCKET, BRIGHTRUN_QUEUE_URL,
-	// BRIGHTRUN_SECRETS_ARN and the SDK's AWS_ENDPOINT_URL_* variables).
+	// the secrets at BRIGHTRUN_CURSOR_KEY_ARN and BRIGHTRUN_CALLBACK_MASTER_ARN,
+	// and the SDK's AWS_ENDPOINT_URL_* variables).
 	Backend string
 	// DevTokens is "user:token,..." (BRIGHTRUN_DEV_TOKENS, default dev:dev-token).
 	DevTokens string
@@ -199,7 +200,7 @@ func (s *Stack) build() error {
 	var callbackSecret []byte
 	switch s.Config.Backend {
 	case BackendAWS:
-		app, err := awsapp.Load(context.Background(), s.Config.Getenv, awsapp.Store|awsapp.Blobs|awsapp.Queue)
+		app, err := awsapp.Load(context.Background(), s.Config.Getenv, awsapp.Store|awsapp.Cursors|awsapp.Blobs|awsapp.Queue|awsapp.Callbacks)
 		if err != nil {
 			return fmt.Errorf("BRIGHTRUN_BACKEND=aws: %w", err)
 		}
