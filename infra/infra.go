@@ -8,7 +8,7 @@
 // read, exactly the IAM actions each function's code calls, the table of
 // shared/dynamo, no circular dependency (SAM's implicit ones included). They
 // also run cfn-lint, `sam validate --lint` and `sam build` when those are
-// installed (python3 -m pip install -r infra/requirements.txt); with
+// installed (make setup puts them in .cache/sam, linked from .cache/bin); with
 // BRIGHTRUN_REQUIRE_TOOLS=1 a missing tool is a failure, not a skip.
 //
 // BenchmarkColdStart measures each function's start-up against a local

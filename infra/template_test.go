@@ -1137,7 +1137,7 @@ func tool(t *testing.T, name, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		msg := fmt.Sprintf("%s is not installed (python3 -m pip install -r infra/requirements.txt)", name)
+		msg := fmt.Sprintf("%s is not installed (make setup installs it under .cache/sam; make test puts .cache/bin on PATH)", name)
 		if os.Getenv(infra.RequireToolsEnv) == "1" {
 			t.Fatalf("%s; %s=1, so this is a failure", msg, infra.RequireToolsEnv)
 		}

@@ -9,7 +9,7 @@
 //
 // Install the emulator with
 //
-//	python3 -m pip install -r infra/emulators/requirements.txt
+//	make setup   (tools/setup.sh: moto into .cache/venv, versitygw into .cache/bin; make test puts both on PATH)
 //
 // BRIGHTRUN_MOTO_ENDPOINT=http://127.0.0.1:PORT uses a moto server that is
 // already running instead of starting one.
@@ -94,7 +94,7 @@ func Moto(tb testing.TB) *Emulator {
 	tb.Helper()
 	motoOnce.Do(func() { moto, motoErr = startMoto() })
 	if motoErr != nil {
-		Unavailable(tb, "moto server", motoErr, "python3 -m pip install -r infra/emulators/requirements.txt")
+		Unavailable(tb, "moto server", motoErr, "run make setup, or go test through make test (it puts .cache/venv/bin and .cache/bin on PATH)")
 	}
 	return moto
 }

@@ -22,7 +22,7 @@ func TestTheLocalWorkerTrainsForReal(t *testing.T) {
 	}
 	probe := exec.Command("python3", "-c", "import torch, transformers, peft, runpod")
 	if out, err := probe.CombinedOutput(); err != nil {
-		awstest.Unavailable(t, "the GPU worker's Python packages", fmt.Errorf("%v: %s", err, out), "pip install -r gpu-image/requirements-dev.txt")
+		awstest.Unavailable(t, "the GPU worker's Python packages", fmt.Errorf("%v: %s", err, out), "run make setup-python and put .cache/venv/bin first on PATH (make test does both)")
 	}
 	s, err := localstack.Open(localstack.Config{
 		Addr: "127.0.0.1:0", DataDir: t.TempDir(), DevTokens: "dev:dev-token", GPU: "local-worker", WorkerDir: "../../gpu-image",

@@ -22,7 +22,7 @@ import (
 const SkipEnv = "BRIGHTRUN_SKIP_TOKREF"
 
 // Install is what installs both references, from the repository root.
-const Install = "pip install tokenizers==0.22.2 && npm ci --prefix tools/tokref"
+const Install = "make setup (tokenizers into .cache/venv, npm ci --prefix tools/tokref), then run through make test"
 
 // Root returns the repository root: the nearest folder above the working
 // directory that holds go.mod.
