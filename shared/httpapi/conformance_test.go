@@ -199,10 +199,11 @@ func TestCompleteUploadFollowsTheDocument(t *testing.T) {
 	}
 }
 
-// No field of the document is nullable: a null is refused with its path,
-// where Go alone would take it for an absent field (an empty sha256, the
-// default preset) and so skip what the caller meant to ask for.
-func TestNullsAreRefusedWithTheirField(t *testing.T) {
+// No field of the document's request bodies is nullable or an empty
+// string: either is refused with its path, where Go alone would take it for
+// an absent field (no digest, the default model) and so skip what the
+// caller meant to ask for.
+func TestNullsAndEmptyStringsAreRefusedWithTheirField(t *testing.T) {
 	a := newTestAPI(t, httpapi.Config{})
 	a.readyDataset("alice", "ds_ready", pipeline.DatasetReady)
 	tests := []struct {
@@ -216,12 +217,19 @@ func TestNullsAreRefusedWithTheirField(t *testing.T) {
 		{"a null job name", "/v1/jobs", `{"dataset_id":"ds_ready","name":null}`, "name"},
 		{"a null part", "/v1/datasets/ds_ready/complete", `{"parts":[{"part_number":1,"etag":"x"},null]}`, "parts[1]"},
 		{"a null ETag", "/v1/datasets/ds_ready/complete", `{"parts":[{"part_number":1,"etag":null}]}`, "parts[0].etag"},
+		{"an empty base_model", "/v1/estimates", `{"dataset_id":"ds_ready","base_model":""}`, "base_model"},
+		{"an empty gpu_type", "/v1/estimates", `{"dataset_id":"ds_ready","gpu_type":""}`, "gpu_type"},
+		{"an empty preset", "/v1/jobs", `{"dataset_id":"ds_ready","preset":""}`, "preset"},
+		{"an empty job name", "/v1/jobs", `{"dataset_id":"ds_ready","name":""}`, "name"},
+		{"an empty dataset_id", "/v1/jobs", `{"dataset_id":""}`, "dataset_id"},
+		{"an empty dataset name", "/v1/datasets", `{"name":"","size_bytes":1}`, "name"},
+		{"an empty ETag", "/v1/datasets/ds_ready/complete", `{"parts":[{"part_number":1,"etag":""}]}`, "parts[0].etag"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var e api.ErrorBody
 			status := a.call("POST", tt.path, "alice-token", tt.body, &e)
-			if want := "field " + tt.field + " is null"; status != 400 || !strings.Contains(e.Error.Message, want) {
+			if want := "field " + tt.field + " is "; status != 400 || !strings.Contains(e.Error.Message, want) {
 				t.Errorf("POST %s %s = %d %q, want 400 and %q", tt.path, tt.body, status, e.Error.Message, want)
 			}
 		})

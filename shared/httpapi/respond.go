@@ -68,9 +68,10 @@ const MaxBodyBytes = 64 << 10
 // trailing data and bodies over MaxBodyBytes, with errors that say where.
 // The Content-Type is not checked: `curl -d` sends a form type with JSON.
 // A number with a zero fraction (34.0, 3.4e1) is an integer, as JSON Schema
-// and the OpenAPI document say, so integer fields accept it. No field is
-// nullable in the document, and null is refused (Go would take it for an
-// absent field, and so skip whatever the caller meant to ask for).
+// and the OpenAPI document say, so integer fields accept it. No field of
+// the document's request bodies is nullable or an empty string, and both
+// are refused (Go would take either for an absent field, and so skip
+// whatever the caller meant to ask for: a digest check, a chosen model).
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
@@ -89,41 +90,50 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	var doc any
 	if err := json.Unmarshal(body, &doc); err == nil {
-		if path, ok := nullAt(doc, ""); ok {
+		if path, v, ok := noValueAt(doc, ""); ok {
 			if path == "" {
 				return pipeline.Errorf(pipeline.EInvalid, "request body must be a JSON object, got null")
 			}
-			return &pipeline.Error{Code: pipeline.EInvalid, Message: fmt.Sprintf("field %s is null: leave it out, or give it a value", path),
+			what := "null"
+			if v != nil {
+				what = "an empty string"
+			}
+			return &pipeline.Error{Code: pipeline.EInvalid, Message: fmt.Sprintf("field %s is %s: give it a value, or leave it out where it is optional", path, what),
 				Details: map[string]string{"field": path}}
 		}
 	}
 	return nil
 }
 
-// nullAt finds a null in a decoded JSON value and returns its path
-// (parts[0].etag); of several, the first in key order.
-func nullAt(v any, path string) (string, bool) {
+// noValueAt finds a null or an empty string in a decoded JSON value and
+// returns its path (parts[0].etag) and the value; of several, the first in
+// key order.
+func noValueAt(v any, path string) (string, any, bool) {
 	switch v := v.(type) {
 	case nil:
-		return path, true
+		return path, nil, true
+	case string:
+		if v == "" {
+			return path, v, true
+		}
 	case map[string]any:
 		for _, k := range slices.Sorted(maps.Keys(v)) {
 			p := k
 			if path != "" {
 				p = path + "." + k
 			}
-			if at, ok := nullAt(v[k], p); ok {
-				return at, true
+			if at, e, ok := noValueAt(v[k], p); ok {
+				return at, e, true
 			}
 		}
 	case []any:
 		for i, e := range v {
-			if at, ok := nullAt(e, fmt.Sprintf("%s[%d]", path, i)); ok {
-				return at, true
+			if at, e, ok := noValueAt(e, fmt.Sprintf("%s[%d]", path, i)); ok {
+				return at, e, true
 			}
 		}
 	}
-	return "", false
+	return "", nil, false
 }
 
 func decodeError(err error) error {
