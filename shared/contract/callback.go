@@ -13,6 +13,7 @@ type CallbackType string
 // The callback types, in the order a successful attempt sends them:
 // started, stage (download, load, train), progress…, stage (save, upload),
 // artifact ×2, completed. A failed attempt ends with failed instead.
+// checkpoint and urls (checkpoint.go) come among them.
 const (
 	TypeStarted   CallbackType = "started"
 	TypeStage     CallbackType = "stage"
@@ -134,6 +135,7 @@ type Progress struct {
 	ElapsedSeconds *float64 `json:"elapsed_seconds,omitempty"` // since the worker started the job
 	ETASeconds     *float64 `json:"eta_seconds,omitempty"`     // training time left at the average rate so far
 	GradNorm       *float64 `json:"grad_norm,omitempty"`
+	EvalLoss       *float64 `json:"eval_loss,omitempty"` // on the steps that evaluated
 }
 
 // Artifact is the data of an artifact callback: one uploaded file.
@@ -178,6 +180,22 @@ type CompletedMetrics struct {
 	Quantization                 string             `json:"quantization,omitempty"`
 	TrainableParameters          int64              `json:"trainable_parameters,omitempty"`
 	LoRAModules                  int                `json:"lora_modules,omitempty"`
+	// Added with checkpoints and evaluation. After a resume, steps,
+	// train_seconds, micro_batches and the token figures count the whole
+	// run; the run_ figures are this attempt's own.
+	TrainExamples     int64    `json:"train_examples,omitempty"`
+	EvalLoss          *float64 `json:"eval_loss,omitempty"`
+	EvalExamples      int64    `json:"eval_examples,omitempty"`
+	EvalTokens        int64    `json:"eval_tokens,omitempty"`
+	Evaluations       int64    `json:"evaluations,omitempty"`
+	EvalSeconds       float64  `json:"eval_seconds,omitempty"`
+	Checkpoints       int64    `json:"checkpoints,omitempty"`
+	CheckpointBytes   int64    `json:"checkpoint_bytes,omitempty"`
+	CheckpointSeconds float64  `json:"checkpoint_seconds,omitempty"`
+	ResumedFromStep   int64    `json:"resumed_from_step,omitempty"`
+	RunTrainSeconds   float64  `json:"run_train_seconds,omitempty"`
+	RunMicroBatches   int64    `json:"run_micro_batches,omitempty"`
+	ResumeSkipped     string   `json:"resume_skipped,omitempty"`
 }
 
 // Failed is the data of a failed callback.
@@ -232,6 +250,9 @@ func (p *Progress) Validate() error {
 			c.floatMin(o.field, *o.v, 0)
 		}
 	}
+	if p.EvalLoss != nil {
+		c.finite("data.eval_loss", *p.EvalLoss)
+	}
 	return c.err("progress callback")
 }
 
@@ -279,12 +300,14 @@ var sentAtPattern = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\
 
 // requiredData lists each type's required data properties.
 var requiredData = map[CallbackType][]string{
-	TypeStarted:   {"worker_id", "runpod_job_id", "worker_version"},
-	TypeStage:     {"stage"},
-	TypeProgress:  {"step", "total_steps", "epoch", "loss", "learning_rate", "tokens_per_second", "gpu_memory_bytes"},
-	TypeArtifact:  {"name", "size_bytes", "sha256"},
-	TypeCompleted: {"steps", "train_seconds", "tokens_trained", "metrics"}, // final_loss: required but nullable, see below
-	TypeFailed:    {"code", "message", "advice"},
+	TypeStarted:    {"worker_id", "runpod_job_id", "worker_version"},
+	TypeStage:      {"stage"},
+	TypeProgress:   {"step", "total_steps", "epoch", "loss", "learning_rate", "tokens_per_second", "gpu_memory_bytes"},
+	TypeArtifact:   {"name", "size_bytes", "sha256"},
+	TypeCompleted:  {"steps", "train_seconds", "tokens_trained", "metrics"}, // final_loss: required but nullable, see below
+	TypeFailed:     {"code", "message", "advice"},
+	TypeCheckpoint: {"step", "total_steps", "epoch", "position", "reason", "partial", "files", "train_seconds"},
+	TypeURLs:       {"purpose"},
 }
 
 func newPayload(t CallbackType) (Payload, error) {
@@ -301,6 +324,10 @@ func newPayload(t CallbackType) (Payload, error) {
 		return &Completed{}, nil
 	case TypeFailed:
 		return &Failed{}, nil
+	case TypeCheckpoint:
+		return &Checkpoint{}, nil
+	case TypeURLs:
+		return &URLRequest{}, nil
 	}
 	return nil, fmt.Errorf("contract: unknown callback type %q", t)
 }
@@ -355,7 +382,7 @@ func (c *checker) envelope(cb *Callback) {
 		c.bad("version", "must be %d, got %d", Version, cb.Version)
 	}
 	if _, err := newPayload(cb.Type); err != nil {
-		c.bad("type", "must be one of started, stage, progress, artifact, completed, failed, got %q", clip(string(cb.Type)))
+		c.bad("type", "must be one of started, stage, progress, artifact, completed, failed, checkpoint, urls, got %q", clip(string(cb.Type)))
 	}
 	if c.nonEmpty("job_id", cb.JobID) {
 		c.match("job_id", cb.JobID, jobIDPattern, "must be 1-128 letters, digits, '_' or '-'")

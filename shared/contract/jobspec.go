@@ -52,6 +52,43 @@ type JobSpec struct {
 	Callback         CallbackTarget  `json:"callback"`
 	Artifacts        Artifacts       `json:"artifacts"`
 	TimeLimitSeconds int             `json:"time_limit_seconds"`
+	// Optional (absent in an older spec): a checkpoint every this much
+	// training wall time (worker default 600), the checkpoint a
+	// re-dispatched attempt continues from, and held-out evaluation.
+	CheckpointEverySeconds *float64    `json:"checkpoint_every_seconds,omitempty"`
+	Resume                 *Resume     `json:"resume,omitempty"`
+	Validation             *Validation `json:"validation,omitempty"`
+}
+
+// Resume names the checkpoint a re-dispatched attempt continues from: the
+// job's latest. URLs are fallbacks; the worker asks for fresh ones.
+type Resume struct {
+	Step         int64                   `json:"step"`
+	CheckpointID string                  `json:"checkpoint_id,omitempty"`
+	Files        []FileRef               `json:"files,omitempty"`
+	URLs         map[string]PresignedURL `json:"urls,omitempty"`
+}
+
+// Validation is the held-out evaluation of a job: a share of the dataset
+// (Split) or a second dataset. Nil fields take the worker's defaults.
+type Validation struct {
+	Split       *float64           `json:"split,omitempty"`
+	MaxExamples *int               `json:"max_examples,omitempty"`
+	EverySteps  *int64             `json:"every_steps,omitempty"`
+	Seed        *int64             `json:"seed,omitempty"`
+	Dataset     *ValidationDataset `json:"dataset,omitempty"`
+}
+
+// ValidationDataset is a second ready dataset evaluated instead of a
+// held-out share; its counts are optional.
+type ValidationDataset struct {
+	URL           string `json:"url"`
+	SHA256        string `json:"sha256"`
+	SizeBytes     int64  `json:"size_bytes"`
+	Format        string `json:"format"`
+	Examples      *int64 `json:"examples,omitempty"`
+	TokensTotal   *int64 `json:"tokens_total,omitempty"`
+	TokensTrained *int64 `json:"tokens_trained,omitempty"`
 }
 
 // BaseModel says which cached checkpoint to train and how.
@@ -162,6 +199,12 @@ func ParseJobSpec(data []byte) (*JobSpec, error) {
 	sub("hyperparameters", "learning_rate", "batch_size", "gradient_accumulation", "epochs",
 		"lora_rank", "lora_alpha", "lora_dropout", "max_seq_length", "warmup_ratio")
 	sub("callback", "url", "secret", "progress_every_steps", "progress_every_seconds")
+	sub("resume", "step")
+	if val := sub("validation"); val != nil {
+		if raw, ok := val["dataset"]; ok && !isNull(raw) {
+			c.object(raw, "validation.dataset", "url", "sha256", "size_bytes", "format")
+		}
+	}
 	if arts := sub("artifacts", ArtifactAdapterConfig, ArtifactAdapterModel); arts != nil {
 		for _, name := range []string{ArtifactAdapterConfig, ArtifactAdapterModel} {
 			if raw, ok := arts[name]; ok && !isNull(raw) {
@@ -247,7 +290,57 @@ func (s *JobSpec) Validate() error {
 		c.httpURL(p+".url", a.up.URL)
 		c.oneOf(p+".method", a.up.Method, "PUT")
 	}
+	s.validateOptional(c)
 	return c.err("job spec")
+}
+
+func (s *JobSpec) validateOptional(c *checker) {
+	if v := s.CheckpointEverySeconds; v != nil && !(*v > 0 && *v <= MaxTimeLimitSeconds) {
+		c.bad("checkpoint_every_seconds", "must be above 0 and at most %d, got %s", MaxTimeLimitSeconds, fmtNum(*v))
+	}
+	if r := s.Resume; r != nil {
+		c.intMin("resume.step", r.Step, 1)
+		if r.CheckpointID != "" {
+			c.match("resume.checkpoint_id", r.CheckpointID, checkpointIDPattern, "must be 1-128 letters, digits, '.', '_', ':' or '-'")
+		}
+		if len(r.Files) > 0 {
+			c.fileRefs("resume.files", r.Files)
+		}
+		for name, u := range r.URLs {
+			c.httpURL("resume.urls."+name+".url", u.URL)
+			c.oneOf("resume.urls."+name+".method", u.Method, "GET")
+		}
+	}
+	v := s.Validation
+	if v == nil {
+		return
+	}
+	if v.Split != nil {
+		c.floatRange("validation.split", *v.Split, 0, 0.5)
+	}
+	if v.MaxExamples != nil {
+		c.intRange("validation.max_examples", int64(*v.MaxExamples), 1, 100000)
+	}
+	if v.EverySteps != nil {
+		c.intMin("validation.every_steps", *v.EverySteps, 1)
+	}
+	if v.Seed != nil {
+		c.intRange("validation.seed", *v.Seed, 0, 2147483647)
+	}
+	if d := v.Dataset; d != nil {
+		c.httpURL("validation.dataset.url", d.URL)
+		c.match("validation.dataset.sha256", d.SHA256, sha256Pattern, "must be 64 lowercase hex characters")
+		c.intMin("validation.dataset.size_bytes", d.SizeBytes, 1)
+		c.oneOf("validation.dataset.format", d.Format, DatasetFormatChatJSONL)
+		for _, o := range []struct {
+			field string
+			v     *int64
+		}{{"validation.dataset.examples", d.Examples}, {"validation.dataset.tokens_total", d.TokensTotal}, {"validation.dataset.tokens_trained", d.TokensTrained}} {
+			if o.v != nil {
+				c.intMin(o.field, *o.v, 0)
+			}
+		}
+	}
 }
 
 func checkTargets(c *checker, targets []string) {
