@@ -197,6 +197,13 @@ func TestCompleteUploadFollowsTheDocument(t *testing.T) {
 	if status := a.call("POST", "/v1/datasets/"+c.Dataset.ID+"/complete", "alice-token", body, nil); status != 200 {
 		t.Errorf("complete %s = %d, want 200", body, status)
 	}
+	// A retry is answered as the first time, but only a well-formed one.
+	if status := a.call("POST", "/v1/datasets/"+c.Dataset.ID+"/complete", "alice-token", body, nil); status != 200 {
+		t.Errorf("completing again = %d, want 200", status)
+	}
+	if status := a.call("POST", "/v1/datasets/"+c.Dataset.ID+"/complete", "alice-token", parts(many...), nil); status != 400 {
+		t.Errorf("completing again with 101 parts = %d, want 400", status)
+	}
 }
 
 // No field of the document's request bodies is nullable or an empty

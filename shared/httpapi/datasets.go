@@ -113,6 +113,12 @@ func (s *Server) completeDataset(w http.ResponseWriter, r *http.Request, owner s
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
+	// The list is checked first: a retry is answered as the first time
+	// only when it is a well-formed request.
+	parts, err := completedParts(req.Parts)
+	if err != nil {
+		return err
+	}
 	d, err := s.Store.GetDataset(r.Context(), owner, r.PathValue("id"))
 	if err != nil {
 		return err
@@ -124,10 +130,6 @@ func (s *Server) completeDataset(w http.ResponseWriter, r *http.Request, owner s
 			return nil
 		}
 		return pipeline.Errorf(pipeline.EPrecondition, "dataset %s has no multipart upload to complete", d.ID)
-	}
-	parts, err := completedParts(req.Parts)
-	if err != nil {
-		return err
 	}
 	info, err := s.Blobs.CompleteMultipart(r.Context(), d.ObjectKey, d.UploadID, parts)
 	switch pipeline.ErrorCode(err) {
