@@ -9,8 +9,10 @@
 #                 (infra/emulators/requirements.txt)
 #   .cache/sam    aws-sam-cli and cfn-lint (infra/requirements.txt), apart:
 #                 their pins would move boto3 and click under moto and the worker
-#   .cache/bin    sam and cfn-lint (links), and the Go-built emulators of
-#                 infra/emulators/go-tools.txt (versitygw)
+#   .cache/schemathesis   Schemathesis (tools/schemathesis/requirements.txt),
+#                 apart too: its hypothesis and jsonschema would move the worker's
+#   .cache/bin    sam, cfn-lint and schemathesis (links), and the Go-built
+#                 emulators of infra/emulators/go-tools.txt (versitygw)
 #   tools/tokref/node_modules   `npm ci` of tools/tokref/package-lock.json
 #
 # Each part records a hash of its pins (and of the interpreter or Node
@@ -19,8 +21,8 @@
 # A changed pin is installed over the environment; `rm -rf .cache` starts
 # afresh. Concurrent runs wait for one another (flock on .cache/setup.lock).
 #
-#   tools/setup.sh [python|sam|node|emulators]...   (default: all four;
-#                                                    emulators = python + Go tools)
+#   tools/setup.sh [python|sam|schemathesis|node|emulators]...
+#                 (default: all five; emulators = python + Go tools)
 # Environment: PYTHON, the interpreter the environments are made from
 # (default python3, found on PATH without this script's own folders).
 set -euo pipefail
@@ -31,11 +33,12 @@ cache=$root/.cache
 # The pins of the project environment, in install order.
 py_requirements=(gpu-image/requirements-dev.txt tools/tokref/requirements.txt infra/emulators/requirements.txt)
 sam_requirements=infra/requirements.txt
+schemathesis_requirements=tools/schemathesis/requirements.txt
 go_tools=infra/emulators/go-tools.txt
 tokref=tools/tokref
 
 # Our own folders never provide the base interpreter.
-PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF -e "$cache/venv/bin" -e "$cache/bin" -e "$cache/sam/bin" | paste -sd: -)
+PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF -e "$cache/venv/bin" -e "$cache/bin" -e "$cache/sam/bin" -e "$cache/schemathesis/bin" | paste -sd: -)
 python=${PYTHON:-python3}
 
 say() { echo "setup: $*" >&2; }
@@ -87,12 +90,24 @@ setup_python() {
 	python_done=1
 }
 
+# link ENV CMD...: .cache/bin/CMD -> ../ENV/bin/CMD.
+link() {
+	local env=$1 cmd
+	shift
+	mkdir -p "$cache/bin"
+	for cmd in "$@"; do
+		[ "$(readlink "$cache/bin/$cmd" 2>/dev/null)" = "../$env/bin/$cmd" ] || ln -sfn "../$env/bin/$cmd" "$cache/bin/$cmd"
+	done
+}
+
 setup_sam() {
 	venv "$cache/sam" "$sam_requirements"
-	mkdir -p "$cache/bin"
-	for cmd in sam cfn-lint; do
-		[ "$(readlink "$cache/bin/$cmd" 2>/dev/null)" = "../sam/bin/$cmd" ] || ln -sfn "../sam/bin/$cmd" "$cache/bin/$cmd"
-	done
+	link sam sam cfn-lint
+}
+
+setup_schemathesis() {
+	venv "$cache/schemathesis" "$schemathesis_requirements"
+	link schemathesis schemathesis
 }
 
 setup_node() {
@@ -131,7 +146,7 @@ setup_go_tools() {
 }
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(python sam node emulators)
+[ ${#parts[@]} -gt 0 ] || parts=(python sam schemathesis node emulators)
 
 mkdir -p "$cache"
 if command -v flock >/dev/null; then
@@ -143,10 +158,11 @@ for part in "${parts[@]}"; do
 	case $part in
 	python) setup_python ;;
 	sam) setup_sam ;;
+	schemathesis) setup_schemathesis ;;
 	node) setup_node ;;
 	emulators) setup_python && setup_go_tools ;;
 	*)
-		say "unknown part $part (want python, sam, node or emulators)"
+		say "unknown part $part (want python, sam, schemathesis, node or emulators)"
 		exit 2
 		;;
 	esac
