@@ -133,6 +133,26 @@ type ArtifactList struct {
 	JobID     string             `json:"job_id"`
 	Status    pipeline.JobStatus `json:"status"`
 	Artifacts []ArtifactView     `json:"artifacts"`
+	// Partial is set when the artifacts are the adapter of the job's last
+	// checkpoint (of step PartialStep): the job ended before its own.
+	Partial     bool             `json:"partial,omitempty"`
+	PartialStep int64            `json:"partial_step,omitempty"`
+	Checkpoints []CheckpointView `json:"checkpoints"`
+}
+
+// CheckpointView is one stored checkpoint with short-lived download URLs.
+type CheckpointView struct {
+	ID         string         `json:"id"`
+	Step       int64          `json:"step"`
+	TotalSteps int64          `json:"total_steps"`
+	Epoch      float64        `json:"epoch"`
+	Attempt    int            `json:"attempt"`
+	Reason     string         `json:"reason"`
+	Partial    bool           `json:"partial"`
+	Loss       *float64       `json:"loss,omitempty"`
+	EvalLoss   *float64       `json:"eval_loss,omitempty"`
+	CreatedAt  time.Time      `json:"created_at"`
+	Files      []ArtifactView `json:"files"`
 }
 
 // NotificationList is one page of the caller's notifications, newest first.

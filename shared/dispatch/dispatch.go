@@ -304,6 +304,11 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 		Artifacts:        contract.Artifacts{AdapterConfig: cfgUp, AdapterModel: modelUp},
 		TimeLimitSeconds: int(exec / time.Second),
 	}
+	// A re-dispatched attempt resumes from the job's latest checkpoint;
+	// the worker asks for its download URLs when it starts.
+	if c := j.LatestCheckpoint(); c != nil {
+		spec.Resume = &contract.Resume{Step: c.Step, CheckpointID: c.ID, Files: pipeline.ManifestOf(c).Files}
+	}
 	raw, err := json.Marshal(spec)
 	if err != nil {
 		return runpod.RunRequest{}, err

@@ -59,6 +59,10 @@ func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
 		s.callbackError(w, r, http.StatusBadRequest, pipeline.EInvalid, "webhook-id does not match the body's job_id, attempt and seq", "")
 		return
 	}
+	if req, ok := payload.(*contract.URLRequest); ok {
+		s.answerURLs(w, r, owner, cb, req)
+		return
+	}
 	j, err := s.Jobs.ApplyCallback(ctx, owner, cb, payload, id, body)
 	switch pipeline.ErrorCode(err) {
 	case "":
@@ -77,6 +81,33 @@ func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
 		answer = api.CallbackAnswer{Action: "stop", Reason: fmt.Sprintf("job is %s", j.Status)}
 	}
 	writeJSON(w, http.StatusOK, answer)
+}
+
+// answerURLs answers a verified urls callback with presigned URLs in the
+// 200 body; it is fenced like every callback and changes no job. A
+// request the service cannot serve is a 400: the worker then uses its
+// spec's URLs.
+func (s *Server) answerURLs(w http.ResponseWriter, r *http.Request, owner string, cb *contract.Callback, req *contract.URLRequest) {
+	j, ans, err := s.Jobs.AnswerURLs(r.Context(), owner, cb, req)
+	switch pipeline.ErrorCode(err) {
+	case "":
+	case pipeline.ENotFound:
+		s.callbackError(w, r, http.StatusNotFound, pipeline.ENotFound, "no such job", "stop")
+		return
+	case pipeline.EConflict:
+		s.callbackError(w, r, http.StatusConflict, pipeline.EConflict, pipeline.ErrorMessage(err), "stop")
+		return
+	case pipeline.EInvalid:
+		s.callbackError(w, r, http.StatusBadRequest, pipeline.EInvalid, pipeline.ErrorMessage(err), "")
+		return
+	default:
+		writeError(w, r, s.log(), err) // the worker retries
+		return
+	}
+	if j.WorkerShouldStop() {
+		ans.Action, ans.Reason = "stop", fmt.Sprintf("job is %s", j.Status)
+	}
+	writeJSON(w, http.StatusOK, ans)
 }
 
 // RunChecker confirms a run's outcome with the GPU provider and repairs the

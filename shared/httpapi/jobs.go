@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/brightrun/brightrun/shared/api"
+	"github.com/brightrun/brightrun/shared/contract"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -222,7 +223,32 @@ func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request, owner str
 		}
 		out = append(out, api.ArtifactView{Name: a.Name, SizeBytes: a.SizeBytes, SHA256: a.SHA256, Download: req})
 	}
-	writeJSON(w, http.StatusOK, api.ArtifactList{JobID: j.ID, Status: j.Status, Artifacts: out})
+	list := api.ArtifactList{JobID: j.ID, Status: j.Status, Artifacts: out, Checkpoints: []api.CheckpointView{}}
+	for _, c := range j.Checkpoints {
+		v := api.CheckpointView{ID: c.ID, Step: c.Step, TotalSteps: c.TotalSteps, Epoch: c.Epoch, Attempt: c.Attempt, Reason: c.Reason,
+			Partial: c.Partial, Loss: c.Loss, EvalLoss: c.EvalLoss, CreatedAt: c.CreatedAt, Files: []api.ArtifactView{}}
+		for _, f := range c.Files {
+			req, err := s.Blobs.PresignGet(r.Context(), f.Key, ArtifactURLTTL)
+			if err != nil {
+				return fmt.Errorf("presign checkpoint file %s: %w", f.Key, err)
+			}
+			v.Files = append(v.Files, api.ArtifactView{Name: f.Name, SizeBytes: f.SizeBytes, SHA256: f.SHA256, Download: req})
+		}
+		list.Checkpoints = append(list.Checkpoints, v)
+	}
+	// A job that ended without its adapter (cancelled, failed, timed out)
+	// keeps its last checkpoint's: a partial one.
+	if len(out) == 0 && len(list.Checkpoints) > 0 && j.Status.Terminal() {
+		last := list.Checkpoints[len(list.Checkpoints)-1]
+		for _, f := range last.Files {
+			if f.Name == contract.ArtifactAdapterConfig || f.Name == contract.ArtifactAdapterModel {
+				list.Artifacts = append(list.Artifacts, f)
+			}
+		}
+		list.Partial = len(list.Artifacts) > 0
+		list.PartialStep = last.Step
+	}
+	writeJSON(w, http.StatusOK, list)
 	return nil
 }
 

@@ -125,6 +125,10 @@ type Job struct {
 	RunKey       string     `json:"run_key,omitempty"`
 	RunStartedAt *time.Time `json:"run_started_at,omitempty"`
 	Artifacts    []Artifact `json:"artifacts,omitempty"`
+	// Checkpoints are the job's stored checkpoints (the last
+	// KeepCheckpoints), by step: a re-dispatched attempt resumes from the
+	// last one.
+	Checkpoints []Checkpoint `json:"checkpoints,omitempty"`
 	// Cost is the actual cost, recorded when the job ends.
 	Cost *JobCost `json:"cost,omitempty"`
 	// HeartbeatAt is when the last callback or status check heard of the job.

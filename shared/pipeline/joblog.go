@@ -30,6 +30,7 @@ type MetricPoint struct {
 	LearningRate    float64   `json:"learning_rate"`
 	TokensPerSecond float64   `json:"tokens_per_second"`
 	GPUMemoryBytes  int64     `json:"gpu_memory_bytes"`
+	EvalLoss        *float64  `json:"eval_loss,omitempty"` // on the steps that evaluated
 	Time            time.Time `json:"time"`
 }
 

@@ -34,6 +34,9 @@ type Lifecycle struct {
 	// Objects reads uploaded adapter files (callbacks and reconciliation
 	// check them).
 	Objects ObjectReader
+	// URLs hands a running worker fresh presigned URLs and deletes the
+	// objects of pruned checkpoints (nil: the worker uses its spec's URLs).
+	URLs URLSigner
 	// Runs, when set, cancels a job's run on the GPU provider at once when
 	// the job is cancelled; otherwise the worker learns of the cancel from
 	// its next callback's answer, and reconciliation cancels the run.

@@ -86,7 +86,7 @@ func (l *Lifecycle) applyCallback(ctx context.Context, j *Job, cb *contract.Call
 		})
 	case *contract.Progress:
 		pt := MetricPoint{Attempt: cb.Attempt, Step: int(p.Step), TotalSteps: int(p.TotalSteps), Epoch: p.Epoch, Loss: p.Loss,
-			LearningRate: p.LearningRate, TokensPerSecond: p.TokensPerSecond, GPUMemoryBytes: p.GPUMemoryBytes, Time: cb.SentAt}
+			LearningRate: p.LearningRate, TokensPerSecond: p.TokensPerSecond, GPUMemoryBytes: p.GPUMemoryBytes, EvalLoss: p.EvalLoss, Time: cb.SentAt}
 		if l.JobLog != nil {
 			if err := l.JobLog.PutMetrics(ctx, j.Owner, j.ID, []MetricPoint{pt}); err != nil {
 				return nil, fmt.Errorf("store metric point: %w", err)
@@ -115,6 +115,8 @@ func (l *Lifecycle) applyCallback(ctx context.Context, j *Job, cb *contract.Call
 			cur.addArtifact(Artifact{Name: p.Name, Key: key, SizeBytes: p.SizeBytes, SHA256: p.SHA256})
 			return JobUploading
 		})
+	case *contract.Checkpoint:
+		return l.applyCheckpoint(ctx, j, cb, p)
 	case *contract.Completed:
 		// What the run measured is stored first, keyed by the job: a
 		// retry of this callback stores it again, never twice, and the

@@ -48,6 +48,13 @@ func ArtifactKey(owner, jobID string, attempt int, name string) string {
 	return fmt.Sprintf("adapters/%s/%s/attempt-%d/%s", hex.EncodeToString([]byte(owner)), jobID, attempt, name)
 }
 
+// CheckpointKey is where the file name of the checkpoint at step, stored
+// by attempt, is uploaded: the attempt is in the key because two attempts
+// may store different bytes for one step.
+func CheckpointKey(owner, jobID string, attempt int, step int64, name string) string {
+	return fmt.Sprintf("checkpoints/%s/%s/attempt-%d/step-%08d/%s", hex.EncodeToString([]byte(owner)), jobID, attempt, step, name)
+}
+
 // WorkerCallbackPath is the route of the worker's signed callbacks.
 const WorkerCallbackPath = "/v1/callbacks/worker"
 

@@ -92,7 +92,7 @@ func Build(p Ports, o Options) *Services {
 		jobs.JobLog = p.Store
 	}
 	if p.Blobs != nil {
-		jobs.Objects = p.Blobs
+		jobs.Objects, jobs.URLs = p.Blobs, p.Blobs
 	}
 	if p.GPU != nil {
 		jobs.Runs = runCanceller{p.GPU}
