@@ -9,17 +9,19 @@ stated in the document's prose, with the 400 answer that enforces them:
   the GPU named (or some GPU), within its context length;
 - budget_usd must not be below the lowest estimate.
 
-Uploading a file is not an API call (it goes to presigned URLs), so the
-hooks do it for small multipart datasets as a client would, and give the
-positive completions of those datasets the parts the uploads answered: the
-stateful phase can then follow create -> complete -> get to a 200.
-
 A request that the schema allows but one of these rules refuses is not a
 drift between the document and the server, so the positive_data_acceptance
 failure it raises is dropped here, and only then: each rule is recognised by
 what the request sent and by the server's answer, never by status alone.
 Dropped failures are counted in the run's report ("filtered"); every other
 failure stands.
+
+Two things a client does are not API calls, and the hooks do them: uploading
+a file (to presigned URLs), done for small multipart datasets, whose positive
+completions then list the parts the uploads answered, so that the stateful
+phase follows create -> complete -> get to a 200; and validating a dataset,
+so positive estimates and jobs use the ready dataset the test uploaded, which
+no generated request deletes.
 """
 
 from __future__ import annotations
