@@ -82,6 +82,11 @@ func testMetrics(t *testing.T, s FullStore) {
 	if fmt.Sprint(got) != "[1/10=1.9 1/20=1.5 1/300=0.5 2/5=2.1]" || next != "" {
 		t.Errorf("metrics = %v (next %q), want [1/10=1.9 1/20=1.5 1/300=0.5 2/5=2.1]", got, next)
 	}
+	eval := 1.75
+	must(t, s.PutMetrics(ctx, "alice", "job_2", []pipeline.MetricPoint{{Attempt: 1, Step: 7, Loss: 1.5, EvalLoss: &eval}}))
+	if pts, _, err := s.ListMetrics(ctx, "alice", "job_2", pipeline.Page{}); err != nil || len(pts) != 1 || pts[0].EvalLoss == nil || *pts[0].EvalLoss != eval {
+		t.Errorf("a point with an eval loss reads back as %+v (%v), want eval_loss %g", pts, err, eval)
+	}
 	first, next, err := s.ListMetrics(ctx, "alice", "job_1", pipeline.Page{Limit: 2})
 	must(t, err)
 	rest, _, err := s.ListMetrics(ctx, "alice", "job_1", pipeline.Page{Cursor: next, Limit: 10})

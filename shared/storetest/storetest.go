@@ -26,6 +26,30 @@ func Run(t *testing.T, newStore func(t *testing.T) pipeline.Store) {
 	t.Run("deleted datasets disappear from reads and lists", func(t *testing.T) { testDelete(t, newStore(t)) })
 	t.Run("jobs filter by status and follow status changes", func(t *testing.T) { testJobStatusIndex(t, newStore(t)) })
 	t.Run("an over-long id names no record and cannot be created", func(t *testing.T) { testOverLongIDs(t, newStore(t)) })
+	t.Run("a job's checkpoints read back equal after an update", func(t *testing.T) { testJobCheckpoints(t, newStore(t)) })
+}
+
+func testJobCheckpoints(t *testing.T, s pipeline.Store) {
+	ctx := context.Background()
+	j := job("alice", 1, pipeline.JobRunning)
+	must(t, s.CreateJob(ctx, j))
+	loss := 1.25
+	for step := int64(10); step <= 30; step += 10 {
+		j.Checkpoints = append(j.Checkpoints, pipeline.Checkpoint{ID: pipeline.CheckpointID(step, 2), Step: step, Attempt: 2, TotalSteps: 100,
+			Epoch: float64(step) / 100, Reason: "interval", Partial: true, TrainSeconds: float64(step), EvalLoss: &loss, CreatedAt: base,
+			Files: []pipeline.CheckpointFile{{Name: "adapter_model.safetensors", Key: pipeline.CheckpointKey("alice", j.ID, 2, step, "adapter_model.safetensors"),
+				SizeBytes: 92227400, SHA256: strings.Repeat("e3", 32)}}})
+	}
+	must(t, s.UpdateJob(ctx, j))
+	got, err := s.GetJob(ctx, "alice", j.ID)
+	must(t, err)
+	if len(got.Checkpoints) != 3 || got.Checkpoints[2].Step != 30 || got.Checkpoints[2].EvalLoss == nil || *got.Checkpoints[2].EvalLoss != loss ||
+		got.Checkpoints[0].Files[0] != j.Checkpoints[0].Files[0] || !got.Checkpoints[1].CreatedAt.Equal(base) {
+		t.Errorf("GetJob checkpoints = %+v, want %+v", got.Checkpoints, j.Checkpoints)
+	}
+	if c := got.LatestCheckpoint(); c == nil || c.ID != "ck_30_2" {
+		t.Errorf("LatestCheckpoint = %+v, want ck_30_2", c)
+	}
 }
 
 var base = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
