@@ -70,6 +70,10 @@ type Config struct {
 	GPU string
 	// WorkerDir is the gpu-image folder the local worker runs (default gpu-image).
 	WorkerDir string
+	// CrashAfterStep is the local worker's crash knob (0: the environment's
+	// BRIGHTRUN_CRASH_AFTER_STEP, if any): each job's first run exits hard
+	// after that step and is re-run once, as RunPod retries a crash.
+	CrashAfterStep int
 	// DispatchVisibility is how long a dispatch attempt hides its message
 	// before it is retried (default 20 s); ReconcileEvery how often
 	// reconciliation runs (default 15 s).
@@ -329,7 +333,8 @@ func (s *Stack) connectGPU() error {
 	base, key, endpoint := s.Config.RunPodURL, s.Config.RunPodAPIKey, s.Config.RunPodEndpointID
 	switch {
 	case s.Config.GPU == "local-worker":
-		w, err := localworker.New(localworker.Options{Dir: filepath.Join(s.Config.DataDir, "local-worker"), WorkerDir: s.Config.WorkerDir, Log: s.log.With("component", "local-worker")})
+		w, err := localworker.New(localworker.Options{Dir: filepath.Join(s.Config.DataDir, "local-worker"), WorkerDir: s.Config.WorkerDir, Log: s.log.With("component", "local-worker"),
+			CrashAfterStep: s.Config.CrashAfterStep})
 		if err != nil {
 			return err
 		}

@@ -49,3 +49,84 @@ func TestTheLocalWorkerTrainsForReal(t *testing.T) {
 		t.Errorf("artifacts = %+v, want the adapter's two files", arts.Artifacts)
 	}
 }
+
+// The crash knob: the real worker exits hard after step 10 (the end of
+// epoch 1, whose checkpoint it uploaded first); the local worker re-runs
+// the same input as RunPod retries a crash, and the re-run resumes from
+// the stored checkpoint: the job completes, and its metric series never
+// goes back to the steps the crashed run had done.
+func TestACrashedLocalWorkerResumesFromItsCheckpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model on the CPU: skipped with -short")
+	}
+	probe := exec.Command("python3", "-c", "import torch, transformers, peft, runpod")
+	if out, err := probe.CombinedOutput(); err != nil {
+		awstest.Unavailable(t, "the GPU worker's Python packages", fmt.Errorf("%v: %s", err, out), "run make setup-python and put .cache/venv/bin first on PATH (make test does both)")
+	}
+	s, err := localstack.Open(localstack.Config{
+		Addr: "127.0.0.1:0", DataDir: t.TempDir(), DevTokens: "dev:dev-token", GPU: "local-worker", WorkerDir: "../../gpu-image",
+		Log:                slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DispatchVisibility: 5 * time.Minute, ReconcileEvery: time.Second,
+		Reconcile:      reconcile.Reconciler{StaleAfter: 10 * time.Minute},
+		CrashAfterStep: 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ds := readyDataset(t, s)
+	j := createJob(t, s, ds, `,"preset":"fast","hyperparameters":{"batch_size":4,"gradient_accumulation":1,"epochs":2,"learning_rate":0.001}`)
+	waitFor(t, 5*time.Minute, func() bool { j = getJob(t, s, j.ID); return j.Status == "completed" || j.Status == "failed" }, "the local worker to crash, resume and train")
+	if j.Status != "completed" || j.Progress == nil || j.Progress.Step != 20 || j.Progress.TotalSteps != 20 || j.Attempt != 1 {
+		t.Fatalf("job = %s attempt %d, progress %+v, error %+v; want completed after 20 steps on attempt 1", j.Status, j.Attempt, j.Progress, j.Error)
+	}
+	var events struct {
+		Events []struct {
+			Type string
+			Data struct {
+				Metrics struct {
+					ResumedFromStep int `json:"resumed_from_step"`
+				} `json:"metrics"`
+			}
+		}
+	}
+	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/events?limit=100", "", &events)
+	count, resumed := map[string]int{}, -1
+	for _, e := range events.Events {
+		count[e.Type]++
+		if e.Type == "completed" {
+			resumed = e.Data.Metrics.ResumedFromStep
+		}
+	}
+	if count["started"] != 2 || count["checkpoint"] < 2 || resumed != 10 {
+		t.Errorf("events %v, completed resumed from step %d; want two started (the crashed run and its re-run), the checkpoints of both epochs, and a run resumed from step 10", count, resumed)
+	}
+	var metrics struct {
+		Metrics []struct {
+			Step int       `json:"step"`
+			Time time.Time `json:"time"`
+		}
+	}
+	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/metrics?limit=100", "", &metrics)
+	// Points are listed by step: were any sent again by the re-run (a
+	// restart from step 1), they would be later than a higher step's.
+	for i := 1; i < len(metrics.Metrics); i++ {
+		if p, q := metrics.Metrics[i-1], metrics.Metrics[i]; q.Time.Before(p.Time) {
+			t.Errorf("step %d was reported at %s, before step %d at %s: the series went back", q.Step, q.Time, p.Step, p.Time)
+		}
+	}
+	var arts struct {
+		Artifacts   []struct{ Name string }
+		Checkpoints []struct {
+			Step    int
+			Partial bool
+		}
+	}
+	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/artifacts", "", &arts)
+	if len(arts.Artifacts) != 2 || len(arts.Checkpoints) < 2 || arts.Checkpoints[0].Step != 10 || !arts.Checkpoints[0].Partial {
+		t.Errorf("artifacts = %+v, want the adapter's two files and the checkpoints of steps 10 (partial) and 20", arts)
+	}
+}

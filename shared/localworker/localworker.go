@@ -19,6 +19,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -36,7 +39,16 @@ type Options struct {
 	// Dir holds the tiny model and the jobs' scratch folders.
 	Dir string
 	Log *slog.Logger
+	// CrashAfterStep, when above 0, is the crash knob (default: the
+	// environment's BRIGHTRUN_CRASH_AFTER_STEP): the first run of each job
+	// exits hard (137) after that training step, and the run is then
+	// re-run once with the same input, as RunPod retries a crashed worker;
+	// the re-run resumes from the job's last stored checkpoint.
+	CrashAfterStep int
 }
+
+// CrashEnv is the environment variable of the crash knob.
+const CrashEnv = "BRIGHTRUN_CRASH_AFTER_STEP"
 
 // Worker runs jobs as subprocesses.
 type Worker struct {
@@ -51,6 +63,8 @@ type Worker struct {
 
 type run struct {
 	cmd      *exec.Cmd
+	args     []string // to run it again after a crash
+	retries  int
 	status   runpod.Status
 	output   json.RawMessage
 	errText  string
@@ -69,6 +83,13 @@ func New(opts Options) (*Worker, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
+	}
+	if v := os.Getenv(CrashEnv); opts.CrashAfterStep == 0 && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("local worker: %s must be a step number, got %q", CrashEnv, v)
+		}
+		opts.CrashAfterStep = n
 	}
 	if _, err := os.Stat(filepath.Join(opts.WorkerDir, "brightrun_worker", "local.py")); err != nil {
 		return nil, fmt.Errorf("local worker: no worker package under %s (run from the repository root): %w", opts.WorkerDir, err)
@@ -104,7 +125,10 @@ func (w *Worker) tinyModel(ctx context.Context) (string, error) {
 func (w *Worker) python(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, w.opts.Python, args...)
 	abs, _ := filepath.Abs(w.opts.WorkerDir)
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+abs, "HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1")
+	// The crash knob is the local worker's to apply (once per job), not
+	// every run's.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, CrashEnv+"=") })
+	cmd.Env = append(env, "PYTHONPATH="+abs, "HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1")
 	return cmd
 }
 
@@ -134,13 +158,18 @@ func (w *Worker) Run(ctx context.Context, req runpod.RunRequest) (runpod.JobStat
 	if err := os.WriteFile(specPath, data, 0o600); err != nil {
 		return runpod.JobStatus{}, err
 	}
-	cmd := w.python(context.Background(), "-m", "brightrun_worker.local", "--spec", specPath, "--runpod-job-id", id, "--workdir", dir)
+	args := []string{"-m", "brightrun_worker.local", "--spec", specPath, "--runpod-job-id", id, "--workdir", dir}
+	first := args
+	if w.opts.CrashAfterStep > 0 {
+		first = append(slices.Clone(args), "--crash-after-step", strconv.Itoa(w.opts.CrashAfterStep))
+	}
+	cmd := w.python(context.Background(), first...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		return runpod.JobStatus{}, &runpod.APIError{Op: "run", Kind: runpod.ErrUnavailable, Message: err.Error(), Err: err}
 	}
-	r := &run{cmd: cmd, status: runpod.StatusInProgress, started: time.Now()}
+	r := &run{cmd: cmd, args: args, status: runpod.StatusInProgress, started: time.Now()}
 	w.mu.Lock()
 	w.runs[id] = r
 	w.mu.Unlock()
@@ -149,9 +178,27 @@ func (w *Worker) Run(ctx context.Context, req runpod.RunRequest) (runpod.JobStat
 	return runpod.JobStatus{ID: id, Status: runpod.StatusInProgress}, nil
 }
 
+// crashExitCode is how the crash knob (and a killed process) exits.
+const crashExitCode = 137
+
 func (w *Worker) wait(id string, r *run, stdout, stderr *bytes.Buffer, webhook string) {
 	err := r.cmd.Wait()
 	w.mu.Lock()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == crashExitCode && !r.canceled && r.retries == 0 && w.opts.CrashAfterStep > 0 {
+		// The knob's crash: re-run the same input once, as RunPod does.
+		stdout.Reset()
+		stderr.Reset()
+		cmd := w.python(context.Background(), r.args...)
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		if serr := cmd.Start(); serr == nil {
+			r.cmd, r.retries = cmd, r.retries+1
+			w.mu.Unlock()
+			w.opts.Log.Info("local worker crashed: re-running it", "run_id", id, "retries", r.retries)
+			w.wait(id, r, stdout, stderr, webhook)
+			return
+		}
+	}
 	r.ended = time.Now()
 	var out struct {
 		Error string `json:"error"`
@@ -188,7 +235,7 @@ func (w *Worker) statusLocked(id string, r *run) runpod.JobStatus {
 	if end.IsZero() {
 		end = time.Now()
 	}
-	return runpod.JobStatus{ID: id, Status: r.status, ExecutionTime: end.Sub(r.started).Milliseconds(), Output: r.output, Error: r.errText, WorkerID: "local"}
+	return runpod.JobStatus{ID: id, Status: r.status, ExecutionTime: end.Sub(r.started).Milliseconds(), Output: r.output, Error: r.errText, WorkerID: "local", Retries: r.retries}
 }
 
 // Status reports a run as RunPod's /status would.

@@ -156,20 +156,6 @@ func (l *Lifecycle) deleteCheckpoints(ctx context.Context, j *Job, cs []Checkpoi
 	}
 }
 
-// DeleteJobObjects deletes every object a job stored: its checkpoints'
-// and its adapter's files.
-func (l *Lifecycle) DeleteJobObjects(ctx context.Context, j *Job) {
-	l.deleteCheckpoints(ctx, j, j.Checkpoints)
-	if l.URLs == nil {
-		return
-	}
-	for _, a := range j.Artifacts {
-		if err := l.URLs.Delete(ctx, a.Key); err != nil && ErrorCode(err) != ENotFound {
-			l.log().WarnContext(ctx, "artifact object not deleted", "job_id", j.ID, "key", a.Key, "err", err)
-		}
-	}
-}
-
 // URLSigner hands out presigned URLs and deletes objects.
 type URLSigner interface {
 	PresignPut(ctx context.Context, key string, size int64, sha256Hex string, ttl time.Duration) (SignedRequest, error)
@@ -180,8 +166,9 @@ type URLSigner interface {
 // AnswerURLs answers a worker's urls callback of the job's current
 // attempt with short-lived presigned URLs. It changes nothing: a urls
 // request does not move the job. A request of a superseded attempt fails
-// with EConflict; one the service cannot serve (no signer), with
-// EUnsupported-like EInvalid, which tells the worker to use the spec's.
+// with EConflict; one the service cannot serve (no signer, a file it does
+// not know), with EInvalid: a 400, which tells the worker to use the
+// spec's URLs.
 func (l *Lifecycle) AnswerURLs(ctx context.Context, owner string, cb *contract.Callback, req *contract.URLRequest) (*Job, *contract.URLAnswer, error) {
 	j, err := l.Store.GetJob(ctx, owner, cb.JobID)
 	if err != nil {
