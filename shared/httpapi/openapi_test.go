@@ -599,6 +599,21 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 		c.workerCallback(first.ID, 2, seq, contract.TypeArtifact, artifact(name), 200)
 		seq++
 	}
+	// URLs asked for, a checkpoint stored and an evaluation reported: none
+	// moves the job, and every answer is the document's.
+	c.handsOutURLs()
+	c.workerCallback(first.ID, 2, 30, contract.TypeURLs, `{"purpose":"checkpoint_download"}`, 200)
+	c.workerCallback(first.ID, 2, 31, contract.TypeURLs, `{"purpose":"artifact","files":[`+artifact("adapter_config.json")+`]}`, 200)
+	c.workerCallback(first.ID, 2, 32, contract.TypeURLs, `{"purpose":"artifact","files":[{"name":"model.bin","size_bytes":1}]}`, 400)
+	for _, name := range []string{"adapter_config.json", "adapter_model.safetensors"} {
+		if _, err := c.blobs.Put(context.Background(), pipeline.CheckpointKey("alice", first.ID, 2, 20, name), strings.NewReader(files[name]), int64(len(files[name]))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.workerCallback(first.ID, 2, 33, contract.TypeCheckpoint, `{"step":20,"total_steps":100,"epoch":0.2,"position":{"epoch":0,"step_in_epoch":20},"reason":"interval","partial":true,"files":[`+
+		artifact("adapter_config.json")+`,`+artifact("adapter_model.safetensors")+`],"train_seconds":12.5,"eval_loss":1.7}`, 200)
+	c.workerCallback(first.ID, 2, 34, contract.TypeProgress, `{"step":21,"total_steps":100,"epoch":0.21,"loss":1.4,"learning_rate":0.0001,"tokens_per_second":900,"gpu_memory_bytes":1000,"eval_loss":1.65}`, 200)
+	c.workerCallback(first.ID, 2, 35, contract.TypeURLs, `{"purpose":"checkpoint_download","step":20}`, 200)
 	c.workerCallback(first.ID, 2, seq, contract.TypeCompleted,
 		`{"final_loss":null,"steps":100,"train_seconds":50.5,"tokens_trained":1000,"metrics":{"initial_loss":2.1,"device":"cuda"}}`, 200)
 	if ans := c.workerCallback(first.ID, 1, 9, contract.TypeProgress, fmt.Sprintf(progress, 30, 1.0), 409); ans.Action != "stop" {
