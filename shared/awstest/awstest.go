@@ -79,6 +79,10 @@ var (
 	moto     *Emulator
 	motoErr  error
 
+	serialOnce sync.Once
+	serial     *Emulator
+	serialErr  error
+
 	gwOnce sync.Once
 	gw     *Emulator
 	gwErr  error
@@ -157,6 +161,41 @@ func NewConfig(endpoint string) aws.Config {
 	}
 }
 
+// MotoSerial returns a moto server of the test binary's own that answers
+// one request at a time. moto's DynamoDB checks a write's condition and then
+// writes, without a lock, so under its default threaded server two
+// conditional writes to one item can both pass; DynamoDB itself applies
+// them one after the other. Tests of that atomicity (two dispatchers racing
+// to claim one job) use this server; it suits no long poll (an SQS receive
+// that waits holds every other request back).
+func MotoSerial(tb testing.TB) *Emulator {
+	tb.Helper()
+	serialOnce.Do(func() { serial, serialErr = startMotoWith(serialMotoCommand) })
+	if serialErr != nil {
+		Unavailable(tb, "moto server (serial)", serialErr, "run make setup, or go test through make test (it puts .cache/venv/bin and .cache/bin on PATH)")
+	}
+	return serial
+}
+
+// serialMoto runs moto's own WSGI application in werkzeug's server with
+// threading off: argv[1] and argv[2] are the host and port.
+const serialMoto = `import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app), threaded=False)
+`
+
+func serialMotoCommand() ([]string, error) {
+	argv, err := motoCommand()
+	if err != nil {
+		return nil, err
+	}
+	if len(argv) != 3 || argv[1] != "-m" {
+		return nil, errors.New("a serial moto server needs python3 with moto[server] (moto_server alone cannot run one)")
+	}
+	return []string{argv[0], "-c", serialMoto}, nil
+}
+
 func startMoto() (*Emulator, error) {
 	if ep := os.Getenv(MotoEndpointEnv); ep != "" {
 		if err := waitReady(context.Background(), ep, nil, 10*time.Second); err != nil {
@@ -164,7 +203,13 @@ func startMoto() (*Emulator, error) {
 		}
 		return &Emulator{Name: "moto server", Endpoint: ep, Config: NewConfig(ep)}, nil
 	}
-	argv, err := motoCommand()
+	return startMotoWith(motoCommand)
+}
+
+// startMotoWith starts the moto server that command gives on a free port;
+// a command ending in "-c" script takes the host and port as arguments.
+func startMotoWith(command func() ([]string, error)) (*Emulator, error) {
+	argv, err := command()
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +220,9 @@ func startMoto() (*Emulator, error) {
 			return nil, err
 		}
 		args := append(append([]string{}, argv...), "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+		if len(argv) == 3 && argv[1] == "-c" {
+			args = append(append([]string{}, argv...), "127.0.0.1", fmt.Sprint(port))
+		}
 		e, err := start("moto server", args, []string{
 			// Region and credentials the SDK signs with; moto accepts any.
 			"AWS_DEFAULT_REGION=" + Region,

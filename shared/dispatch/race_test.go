@@ -170,7 +170,11 @@ func TestTwoDispatchersRacingOnOneMessageSubmitOnce(t *testing.T) {
 		raceDispatchers(t, store, races, 16)
 	})
 	t.Run("on DynamoDB", func(t *testing.T) {
-		emu := awstest.Moto(t)
+		// A moto answering one request at a time: its threaded server lets
+		// two conditional writes to one item both pass, which DynamoDB
+		// never does (seen: 1,001 submissions in 1,000 races, with the
+		// lease code unchanged).
+		emu := awstest.MotoSerial(t)
 		client := dynamodb.NewFromConfig(emu.Config)
 		table := awstest.UniqueName("brightrun-race")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
