@@ -16,11 +16,13 @@ import (
 // attempt: two attempts may store different bytes for one step, and a
 // record's hashes must match its objects. Its checkpoint callback then
 // records the checkpoint on the job once every file is in storage. The
-// job keeps the last KeepCheckpoints by step; older ones are dropped from
+// job keeps the last KeepCheckpoints by step, and its last epoch end;
+// older ones are dropped from
 // the record first and their objects deleted after, so a record never
 // names a deleted object. Neither callback moves the job's state.
 
-// KeepCheckpoints is how many checkpoints a job keeps.
+// KeepCheckpoints is how many checkpoints a job keeps (besides its last
+// epoch end).
 const KeepCheckpoints = 3
 
 // URLTTL is how long the URLs handed to a running worker stay valid: the
@@ -90,10 +92,28 @@ func (j *Job) addCheckpoint(c Checkpoint) (pruned []Checkpoint) {
 		}
 		return a.Attempt - b.Attempt
 	})
-	if n := len(j.Checkpoints) - KeepCheckpoints; n > 0 {
-		pruned = slices.Clone(j.Checkpoints[:n])
-		j.Checkpoints = slices.Clone(j.Checkpoints[n:])
+	n := len(j.Checkpoints) - KeepCheckpoints
+	if n <= 0 {
+		return nil
 	}
+	// The last epoch end is kept beside the last few: it is where a run
+	// whose final upload failed resumes (at its last step).
+	epochEnd := -1
+	for i := len(j.Checkpoints) - 1; i >= 0; i-- {
+		if j.Checkpoints[i].Reason == contract.CheckpointEpochEnd {
+			epochEnd = i
+			break
+		}
+	}
+	kept := slices.Clone(j.Checkpoints[n:])
+	for i, c := range j.Checkpoints[:n] {
+		if i == epochEnd {
+			kept = slices.Insert(kept, 0, c)
+			continue
+		}
+		pruned = append(pruned, c)
+	}
+	j.Checkpoints = kept
 	return pruned
 }
 
