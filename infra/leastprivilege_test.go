@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -33,6 +34,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/brightrun/brightrun/infra"
 	"github.com/brightrun/brightrun/infra/iamproof"
 	"github.com/brightrun/brightrun/shared/awstest"
 	"github.com/brightrun/brightrun/shared/dynamo"
@@ -801,6 +803,48 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 		}
 	}
 	t.Logf("the proof took %s; the gateway decided %d authorizations", time.Since(started).Round(time.Millisecond), len(s.gw.Log()))
+	t.Run("a published IAM simulator decides every request alike", s.crossCheck)
+}
+
+// crossCheck evaluates every authorization request the gateway decided
+// (neighbours' denied probes included) with @cloud-copilot/iam-simulate
+// (tools/iamsim, installed by tools/setup.sh node) and fails on any request
+// it allows and the gateway denied or the other way round, or that it
+// cannot evaluate. It skips when node or the package is missing (fails with
+// BRIGHTRUN_REQUIRE_TOOLS=1).
+func (s *stack) crossCheck(t *testing.T) {
+	dir := filepath.Join(root, "tools", "iamsim")
+	missing := ""
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing = "node is not on PATH"
+	} else if _, err := os.Stat(filepath.Join(dir, "node_modules", "@cloud-copilot", "iam-simulate", "package.json")); err != nil {
+		missing = "tools/iamsim/node_modules has no @cloud-copilot/iam-simulate (tools/setup.sh node installs it)"
+	}
+	if missing != "" {
+		if os.Getenv(infra.RequireToolsEnv) == "1" {
+			t.Fatalf("%s; %s=1, so this is a failure", missing, infra.RequireToolsEnv)
+		}
+		t.Skipf("%s; skipping the cross-check (%s=1 makes this a failure)", missing, infra.RequireToolsEnv)
+	}
+	started := time.Now()
+	f := s.gw.CrossCheck()
+	path := filepath.Join(t.TempDir(), "requests.json")
+	disagree, err := iamproof.RunCrossCheck(node, filepath.Join(dir, "crosscheck.mjs"), path, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := 0
+	for _, r := range f.Requests {
+		if r.Allowed {
+			allowed++
+		}
+	}
+	for _, d := range disagree {
+		t.Errorf("iam-simulate disagrees: %s", d)
+	}
+	t.Logf("iam-simulate decided the %d distinct requests (%d allowed, %d denied; %d decisions of the gateway) of %d principals in %s; %d disagreements",
+		len(f.Requests), allowed, len(f.Requests)-allowed, f.Decisions, len(f.Principals), time.Since(started).Round(time.Millisecond), len(disagree))
 }
 
 // adminDeleteReport removes a dataset's report behind the functions' backs.

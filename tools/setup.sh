@@ -14,6 +14,8 @@
 #   .cache/bin    sam, cfn-lint and schemathesis (links), and the Go-built
 #                 emulators of infra/emulators/go-tools.txt (versitygw)
 #   tools/tokref/node_modules   `npm ci` of tools/tokref/package-lock.json
+#   tools/iamsim/node_modules   `npm ci` of tools/iamsim/package-lock.json (the
+#                 IAM simulator that cross-checks infra/iamproof)
 #
 # Each part records a hash of its pins (and of the interpreter or Node
 # version) beside what it installed, and is redone only when that changes
@@ -36,6 +38,8 @@ sam_requirements=infra/requirements.txt
 schemathesis_requirements=tools/schemathesis/requirements.txt
 go_tools=infra/emulators/go-tools.txt
 tokref=tools/tokref
+# The npm folders, each installed by `npm ci` of its package-lock.json.
+node_dirs=("$tokref" tools/iamsim)
 
 # Our own folders never provide the base interpreter.
 PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF -e "$cache/venv/bin" -e "$cache/bin" -e "$cache/sam/bin" -e "$cache/schemathesis/bin" | paste -sd: -)
@@ -111,14 +115,17 @@ setup_schemathesis() {
 }
 
 setup_node() {
-	local stamp=$tokref/node_modules/.brightrun-setup node k
+	local dir stamp node k
 	command -v node >/dev/null && command -v npm >/dev/null || { say "node and npm are needed (Node 20)"; exit 1; }
 	node=$(node --version)
-	k=$(key "node ${node%%.*}" "$tokref/package-lock.json")
-	fresh "$stamp" "$k" && return
-	say "npm ci --prefix $tokref"
-	npm ci --prefix "$tokref" --no-audit --no-fund --loglevel=error
-	printf '%s\n' "$k" >"$stamp"
+	for dir in "${node_dirs[@]}"; do
+		stamp=$dir/node_modules/.brightrun-setup
+		k=$(key "node ${node%%.*}" "$dir/package-lock.json")
+		fresh "$stamp" "$k" && continue
+		say "npm ci --prefix $dir"
+		npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+		printf '%s\n' "$k" >"$stamp"
+	done
 }
 
 # The Go-built emulators, by `go install` into .cache/bin.

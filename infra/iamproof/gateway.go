@@ -65,6 +65,7 @@ type Gateway struct {
 	mu         sync.Mutex
 	principals map[string]Principal // by access key id
 	log        []Entry
+	history    []Entry // every decision, including those Forget drops from log
 }
 
 // NewGateway returns a gateway in front of upstream.
@@ -99,6 +100,7 @@ func (g *Gateway) record(e Entry) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.log = append(g.log, e)
+	g.history = append(g.history, e)
 }
 
 type callKey struct{}

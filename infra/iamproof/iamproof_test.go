@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -215,5 +217,90 @@ func TestTheProjectTemplateResolves(t *testing.T) {
 	v, err := s.Resolve(Dig(tmpl["Resources"], "DatasetBucket", "Properties", "BucketName"))
 	if err != nil || !bytes.HasPrefix([]byte(v.(string)), []byte("brightrun-123456789012-1a2b3c4d")) {
 		t.Errorf("DatasetBucket's name resolves to %v, %v; want brightrun-<account>-<stack id prefix>", v, err)
+	}
+}
+
+// simulator finds node and tools/iamsim's crosscheck.mjs, or skips (fails
+// with BRIGHTRUN_REQUIRE_TOOLS=1).
+func simulator(t *testing.T) (node, script string) {
+	t.Helper()
+	dir := filepath.Join("..", "..", "tools", "iamsim")
+	node, err := exec.LookPath("node")
+	missing := ""
+	if err != nil {
+		missing = "node is not on PATH"
+	} else if _, err := os.Stat(filepath.Join(dir, "node_modules", "@cloud-copilot", "iam-simulate", "package.json")); err != nil {
+		missing = "tools/iamsim/node_modules has no @cloud-copilot/iam-simulate (tools/setup.sh node installs it)"
+	}
+	if missing != "" {
+		if os.Getenv("BRIGHTRUN_REQUIRE_TOOLS") == "1" {
+			t.Fatalf("%s; BRIGHTRUN_REQUIRE_TOOLS=1, so this is a failure", missing)
+		}
+		t.Skipf("%s; skipping", missing)
+	}
+	return node, filepath.Join(dir, "crosscheck.mjs")
+}
+
+// The published simulator decides the evaluator's own cases (conditions,
+// NotResource, an explicit Deny) alike, and a decision it does not share is
+// reported.
+func TestCrossCheckAgreesAndReportsADisagreement(t *testing.T) {
+	node, script := simulator(t)
+	p := policy(t, `{"Version":"2012-10-17","Statement":[
+		{"Sid":"Items","Effect":"Allow","Action":["dynamodb:GetItem","dynamodb:PutItem"],"Resource":"`+table+`"},
+		{"Sid":"OneIndex","Effect":"Allow","Action":"dynamodb:Query","Resource":"`+table+`/index/by_created"},
+		{"Sid":"Objects","Effect":"Allow","Action":"s3:Get*","Resource":"arn:aws:s3:::b/datasets/*.jsonl"},
+		{"Sid":"List","Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b","Condition":{"StringLike":{"s3:prefix":"datasets/*"}}},
+		{"Sid":"NotSecret","Effect":"Allow","Action":"secretsmanager:GetSecretValue","NotResource":"arn:aws:secretsmanager:us-east-1:123456789012:secret:admin-*"},
+		{"Sid":"NoPutOfReports","Effect":"Deny","Action":"s3:PutObject","Resource":"arn:aws:s3:::b/reports/*"},
+		{"Sid":"Uploads","Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::b/*"}]}`)
+	secret := "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
+	reqs := []Request{
+		{Action: "dynamodb:GetItem", Resource: table},
+		{Action: "dynamodb:DeleteItem", Resource: table},
+		{Action: "dynamodb:Query", Resource: table + "/index/by_created"},
+		{Action: "dynamodb:Query", Resource: table + "/index/by_user"},
+		{Action: "dynamodb:Query", Resource: table},
+		{Action: "s3:GetObject", Resource: "arn:aws:s3:::b/datasets/x.jsonl"},
+		{Action: "s3:GetObject", Resource: "arn:aws:s3:::b/datasets/x.csv"},
+		{Action: "s3:ListBucket", Resource: "arn:aws:s3:::b", Context: map[string][]string{"s3:prefix": {"datasets/u1/"}}},
+		{Action: "s3:ListBucket", Resource: "arn:aws:s3:::b", Context: map[string][]string{"s3:prefix": {"reports/"}}},
+		{Action: "s3:ListBucket", Resource: "arn:aws:s3:::b"},
+		{Action: "secretsmanager:GetSecretValue", Resource: secret + "runpod-AbCdEf"},
+		{Action: "secretsmanager:GetSecretValue", Resource: secret + "admin-AbCdEf"},
+		{Action: "s3:PutObject", Resource: "arn:aws:s3:::b/uploads/x"},
+		{Action: "s3:PutObject", Resource: "arn:aws:s3:::b/reports/x"},
+	}
+	f := CrossCheckFile{Account: acct, Principals: map[string]CrossCheckPrincipal{
+		"u": {ARN: "arn:aws:iam::123456789012:user/u", Policies: []CrossCheckPolicy{{p[0].Name, p[0].Policy}}}}}
+	allowed := 0
+	for _, r := range reqs {
+		d, err := Evaluate(p, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed {
+			allowed++
+		}
+		f.Requests = append(f.Requests, CrossCheckRequest{Principal: "u", Action: r.Action, Resource: r.Resource, Context: r.Context, Allowed: d.Allowed, What: r.String()})
+	}
+	if allowed == 0 || allowed == len(reqs) {
+		t.Fatalf("%d of %d allowed: the cases should have both", allowed, len(reqs))
+	}
+	path := filepath.Join(t.TempDir(), "requests.json")
+	disagree, err := RunCrossCheck(node, script, path, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(disagree) != 0 {
+		t.Errorf("the simulator disagrees with Evaluate:\n%s", strings.Join(disagree, "\n"))
+	}
+	f.Requests[1].Allowed = true // DeleteItem, which no statement grants
+	disagree, err = RunCrossCheck(node, script, path, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(disagree) != 1 || !strings.Contains(disagree[0], "dynamodb:DeleteItem") {
+		t.Errorf("a wrong decision on DeleteItem: the cross-check reported %q", disagree)
 	}
 }

@@ -17,6 +17,10 @@
 // evaluates them (Evaluate); moto still holds the users, their access keys
 // and their policy documents (its IAM API validates the documents), and
 // serves the calls that are allowed.
+//
+// The gateway's decisions are cross-checked with a published simulator,
+// @cloud-copilot/iam-simulate (tools/iamsim): CrossCheck collects every
+// request it decided and RunCrossCheck has the simulator decide them too.
 package iamproof
 
 import (
