@@ -72,6 +72,7 @@ func TestAURLsCallbackIsAnsweredWithURLsOfTheCurrentAttemptOnly(t *testing.T) {
 		{"a checkpoint upload without its step is refused", 2, `{"purpose":"checkpoint","files":[` + fileJSON("a.json", cfg) + `]}`, 400, nil, ""},
 		{"an artifact of another name is refused", 2, `{"purpose":"artifact","files":[` + fileJSON("model.bin", cfg) + `]}`, 400, nil, ""},
 		{"an upload without sizes is refused", 2, `{"purpose":"artifact","files":[{"name":"adapter_config.json"}]}`, 400, nil, ""},
+		{"an upload of too many files is refused", 2, `{"purpose":"checkpoint","step":5,"files":[` + strings.Repeat(fileJSON("a.json", cfg)+",", 16) + fileJSON("a.json", cfg) + `]}`, 400, nil, ""},
 		{"a dataset file the job has not is refused", 2, `{"purpose":"dataset","files":[{"name":"other.jsonl"}]}`, 400, nil, ""},
 	}
 	for i, tt := range tests {

@@ -25,6 +25,9 @@ import (
 // epoch end).
 const KeepCheckpoints = 3
 
+// maxURLFiles bounds the files of one upload request (a checkpoint has four).
+const maxURLFiles = 16
+
 // URLTTL is how long the URLs handed to a running worker stay valid: the
 // worker asks again when one is refused.
 const URLTTL = 15 * time.Minute
@@ -233,8 +236,8 @@ func (l *Lifecycle) AnswerURLs(ctx context.Context, owner string, cb *contract.C
 		if req.Purpose == contract.PurposeCheckpoint && req.Step < 1 {
 			return j, nil, Errorf(EInvalid, "a checkpoint upload needs its step")
 		}
-		if len(req.Files) == 0 {
-			return j, nil, Errorf(EInvalid, "name the files to upload")
+		if len(req.Files) == 0 || len(req.Files) > maxURLFiles {
+			return j, nil, Errorf(EInvalid, "name 1 to %d files to upload", maxURLFiles)
 		}
 		for _, f := range req.Files {
 			if f.SizeBytes < 1 {
