@@ -800,7 +800,7 @@ def _build(source: Path, tmp: Path, out: Path, report: _Reporter, *, hub_id: Opt
     hash_seconds = 0.0
 
     def hash_source() -> None:
-        nonlocal read, hash_seconds
+        nonlocal hash_seconds
         started = time.monotonic()
 
         def on_bytes(n: int) -> bool:

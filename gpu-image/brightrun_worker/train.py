@@ -127,10 +127,6 @@ class FitResult:
         return self.train_seconds / self.micro_batches if self.micro_batches else 0.0
 
 
-def cuda_available() -> bool:
-    return torch.cuda.is_available()
-
-
 def gpu_peak_bytes() -> int:
     return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else 0
 

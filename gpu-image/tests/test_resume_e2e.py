@@ -8,7 +8,6 @@ reach the callbacks; cancel reaches the load and asks for a fresh worker."""
 from __future__ import annotations
 
 import copy
-import io
 import json
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import GPU_IMAGE, tiny_spec
+from conftest import tiny_spec
 from fakeserver import FakeServer
 from safetensors.torch import load as load_safetensors
 from test_checkpoints import TOLERANCE

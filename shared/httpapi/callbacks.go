@@ -22,6 +22,27 @@ func (s *Server) callbackError(w http.ResponseWriter, r *http.Request, status in
 	writeJSON(w, status, api.CallbackAnswer{Action: action, Error: &pipeline.Error{Code: code, Message: msg}})
 }
 
+// callbackRefused answers the error of a callback the job's lifecycle
+// refused, and reports whether there was one: a job that is gone or an
+// attempt that was superseded tells the worker to stop, a callback the
+// lifecycle cannot apply is a 400, anything else an error the worker
+// retries.
+func (s *Server) callbackRefused(w http.ResponseWriter, r *http.Request, err error) bool {
+	switch pipeline.ErrorCode(err) {
+	case "":
+		return false
+	case pipeline.ENotFound:
+		s.callbackError(w, r, http.StatusNotFound, pipeline.ENotFound, "no such job", "stop")
+	case pipeline.EConflict:
+		s.callbackError(w, r, http.StatusConflict, pipeline.EConflict, pipeline.ErrorMessage(err), "stop")
+	case pipeline.EInvalid:
+		s.callbackError(w, r, http.StatusBadRequest, pipeline.EInvalid, pipeline.ErrorMessage(err), "")
+	default:
+		writeError(w, r, s.log(), err) // the worker retries
+	}
+	return true
+}
+
 // workerCallback receives the worker's signed callbacks: it authenticates
 // and decodes them, and the job's lifecycle applies them.
 func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
@@ -64,16 +85,7 @@ func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j, err := s.Jobs.ApplyCallback(ctx, owner, cb, payload, id, body)
-	switch pipeline.ErrorCode(err) {
-	case "":
-	case pipeline.ENotFound:
-		s.callbackError(w, r, http.StatusNotFound, pipeline.ENotFound, "no such job", "stop")
-		return
-	case pipeline.EConflict:
-		s.callbackError(w, r, http.StatusConflict, pipeline.EConflict, pipeline.ErrorMessage(err), "stop")
-		return
-	default:
-		writeError(w, r, s.log(), err) // the worker retries
+	if s.callbackRefused(w, r, err) {
 		return
 	}
 	answer := api.CallbackAnswer{Action: "continue"}
@@ -89,19 +101,7 @@ func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
 // spec's URLs.
 func (s *Server) answerURLs(w http.ResponseWriter, r *http.Request, owner string, cb *contract.Callback, req *contract.URLRequest) {
 	j, ans, err := s.Jobs.AnswerURLs(r.Context(), owner, cb, req)
-	switch pipeline.ErrorCode(err) {
-	case "":
-	case pipeline.ENotFound:
-		s.callbackError(w, r, http.StatusNotFound, pipeline.ENotFound, "no such job", "stop")
-		return
-	case pipeline.EConflict:
-		s.callbackError(w, r, http.StatusConflict, pipeline.EConflict, pipeline.ErrorMessage(err), "stop")
-		return
-	case pipeline.EInvalid:
-		s.callbackError(w, r, http.StatusBadRequest, pipeline.EInvalid, pipeline.ErrorMessage(err), "")
-		return
-	default:
-		writeError(w, r, s.log(), err) // the worker retries
+	if s.callbackRefused(w, r, err) {
 		return
 	}
 	if j.WorkerShouldStop() {
