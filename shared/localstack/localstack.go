@@ -119,18 +119,12 @@ func ConfigFromEnv(getenv func(string) string) Config {
 	}
 }
 
-// Store is what the stack needs of a store.
-type Store interface {
-	pipeline.Store
-	pipeline.JobLog
-	pipeline.JobScanner
-}
-
-// Blobs is what the stack needs of a blob store.
-type Blobs interface {
-	pipeline.Blobs
-	pipeline.ObjectWriter
-}
+// Store and Blobs are what the stack needs of its store and blob store:
+// what the services it wires need.
+type (
+	Store = services.Store
+	Blobs = services.Blobs
+)
 
 // Backends.
 const (
