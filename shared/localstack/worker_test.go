@@ -93,14 +93,20 @@ func TestACrashedLocalWorkerResumesFromItsCheckpoint(t *testing.T) {
 			}
 		}
 	}
-	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/events?limit=100", "", &events)
+	// The job's status is written before its event log: wait for the
+	// completed event too (a loaded machine widens that window).
 	count, resumed := map[string]int{}, -1
-	for _, e := range events.Events {
-		count[e.Type]++
-		if e.Type == "completed" {
-			resumed = e.Data.Metrics.ResumedFromStep
+	waitFor(t, 30*time.Second, func() bool {
+		call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/events?limit=100", "", &events)
+		count, resumed = map[string]int{}, -1
+		for _, e := range events.Events {
+			count[e.Type]++
+			if e.Type == "completed" {
+				resumed = e.Data.Metrics.ResumedFromStep
+			}
 		}
-	}
+		return count["completed"] > 0
+	}, "the completed event")
 	if count["started"] != 2 || count["checkpoint"] < 2 || resumed != 10 {
 		t.Errorf("events %v, completed resumed from step %d; want two started (the crashed run and its re-run), the checkpoints of both epochs, and a run resumed from step 10", count, resumed)
 	}
