@@ -82,6 +82,7 @@ type JobView struct {
 	Hyperparameters pipeline.Hyperparameters `json:"hyperparameters"`
 	Attempt         int                      `json:"attempt"`
 	Progress        *pipeline.MetricPoint    `json:"progress,omitempty"`
+	Validation      *pipeline.JobValidation  `json:"validation,omitempty"`
 	Estimate        *pipeline.JobEstimate    `json:"estimate,omitempty"`
 	Cost            *pipeline.JobCost        `json:"cost,omitempty"`
 	BudgetUSD       *float64                 `json:"budget_usd,omitempty"`
@@ -97,7 +98,7 @@ func ViewJob(j *pipeline.Job) JobView {
 	return JobView{
 		ID: j.ID, Name: j.Name, Status: j.Status, Stage: j.Stage, DatasetID: j.DatasetID, BaseModel: j.BaseModel,
 		GPUType: j.GPUType, Preset: j.Preset, Hyperparameters: j.Hyperparameters, Attempt: j.Attempt, Progress: j.Progress,
-		Estimate: j.Estimate, Cost: j.Cost, BudgetUSD: j.BudgetUSD, Error: j.Error, StartedAt: j.StartedAt,
+		Validation: j.Validation, Estimate: j.Estimate, Cost: j.Cost, BudgetUSD: j.BudgetUSD, Error: j.Error, StartedAt: j.StartedAt,
 		FinishedAt: j.FinishedAt, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
 	}
 }

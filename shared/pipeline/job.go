@@ -111,6 +111,9 @@ type Job struct {
 	IdempotencyKey string    `json:"idempotency_key,omitempty"`
 	RequestHash    string    `json:"request_hash,omitempty"`
 	Error          *JobError `json:"error,omitempty"`
+	// Validation is how the job evaluates its adapter: nil takes the
+	// default held-out share of its dataset.
+	Validation *JobValidation `json:"validation,omitempty"`
 	// Estimate is what the job was expected to take and cost when created.
 	Estimate *JobEstimate `json:"estimate,omitempty"`
 	// Progress is the latest metric point reported.
@@ -163,6 +166,18 @@ type JobEstimate struct {
 	ExecutionTimeoutSeconds int64  `json:"execution_timeout_seconds"`
 	PricesDate              string `json:"prices_date"`
 	EstimatorVersion        string `json:"estimator_version"`
+	// Evaluation is the held-out evaluation the estimate includes; nil
+	// when the job holds nothing out.
+	Evaluation *EvaluationEstimate `json:"evaluation,omitempty"`
+}
+
+// JobValidation is how a job evaluates: a held-out share of its own
+// dataset (Split; nil takes the worker's default, the same one the
+// estimate counts) or a second ready dataset of its owner (DatasetID),
+// never both.
+type JobValidation struct {
+	Split     *float64 `json:"split,omitempty"`
+	DatasetID string   `json:"dataset_id,omitempty"`
 }
 
 // Artifact is one file of a trained adapter.

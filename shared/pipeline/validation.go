@@ -56,3 +56,14 @@ type Distribution struct {
 	P95  int64   `json:"p95"`
 	Max  int64   `json:"max"`
 }
+
+// EvaluationEstimate is the evaluation part of a job's estimate: what is
+// evaluated (held out of the dataset, or a second dataset), how often,
+// and the time it adds.
+type EvaluationEstimate struct {
+	Examples      int64   `json:"examples"`
+	TokensTotal   int64   `json:"tokens_total"`
+	TokensTrained int64   `json:"tokens_trained"`
+	Evaluations   int64   `json:"evaluations"`
+	Seconds       float64 `json:"seconds"`
+}
