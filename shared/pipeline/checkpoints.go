@@ -224,10 +224,14 @@ func (l *Lifecycle) AnswerURLs(ctx context.Context, owner string, cb *contract.C
 			}
 		}
 		for _, name := range names {
-			if name != contract.FileDataset {
+			id := j.DatasetID
+			switch {
+			case name == contract.FileValidation && j.Validation != nil && j.Validation.DatasetID != "":
+				id = j.Validation.DatasetID
+			case name != contract.FileDataset:
 				return j, nil, Errorf(EInvalid, "no file %s for this job's dataset", name)
 			}
-			sr, err := l.URLs.PresignGet(ctx, DatasetKey(j.Owner, j.DatasetID), URLTTL)
+			sr, err := l.URLs.PresignGet(ctx, DatasetKey(j.Owner, id), URLTTL)
 			if err := add(name, sr, err); err != nil {
 				return nil, nil, err
 			}
