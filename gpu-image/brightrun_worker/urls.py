@@ -13,8 +13,9 @@ A server that does not implement it answers 400 (today's server: an unknown
 callback type), 404, 405 or 501: the broker then remembers that URLs cannot
 be asked for, and the job falls back to the job spec's URLs (dataset,
 artifacts, ``resume.urls``) and skips checkpoint uploads (logged once). A
-transient failure (network, 429, 5xx after the client's retries) or a
-malformed answer fails only that one request. Nothing here ever fails a job.
+request the server understood and cannot serve (422), a transient failure
+(network, 429, 5xx after the client's retries) or a malformed answer fails
+only that one request. Nothing here ever fails a job.
 """
 
 from __future__ import annotations

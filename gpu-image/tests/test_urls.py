@@ -48,8 +48,8 @@ def test_a_server_without_the_route_makes_the_broker_fall_back_once(status: int,
     assert sum("does not hand out URLs" in m for m in caplog.messages) == 1
 
 
-@pytest.mark.parametrize("status", [0, 429, 503])
-def test_a_transient_failure_fails_one_request_only(status: int) -> None:
+@pytest.mark.parametrize("status", [0, 422, 429, 503])
+def test_a_transient_failure_or_a_refused_request_fails_one_request_only(status: int) -> None:
     r = Requester((status, b""), (200, {"urls": {"dataset.jsonl": {"url": "https://s3.example/d", "method": "GET"}}}))
     b = UrlBroker(r)
     assert b.ask("dataset", [{"name": "dataset.jsonl"}]) is None and b.supported is None

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -72,7 +73,15 @@ func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	cb, payload, err := contract.ParseCallback(body)
 	if err != nil {
-		s.callbackError(w, r, http.StatusBadRequest, pipeline.EInvalid, err.Error(), "")
+		status := http.StatusBadRequest
+		if isURLRequest(body) {
+			// 400 to a urls callback tells a worker that this server hands
+			// out no URLs (an older one: an unknown callback type); a urls
+			// request this server understood but finds wrong is a 422, which
+			// fails only that request.
+			status = http.StatusUnprocessableEntity
+		}
+		s.callbackError(w, r, status, pipeline.EInvalid, err.Error(), "")
 		return
 	}
 	id := r.Header.Get(contract.HeaderID)
@@ -97,17 +106,35 @@ func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
 
 // answerURLs answers a verified urls callback with presigned URLs in the
 // 200 body; it is fenced like every callback and changes no job. A
-// request the service cannot serve is a 400: the worker then uses its
-// spec's URLs.
+// service that hands out no URLs answers 400, as a server that does not
+// know the callback type does (the worker then uses its spec's URLs for
+// the rest of the run); a request it cannot serve (a file
+// the job does not have, an upload without its size) is a 422, which
+// fails only that request.
 func (s *Server) answerURLs(w http.ResponseWriter, r *http.Request, owner string, cb *contract.Callback, req *contract.URLRequest) {
 	j, ans, err := s.Jobs.AnswerURLs(r.Context(), owner, cb, req)
-	if s.callbackRefused(w, r, err) {
+	switch {
+	case errors.Is(err, pipeline.ErrNoURLs):
+		s.callbackError(w, r, http.StatusBadRequest, pipeline.EInvalid, pipeline.ErrorMessage(err), "")
+		return
+	case pipeline.ErrorCode(err) == pipeline.EInvalid:
+		s.callbackError(w, r, http.StatusUnprocessableEntity, pipeline.EInvalid, pipeline.ErrorMessage(err), "")
+		return
+	case s.callbackRefused(w, r, err):
 		return
 	}
 	if j.WorkerShouldStop() {
 		ans.Action, ans.Reason = "stop", fmt.Sprintf("job is %s", j.Status)
 	}
 	writeJSON(w, http.StatusOK, ans)
+}
+
+// isURLRequest reports whether a callback body is of type urls.
+func isURLRequest(body []byte) bool {
+	var head struct {
+		Type contract.CallbackType `json:"type"`
+	}
+	return json.Unmarshal(body, &head) == nil && head.Type == contract.TypeURLs
 }
 
 // RunChecker confirms a run's outcome with the GPU provider and repairs the

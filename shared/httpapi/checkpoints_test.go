@@ -69,11 +69,11 @@ func TestAURLsCallbackIsAnsweredWithURLsOfTheCurrentAttemptOnly(t *testing.T) {
 			map[string]string{"adapter_config.json": "PUT"}, pipeline.ArtifactKey("alice", "job_u", 2, "adapter_config.json")},
 		{"a job without checkpoints has none to download", 2, `{"purpose":"checkpoint_download"}`, 200, map[string]string{}, ""},
 		{"a superseded attempt is told to stop", 1, `{"purpose":"dataset"}`, 409, nil, ""},
-		{"a checkpoint upload without its step is refused", 2, `{"purpose":"checkpoint","files":[` + fileJSON("a.json", cfg) + `]}`, 400, nil, ""},
-		{"an artifact of another name is refused", 2, `{"purpose":"artifact","files":[` + fileJSON("model.bin", cfg) + `]}`, 400, nil, ""},
-		{"an upload without sizes is refused", 2, `{"purpose":"artifact","files":[{"name":"adapter_config.json"}]}`, 400, nil, ""},
-		{"an upload of too many files is refused", 2, `{"purpose":"checkpoint","step":5,"files":[` + strings.Repeat(fileJSON("a.json", cfg)+",", 16) + fileJSON("a.json", cfg) + `]}`, 400, nil, ""},
-		{"a dataset file the job has not is refused", 2, `{"purpose":"dataset","files":[{"name":"other.jsonl"}]}`, 400, nil, ""},
+		{"a checkpoint upload without its step is refused", 2, `{"purpose":"checkpoint","files":[` + fileJSON("a.json", cfg) + `]}`, 422, nil, ""},
+		{"an artifact of another name is refused", 2, `{"purpose":"artifact","files":[` + fileJSON("model.bin", cfg) + `]}`, 422, nil, ""},
+		{"an upload without sizes is refused", 2, `{"purpose":"artifact","files":[{"name":"adapter_config.json"}]}`, 422, nil, ""},
+		{"an upload of too many files is refused", 2, `{"purpose":"checkpoint","step":5,"files":[` + strings.Repeat(fileJSON("a.json", cfg)+",", 16) + fileJSON("a.json", cfg) + `]}`, 422, nil, ""},
+		{"a dataset file the job has not is refused", 2, `{"purpose":"dataset","files":[{"name":"other.jsonl"}]}`, 422, nil, ""},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

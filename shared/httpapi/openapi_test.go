@@ -247,7 +247,7 @@ func newContractTest(t *testing.T) *contractTest {
 
 // statusCodes are the error codes each status may carry.
 var statusCodes = map[int][]string{
-	400: {pipeline.EInvalid}, 401: {pipeline.EUnauthorized}, 404: {pipeline.ENotFound},
+	400: {pipeline.EInvalid}, 422: {pipeline.EInvalid}, 401: {pipeline.EUnauthorized}, 404: {pipeline.ENotFound},
 	409: {pipeline.EConflict, pipeline.EPrecondition}, 413: {pipeline.ETooLarge},
 	500: {pipeline.EInternal}, 503: {pipeline.EUnavailable},
 }
@@ -604,7 +604,7 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	c.handsOutURLs()
 	c.workerCallback(first.ID, 2, 30, contract.TypeURLs, `{"purpose":"checkpoint_download"}`, 200)
 	c.workerCallback(first.ID, 2, 31, contract.TypeURLs, `{"purpose":"artifact","files":[`+artifact("adapter_config.json")+`]}`, 200)
-	c.workerCallback(first.ID, 2, 32, contract.TypeURLs, `{"purpose":"artifact","files":[{"name":"model.bin","size_bytes":1}]}`, 400)
+	c.workerCallback(first.ID, 2, 32, contract.TypeURLs, `{"purpose":"artifact","files":[{"name":"model.bin","size_bytes":1}]}`, 422)
 	for _, name := range []string{"adapter_config.json", "adapter_model.safetensors"} {
 		if _, err := c.blobs.Put(context.Background(), pipeline.CheckpointKey("alice", first.ID, 2, 20, name), strings.NewReader(files[name]), int64(len(files[name]))); err != nil {
 			t.Fatal(err)

@@ -189,9 +189,12 @@ type URLSigner interface {
 // AnswerURLs answers a worker's urls callback of the job's current
 // attempt with short-lived presigned URLs. It changes nothing: a urls
 // request does not move the job. A request of a superseded attempt fails
-// with EConflict; one the service cannot serve (no signer, a file it does
-// not know), with EInvalid: a 400, which tells the worker to use the
-// spec's URLs.
+// with EConflict; a service without a signer answers ErrNoURLs (the
+// worker then uses the spec's URLs); a request it cannot serve (a file it
+// does not know, an upload without its size) fails with EInvalid.
+// ErrNoURLs is AnswerURLs' answer when the service hands out no URLs.
+var ErrNoURLs = &Error{Code: EInvalid, Message: "this service hands out no URLs: use the job spec's"}
+
 func (l *Lifecycle) AnswerURLs(ctx context.Context, owner string, cb *contract.Callback, req *contract.URLRequest) (*Job, *contract.URLAnswer, error) {
 	j, err := l.Store.GetJob(ctx, owner, cb.JobID)
 	if err != nil {
@@ -201,7 +204,7 @@ func (l *Lifecycle) AnswerURLs(ctx context.Context, owner string, cb *contract.C
 		return j, nil, superseded(cb.Attempt, j)
 	}
 	if l.URLs == nil {
-		return j, nil, Errorf(EInvalid, "this service hands out no URLs: use the job spec's")
+		return j, nil, ErrNoURLs
 	}
 	ans := &contract.URLAnswer{Action: "continue", URLs: map[string]contract.PresignedURL{}, ExpiresAt: l.now().Add(URLTTL).Truncate(time.Second)}
 	add := func(name string, sr SignedRequest, err error) error {
