@@ -29,5 +29,7 @@
 // most [Options.MaxIssues] issues per severity, and the duplicate
 // detector: 16-byte hashes with a line number, 30 to 50 bytes per
 // distinct example, capped at [Options.MaxUniqueExamples] (1,700,000 by
-// default: about 48 MiB).
+// default: about 48 MiB), and the validation split's counts of at most
+// 2 × [holdout.MaxExamples] examples ([SplitTokens]: a bounded heap of the
+// smallest split keys, and the first examples).
 package dataset

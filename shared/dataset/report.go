@@ -31,6 +31,22 @@ type Summary struct {
 	WarningCounts map[Code]int64 `json:"warning_counts"`
 	Truncated     Truncated      `json:"truncated"`
 	Stats         Stats          `json:"stats"`
+	// Split is what the validation split (package holdout) needs to
+	// count the tokens of a job's training and evaluation parts.
+	Split SplitTokens `json:"split"`
+}
+
+// SplitTokens holds the token counts of the valid examples that a job
+// evaluates on, each as [total, trained], for at most holdout.MaxExamples
+// examples: enough for any share, since the worker holds out no more.
+type SplitTokens struct {
+	// HeldOut is in split-key order (seed 0), smallest key first: a share
+	// s holds out the first holdout.Count(Examples, s, holdout.MaxExamples)
+	// of them (exact for a valid dataset, whose lines are all examples).
+	HeldOut [][2]int64 `json:"held_out"`
+	// First is in file order: what a job evaluates of this dataset when it
+	// is the job's second, validation dataset.
+	First [][2]int64 `json:"first"`
 }
 
 // Tokens sums the token counts of the valid examples.

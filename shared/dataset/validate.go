@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/brightrun/brightrun/shared/chat"
+	"github.com/brightrun/brightrun/shared/holdout"
 )
 
 // The roles a message may have.
@@ -61,13 +62,16 @@ type validator struct {
 	counter chat.Counter
 	opts    Options
 
-	p      lineParser
-	msgs   []chat.Message
-	wts    []int
-	dedup  *dedupSet
-	msgsH  histogram
-	toksH  histogram
-	counts [numChecks]int64
+	p     lineParser
+	msgs  []chat.Message
+	wts   []int
+	dedup *dedupSet
+	msgsH histogram
+	toksH histogram
+	// heldOut and first are the split's counts (SplitTokens).
+	heldOut *holdout.Smallest[[2]int64]
+	first   [][2]int64
+	counts  [numChecks]int64
 
 	lines, blank, nonBlank, examples int64
 	tokens                           Tokens
@@ -79,7 +83,8 @@ type validator struct {
 }
 
 func newValidator(c chat.Counter, o Options) *validator {
-	return &validator{counter: c, opts: o, dedup: newDedupSet(o.MaxUniqueExamples)}
+	return &validator{counter: c, opts: o, dedup: newDedupSet(o.MaxUniqueExamples),
+		heldOut: holdout.NewSmallest[[2]int64](holdout.MaxExamples), first: make([][2]int64, 0, holdout.MaxExamples)}
 }
 
 // line checks one line of n bytes, without its '\n'.
@@ -273,6 +278,11 @@ func (v *validator) example() {
 	total, trained := v.counter.Count(v.msgs)
 	v.tokens.Total += int64(total)
 	v.tokens.Trained += int64(trained)
+	counts := [2]int64{int64(total), int64(trained)}
+	v.heldOut.Add(holdout.KeyOf(0, v.lines), counts)
+	if len(v.first) < holdout.MaxExamples {
+		v.first = append(v.first, counts)
+	}
 	if total > v.opts.MaxSeqLength {
 		v.overMax++
 		v.add(chkExampleTooLong, -1, "conversation is %d tokens: over max_seq_length %d, the trainer will truncate it", total, v.opts.MaxSeqLength)
@@ -341,6 +351,7 @@ func (v *validator) finish(n int64) *Report {
 				ExamplesOverMaxSeqLength: v.overMax,
 				MaxSeqLength:             v.opts.MaxSeqLength,
 			},
+			Split: SplitTokens{HeldOut: v.heldOut.Sorted(), First: v.first},
 		},
 		Issues: v.issues,
 	}

@@ -1,5 +1,7 @@
 package pipeline
 
+import "github.com/brightrun/brightrun/shared/holdout"
+
 // ValidationSummary is what validation found in a dataset, as its record
 // keeps it: small and of fixed size (the full report, every issue, is a
 // blob beside the dataset's file). Its JSON is the validator's summary,
@@ -21,6 +23,68 @@ type ValidationSummary struct {
 	WarningCounts map[string]int64    `json:"warning_counts"`
 	Truncated     ValidationTruncated `json:"truncated"`
 	Stats         ExampleStats        `json:"stats"`
+	// Split is what the validation split needs: nil for a dataset
+	// validated before it was recorded.
+	Split *SplitTokens `json:"split,omitempty"`
+}
+
+// SplitTokens holds the token counts of the examples a job evaluates on,
+// each as [total, trained], for at most holdout.MaxExamples examples.
+type SplitTokens struct {
+	// HeldOut is in split-key order (seed 0), smallest key first: a share
+	// s holds out the first holdout.Count(Examples, s, holdout.MaxExamples).
+	HeldOut [][2]int64 `json:"held_out"`
+	// First is in file order: what a job evaluates of this dataset when it
+	// is the job's second, validation dataset.
+	First [][2]int64 `json:"first"`
+}
+
+// SplitPart is one part of a dataset split for evaluation.
+type SplitPart struct {
+	Examples int64       `json:"examples"`
+	Tokens   TokenCounts `json:"tokens"`
+}
+
+// DatasetSplit is how a share of held-out examples splits a dataset.
+type DatasetSplit struct {
+	Split    float64   `json:"split"`
+	HeldOut  SplitPart `json:"held_out"`
+	Training SplitPart `json:"training"`
+}
+
+// SplitOf returns how a job with the held-out share split (nil: the
+// worker's default for the dataset's size) splits the dataset: exact token
+// counts of both parts. It returns false when the summary lacks the counts
+// it needs: a dataset validated before they were recorded, or an invalid
+// one (whose lines are not all examples).
+func (s *ValidationSummary) SplitOf(split *float64) (DatasetSplit, bool) {
+	if s == nil || !s.Valid || s.Split == nil {
+		return DatasetSplit{}, false
+	}
+	share := holdout.DefaultSplit(s.Examples)
+	if split != nil {
+		share = *split
+	}
+	k := holdout.Count(s.Examples, share, holdout.MaxExamples)
+	if k > int64(len(s.Split.HeldOut)) {
+		return DatasetSplit{}, false
+	}
+	held := SumTokens(s.Split.HeldOut[:k])
+	return DatasetSplit{
+		Split:    share,
+		HeldOut:  SplitPart{Examples: k, Tokens: held},
+		Training: SplitPart{Examples: s.Examples - k, Tokens: TokenCounts{Total: s.Tokens.Total - held.Total, Trained: s.Tokens.Trained - held.Trained}},
+	}, true
+}
+
+// SumTokens adds up per-example [total, trained] counts.
+func SumTokens(examples [][2]int64) TokenCounts {
+	var t TokenCounts
+	for _, e := range examples {
+		t.Total += e[0]
+		t.Trained += e[1]
+	}
+	return t
 }
 
 // TokenCounts sums the token counts of the valid examples.
