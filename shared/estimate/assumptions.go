@@ -4,7 +4,7 @@ package estimate
 // below or a figure of the catalog's built-in throughput table changes, so
 // an estimate stored with a job can be compared with the job's actual
 // duration and cost knowing which assumptions produced it.
-const Version = "2026-12-06.1"
+const Version = "2026-12-06.2"
 
 // span is one assumption's value at the fast/cheap end (low), the expected
 // value, and the slow/expensive end (high).

@@ -16,6 +16,7 @@ package estimate
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/brightrun/brightrun/shared/catalog"
@@ -48,6 +49,10 @@ type Input struct {
 	// model and GPU: the estimate of a pair with MinMeasuredJobs of them
 	// rests on them (calibrate).
 	Measured []pipeline.Measurement `json:"measured,omitempty"`
+	// Evaluation is how the job evaluates; nil evaluates nothing and
+	// trains on the whole dataset (a job whose split is 0). With it, steps
+	// and tokens count the training part only.
+	Evaluation *Evaluation `json:"evaluation,omitempty"`
 }
 
 // SecondsRange is a duration range in whole seconds.
@@ -169,12 +174,16 @@ type Result struct {
 	// ExecutionTimeoutSeconds is a policy.executionTimeout that covers the
 	// slow end with a margin (× 1.25, at least 600 s, at most RunPod's
 	// 7 days).
-	ExecutionTimeoutSeconds int64        `json:"execution_timeout_seconds"`
-	Breakdown               []Stage      `json:"breakdown"`
-	Assumptions             []Assumption `json:"assumptions"`
-	Warnings                []string     `json:"warnings"`
-	PricesDate              string       `json:"prices_date"`
-	EstimatorVersion        string       `json:"estimator_version"`
+	ExecutionTimeoutSeconds int64 `json:"execution_timeout_seconds"`
+	// Evaluation is the job's evaluation and the time it adds (the
+	// "evaluation" stage of Breakdown); nil when the job evaluates
+	// nothing.
+	Evaluation       *pipeline.EvaluationEstimate `json:"evaluation,omitempty"`
+	Breakdown        []Stage                      `json:"breakdown"`
+	Assumptions      []Assumption                 `json:"assumptions"`
+	Warnings         []string                     `json:"warnings"`
+	PricesDate       string                       `json:"prices_date"`
+	EstimatorVersion string                       `json:"estimator_version"`
 }
 
 // Estimate returns the estimate for one GPU. Errors are *pipeline.Error
@@ -234,6 +243,9 @@ func checkInput(c *catalog.Catalog, in Input) (catalog.Model, error) {
 		return catalog.Model{}, err
 	}
 	if err := in.Dataset.Validate(); err != nil {
+		return catalog.Model{}, err
+	}
+	if err := in.Evaluation.Validate(); err != nil {
 		return catalog.Model{}, err
 	}
 	m, err := c.Model(in.Model)
@@ -319,6 +331,9 @@ func cents(usd float64) float64 { return math.Round(usd*100) / 100 }
 
 // estimate does the arithmetic; inputs are already checked and mem fits.
 func estimate(pricesDate string, m catalog.Model, g catalog.GPU, tp catalog.Throughput, mem catalog.Memory, in Input) Result {
+	var ev *evalPlan
+	whole := in.Dataset
+	in.Dataset, ev = planEvaluation(in.Dataset, in.Evaluation)
 	h, d := in.Hyperparameters, in.Dataset
 	epochs := int64(h.Epochs)
 	seqCap := int64(h.MaxSeqLength)
@@ -369,6 +384,26 @@ func estimate(pricesDate string, m catalog.Model, g catalog.GPU, tp catalog.Thro
 		loadSec = cal.loadSeconds
 	}
 	adapterBytes := float64(m.LoRAParameters(h.LoRARank)) * adapterFileBytesPerParameter
+	// The worker tokenizes the whole dataset and a second dataset's
+	// evaluated examples.
+	tokenized := float64(whole.TokensTotal)
+	var pass evalPass
+	var evalCount, evalEvery int64
+	var evalSec [3]float64
+	if ev != nil {
+		if ev.source == SourceDataset {
+			tokenized += float64(ev.tokens.Total)
+		}
+		pass = passOf(ev.each, seqCap, mem.MicroBatchTokens)
+		evalCount, evalEvery = evaluations(steps.Total)
+		if pass.examples == 0 {
+			evalCount = 0
+		}
+		for _, e := range ends {
+			one := float64(pass.microBatches)*tp.MicroBatchSeconds + float64(pass.padded)/tp.TokensPerSecond
+			evalSec[e] = one * evalForwardShare.at(e) * scale[e] * float64(evalCount)
+		}
+	}
 	var train, fixedShare [3]float64
 	var stages []Stage
 	type stageDef struct {
@@ -383,7 +418,7 @@ func estimate(pricesDate string, m catalog.Model, g catalog.GPU, tp catalog.Thro
 			func(e end) float64 { return coldStartSeconds.at(e) }},
 		{"startup", "imports, CUDA initialisation, dataset download and tokenization, first-step kernel compilation", true, true,
 			func(e end) float64 {
-				return startupSeconds.at(e) + float64(d.TokensTotal)/tokenizeTokensPerSecond.at(e)
+				return startupSeconds.at(e) + tokenized/tokenizeTokensPerSecond.at(e)
 			}},
 		{"model_load", fmt.Sprintf("reading the %s weights (%.1f GB) from the network volume", load.Weights.Quantization, float64(load.Weights.Bytes)/1e9), true, true,
 			func(e end) float64 { return loadSec[e] }},
@@ -397,16 +432,25 @@ func estimate(pricesDate string, m catalog.Model, g catalog.GPU, tp catalog.Thro
 				}
 				return train[e]
 			}},
+		{"evaluation", "forward-only passes over the evaluation examples, every few steps and at the last", true, true,
+			func(e end) float64 { return evalSec[e] }},
 		{"save_upload", fmt.Sprintf("saving the adapter (%.0f MB) and uploading it", adapterBytes/1e6), true, true,
 			func(e end) float64 { return saveSeconds.at(e) + adapterBytes/uploadBytesPerSecond.at(e) }},
 		{"idle_timeout", "the endpoint's idle timeout after the job: billed, not waited for", true, false,
 			func(end) float64 { return idleTimeoutSeconds }},
 	}
+	if ev == nil {
+		defs = slices.DeleteFunc(defs, func(sd stageDef) bool { return sd.name == "evaluation" })
+	}
 	var dur, billed, exec [3]int64
+	var evalStage [3]int64
 	for _, sd := range defs {
 		var s [3]int64
 		for _, e := range ends {
 			s[e] = ceilSeconds(sd.sec(e))
+			if sd.name == "evaluation" {
+				evalStage[e] = s[e]
+			}
 			if sd.inDuration {
 				dur[e] += s[e]
 			}
@@ -484,8 +528,21 @@ func estimate(pricesDate string, m catalog.Model, g catalog.GPU, tp catalog.Thro
 		EstimatorVersion:        Version,
 	}
 	r.Assumptions = assumptions(m, g, tp, mem, pk, cal, load, in, pricesDate)
+	if ev != nil {
+		r.Evaluation = &pipeline.EvaluationEstimate{
+			Source: ev.source, Split: ev.split, Examples: ev.examples,
+			TokensTotal: ev.tokens.Total, TokensTrained: ev.tokens.Trained, TrainingExamples: d.Examples,
+			Evaluations: evalCount, EverySteps: evalEvery, MicroBatches: pass.microBatches, PaddedTokens: pass.padded,
+			Seconds:      float64(evalStage[expected]),
+			SecondsRange: pipeline.Range{Low: float64(evalStage[low]), Expected: float64(evalStage[expected]), High: float64(evalStage[high])},
+		}
+		r.Assumptions = append(r.Assumptions, evaluationAssumption(ev, pass, evalEvery, evalCount, mem.MicroBatchTokens))
+	}
 	fixedSeconds := float64(steps.MicroBatchesTotal) * tp.MicroBatchSeconds * scale[expected]
 	r.Warnings = warnings(m, tp, mem, in, tok, steps, fixedShare[expected], fixedSeconds, exec[high])
+	if ev != nil && pass.examples == 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("none of the %d evaluation examples has a trained token: the worker evaluates nothing", ev.examples))
+	}
 	return r
 }
 

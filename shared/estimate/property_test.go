@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/brightrun/brightrun/shared/catalog"
+	"github.com/brightrun/brightrun/shared/holdout"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -257,5 +258,65 @@ func BenchmarkCompare(b *testing.B) {
 		if _, err := Compare(c, in); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestEvaluationOnlyAddsToTheTrainingPart checks, on random inputs, that
+// an estimate with a held-out share or a second dataset trains on no more
+// steps than one without, and takes and costs at least what its training
+// part alone does: the evaluation adds time, never removes it.
+func TestEvaluationOnlyAddsToTheTrainingPart(t *testing.T) {
+	c := catalog.Default()
+	models := c.Models()
+	r := rand.New(rand.NewPCG(5, 6))
+	tested := 0
+	for range propertyRuns / 2 {
+		in := randomInput(r, models)
+		if in.GPU = fittingGPU(c, in, r); in.GPU == "" {
+			continue
+		}
+		base, err := Estimate(c, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := &Evaluation{}
+		switch r.IntN(3) {
+		case 0:
+			ev.Split = float(r.Float64() * holdout.MaxShare)
+		case 1:
+			n := 1 + r.Int64N(5000)
+			mean := 1 + r.Int64N(4000)
+			ev.Dataset = &EvaluationDataset{Examples: n, TokensTotal: n * mean, TokensTrained: n * mean / 2}
+		}
+		with := in
+		with.Evaluation = ev
+		got, err := Estimate(c, with)
+		if err != nil {
+			t.Fatalf("Estimate(%+v) error %v", with, err)
+		}
+		checkConsistent(t, got)
+		if got.Steps.Total > base.Steps.Total {
+			t.Errorf("evaluating %+v trains %d steps, more than %d without; input %+v", ev, got.Steps.Total, base.Steps.Total, in)
+		}
+		alone := in
+		if e := got.Evaluation; e != nil && e.Source == SourceHeldOut {
+			alone.Dataset.Examples -= e.Examples
+			alone.Dataset.TokensTotal -= e.TokensTotal
+			alone.Dataset.TokensTrained -= e.TokensTrained
+		}
+		part, err := Estimate(c, alone)
+		if err != nil {
+			t.Fatalf("Estimate(training part %+v) error %v", alone.Dataset, err)
+		}
+		if part.Steps != got.Steps || part.Tokens != got.Tokens {
+			t.Errorf("evaluating %+v: %+v steps, %+v tokens; the training part alone %+v, %+v", ev, got.Steps, got.Tokens, part.Steps, part.Tokens)
+		}
+		if err := notLess(got, part); err != nil {
+			t.Errorf("evaluating %+v costs less than its training part alone: %v (input %+v)", ev, err, in)
+		}
+		tested++
+	}
+	if tested < propertyRuns/4 {
+		t.Errorf("only %d random inputs tested, want at least %d", tested, propertyRuns/4)
 	}
 }

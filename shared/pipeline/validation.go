@@ -125,9 +125,28 @@ type Distribution struct {
 // evaluated (held out of the dataset, or a second dataset), how often,
 // and the time it adds.
 type EvaluationEstimate struct {
-	Examples      int64   `json:"examples"`
-	TokensTotal   int64   `json:"tokens_total"`
-	TokensTrained int64   `json:"tokens_trained"`
-	Evaluations   int64   `json:"evaluations"`
-	Seconds       float64 `json:"seconds"`
+	// Source is "held_out" (a share of the job's dataset, Split) or
+	// "dataset" (a second dataset, DatasetID).
+	Source    string   `json:"source"`
+	Split     *float64 `json:"split,omitempty"`
+	DatasetID string   `json:"dataset_id,omitempty"`
+	// Examples and Tokens* are what is evaluated: held out of the dataset
+	// or taken of the second one (the worker evaluates at most 200).
+	Examples      int64 `json:"examples"`
+	TokensTotal   int64 `json:"tokens_total"`
+	TokensTrained int64 `json:"tokens_trained"`
+	// TrainingExamples is what the job trains on: its dataset's examples
+	// less those held out.
+	TrainingExamples int64 `json:"training_examples"`
+	// Evaluations is how many times the worker evaluates: every
+	// EverySteps steps and at the last step.
+	Evaluations int64 `json:"evaluations"`
+	EverySteps  int64 `json:"every_steps"`
+	// MicroBatches and PaddedTokens are one evaluation's forward passes.
+	MicroBatches int64 `json:"micro_batches"`
+	PaddedTokens int64 `json:"padded_tokens"`
+	// Seconds is the expected time of all evaluations; SecondsRange its
+	// range (whole seconds, like the estimate's stages).
+	Seconds      float64 `json:"seconds"`
+	SecondsRange Range   `json:"seconds_range"`
 }
