@@ -45,10 +45,18 @@ func (c *callbacks) stopped() (stop, superseded bool, reason string) {
 
 // send delivers one message and reports whether it was delivered.
 func (c *callbacks) send(ctx context.Context, p contract.Payload) bool {
+	_, _, ok := c.request(ctx, p)
+	return ok
+}
+
+// request delivers one message and returns the last answer's status and
+// body (status 0: no answer) and whether it was delivered (a 2xx). A urls
+// callback reads its presigned URLs from the body.
+func (c *callbacks) request(ctx context.Context, p contract.Payload) (status int, body []byte, delivered bool) {
 	c.mu.Lock()
 	if c.superseded {
 		c.mu.Unlock()
-		return false
+		return 0, nil, false
 	}
 	c.seq++
 	seq := c.seq
@@ -57,21 +65,24 @@ func (c *callbacks) send(ctx context.Context, p contract.Payload) bool {
 	cb, err := contract.NewCallback(c.jobID, c.attempt, seq, c.clock.Now(), p)
 	if err != nil {
 		c.log.Error("emulated worker built an invalid callback", "type", p.CallbackType(), "error", err)
-		return false
+		return 0, nil, false
 	}
-	body, err := json.Marshal(cb)
+	msg, err := json.Marshal(cb)
 	if err != nil {
 		c.log.Error("encode callback", "error", err)
-		return false
+		return 0, nil, false
 	}
 	id := contract.WebhookID(c.jobID, c.attempt, seq)
 	for try := 0; try <= c.retries; try++ {
 		if try > 0 {
 			if err := sleepCtx(ctx, c.delay<<(try-1)); err != nil {
-				return false
+				return status, body, false
 			}
 		}
-		status, resp, err := c.post(ctx, id, body)
+		var resp []byte
+		var err error
+		status, resp, err = c.post(ctx, id, msg)
+		body = resp
 		switch {
 		case err != nil:
 			c.log.Warn("callback failed", "type", cb.Type, "seq", seq, "try", try+1, "error", err)
@@ -86,24 +97,24 @@ func (c *callbacks) send(ctx context.Context, p contract.Payload) bool {
 				c.stop, c.reason = true, firstNonEmpty(doc.Reason, "the job was cancelled")
 				c.mu.Unlock()
 			}
-			return true
+			return status, resp, true
 		case status == http.StatusConflict || status == http.StatusGone:
 			c.mu.Lock()
 			c.superseded, c.stop = true, true
 			c.reason = firstNonEmpty(reason(resp), "this attempt was superseded")
 			c.mu.Unlock()
 			c.log.Warn("callback refused: attempt superseded", "type", cb.Type, "seq", seq, "status", status)
-			return false
+			return status, resp, false
 		case status == http.StatusTooManyRequests || status >= 500:
 			c.log.Warn("callback failed", "type", cb.Type, "seq", seq, "try", try+1, "status", status)
 			continue
 		default:
 			c.log.Error("callback refused, not retried", "type", cb.Type, "seq", seq, "status", status, "body", string(resp))
-			return false
+			return status, resp, false
 		}
 	}
 	c.log.Error("callback given up", "type", cb.Type, "seq", seq)
-	return false
+	return status, body, false
 }
 
 func (c *callbacks) post(ctx context.Context, id string, body []byte) (int, []byte, error) {

@@ -39,14 +39,22 @@ func TestAJobRunsEndToEnd(t *testing.T) {
 				t.Errorf("callback %d: job %s attempt %d seq %d, want seq %d", i, c.cb.JobID, c.cb.Attempt, c.cb.Seq, i+1)
 			}
 			name := string(c.cb.Type)
-			if s, ok := c.payload.(*contract.StageChange); ok {
-				name += ":" + string(s.Stage)
+			switch p := c.payload.(type) {
+			case *contract.StageChange:
+				name += ":" + string(p.Stage)
+			case *contract.URLRequest:
+				name += ":" + p.Purpose
+			case *contract.Checkpoint:
+				name += fmt.Sprintf(":%d", p.Step)
 			}
 			if len(got) == 0 || got[len(got)-1] != name || name != "progress" {
 				got = append(got, name)
 			}
 		}
-		want := "started stage:download stage:load stage:train progress stage:save stage:upload artifact artifact completed"
+		// Checkpoints at the end of each of the 2 epochs (steps 10 and 20),
+		// each uploaded through URLs asked for first.
+		want := "started stage:download urls:dataset urls:checkpoint_download stage:load stage:train progress " +
+			"urls:checkpoint checkpoint:10 progress urls:checkpoint checkpoint:20 stage:save stage:upload urls:artifact artifact artifact completed"
 		if strings.Join(got, " ") != want {
 			t.Errorf("callback sequence =\n%s\nwant\n%s", strings.Join(got, " "), want)
 		}
@@ -232,7 +240,7 @@ func TestACallbackAnswerStopsTheWorker(t *testing.T) {
 				if p, ok := r.payload.(*contract.Progress); ok && p.Step > 1 {
 					return tt.status, tt.reply
 				}
-				return 200, `{}`
+				return 0, ""
 			}
 			spec := e.cp.spec("job_stop")
 			spec.Dataset.Examples = 2000
@@ -444,7 +452,10 @@ func TestTheWorkerChecksWhatItIsGiven(t *testing.T) {
 			cp.data = append(bytes.Clone(dataset[:len(dataset)-2]), 'x', '\n')
 		}, contract.CodeDatasetDownload, "does not match its checksum"},
 		{"a dataset of another size fails the download", func(cp *controlPlane, s *contract.JobSpec) { s.Dataset.SizeBytes++ }, contract.CodeDatasetDownload, "expected"},
-		{"a missing dataset fails the download", func(cp *controlPlane, s *contract.JobSpec) { s.Dataset.URL = cp.srv.URL + "/nothing" }, contract.CodeDatasetDownload, "HTTP 40"},
+		{"a missing dataset fails the download", func(cp *controlPlane, s *contract.JobSpec) {
+			cp.urlsStatus = http.StatusBadRequest // the spec's URL is used
+			s.Dataset.URL = cp.srv.URL + "/nothing"
+		}, contract.CodeDatasetDownload, "HTTP 40"},
 		{"a line that is not chat JSON is an invalid dataset", func(cp *controlPlane, s *contract.JobSpec) {
 			bad := []byte("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n{\"messages\":[{\"role\":\"señor\",\"content\":\"x\"}]}\n")
 			cp.data = bad

@@ -18,15 +18,26 @@ type Fault struct {
 	// failed nan_loss (a NaN cannot travel in a progress callback).
 	NaNAtStep int64
 	// CrashAtStep > 0: the worker process dies at that step, without a
-	// callback. RunPod runs the job again from scratch on a new worker
-	// (retries grows) — Crashes times (default 1); the last run is healthy.
+	// callback. RunPod runs the job again — the same input, so the same
+	// attempt — on a new worker (retries grows), Crashes times (default 1);
+	// the last run is healthy. A re-run asks for the job's latest
+	// checkpoint (checkpoint_download) and continues from it; with none
+	// stored before the crash it starts from step 1.
 	CrashAtStep int64
 	Crashes     int
 	// HangAtStep > 0: the worker stops at that step without a word and
 	// stays IN_PROGRESS until RunPod's executionTimeout (a lost heartbeat).
 	HangAtStep int64
-	// FailUpload: every artifact PUT fails; the worker reports failed upload.
+	// FailUpload: every PUT fails (403): checkpoints are not stored, and
+	// after its rounds of fresh URLs the worker reports failed upload.
 	FailUpload bool
+	// ExpireURLs: the presigned URLs have expired by the time they are
+	// used — the job spec's (dataset, artifacts, resume) always, and the
+	// first URL answered for each upload (checkpoint or artifact). The
+	// emulator answers such a request itself, as S3 would (403
+	// AccessDenied, "Request has expired"), without sending it; the worker
+	// asks again (the urls request's retry) and the fresh URL works.
+	ExpireURLs bool
 	// DropWebhook: RunPod never sends the job's completion webhook.
 	DropWebhook bool
 	// StartDelay: a slow (cold) start; the job stays IN_QUEUE this long

@@ -42,7 +42,9 @@ type received struct {
 }
 
 // controlPlane fakes the server side: it serves the dataset, verifies and
-// records callbacks, stores uploads and records completion webhooks.
+// records callbacks, answers urls callbacks with URLs of its own object
+// store (as shared/pipeline's AnswerURLs does), stores uploads and records
+// completion webhooks.
 type controlPlane struct {
 	t     *testing.T
 	srv   *httptest.Server
@@ -53,16 +55,22 @@ type controlPlane struct {
 	callbacks []received
 	uploads   map[string][]byte
 	uploadHdr map[string]http.Header
+	objects   map[string][]byte // checkpoint files, by "step-N/name"
+	puts      int               // PUTs received, artifacts and checkpoint files
 	webhooks  []map[string]any
 	problems  []string
-	// answer decides the reply to a verified callback (default 200 {}).
+	// answer decides the reply to a verified callback; status 0 (or a nil
+	// answer) gives the default: urls answered, others 200 {}.
 	answer func(r received, n int) (int, string)
+	// urlsStatus, when set, answers every urls callback with it (400: a
+	// server that hands out no URLs).
+	urlsStatus int
 	// webhookStatus decides the reply to the n-th webhook try (default 200).
 	webhookStatus func(n int) int
 }
 
 func newControlPlane(t *testing.T, clock runpodemu.Clock) *controlPlane {
-	cp := &controlPlane{t: t, clock: clock, data: dataset, uploads: map[string][]byte{}, uploadHdr: map[string]http.Header{}}
+	cp := &controlPlane{t: t, clock: clock, data: dataset, uploads: map[string][]byte{}, uploadHdr: map[string]http.Header{}, objects: map[string][]byte{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /dataset", func(w http.ResponseWriter, r *http.Request) {
 		cp.mu.Lock()
@@ -76,7 +84,25 @@ func newControlPlane(t *testing.T, clock runpodemu.Clock) *controlPlane {
 		cp.mu.Lock()
 		cp.uploads[r.PathValue("name")] = b
 		cp.uploadHdr[r.PathValue("name")] = r.Header.Clone()
+		cp.puts++
 		cp.mu.Unlock()
+	})
+	mux.HandleFunc("PUT /objects/{step}/{name}", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		cp.mu.Lock()
+		cp.objects[r.PathValue("step")+"/"+r.PathValue("name")] = b
+		cp.puts++
+		cp.mu.Unlock()
+	})
+	mux.HandleFunc("GET /objects/{step}/{name}", func(w http.ResponseWriter, r *http.Request) {
+		cp.mu.Lock()
+		b, ok := cp.objects[r.PathValue("step")+"/"+r.PathValue("name")]
+		cp.mu.Unlock()
+		if !ok {
+			http.Error(w, "NoSuchKey", http.StatusNotFound)
+			return
+		}
+		w.Write(b)
 	})
 	mux.HandleFunc("POST /webhook", func(w http.ResponseWriter, r *http.Request) {
 		var body map[string]any
@@ -120,13 +146,64 @@ func (cp *controlPlane) handleCallback(w http.ResponseWriter, r *http.Request) {
 	n := len(cp.callbacks)
 	answer := cp.answer
 	cp.mu.Unlock()
-	status, reply := http.StatusOK, `{}`
+	status, reply := 0, ""
 	if answer != nil {
 		status, reply = answer(rec, n)
+	}
+	if status == 0 {
+		status, reply = cp.defaultAnswer(rec)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	io.WriteString(w, reply)
+}
+
+// defaultAnswer answers urls callbacks with presigned-like URLs of the
+// control plane (the dataset, checkpoint objects by step, the artifacts)
+// and every other callback with 200 {}.
+func (cp *controlPlane) defaultAnswer(r received) (int, string) {
+	req, ok := r.payload.(*contract.URLRequest)
+	if !ok {
+		return http.StatusOK, `{}`
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.urlsStatus != 0 {
+		return cp.urlsStatus, `{"error":{"code":"invalid","message":"unknown callback type urls"}}`
+	}
+	ans := contract.URLAnswer{Action: "continue", URLs: map[string]contract.PresignedURL{}, ExpiresAt: cp.clock.Now().Add(15 * time.Minute)}
+	put := func(name, url string, size int64) {
+		ans.URLs[name] = contract.PresignedURL{URL: url, Method: "PUT", Headers: map[string]string{"Content-Length": fmt.Sprint(size)}}
+	}
+	switch req.Purpose {
+	case contract.PurposeDataset:
+		for _, f := range req.Files {
+			ans.URLs[f.Name] = contract.PresignedURL{URL: cp.srv.URL + "/dataset", Method: "GET"}
+		}
+	case contract.PurposeCheckpoint:
+		for _, f := range req.Files {
+			put(f.Name, fmt.Sprintf("%s/objects/step-%d/%s", cp.srv.URL, req.Step, f.Name), f.SizeBytes)
+		}
+	case contract.PurposeArtifact:
+		for _, f := range req.Files {
+			put(f.Name, cp.srv.URL+"/artifacts/"+f.Name, f.SizeBytes)
+		}
+	case contract.PurposeCheckpointDownload:
+		var found *contract.Checkpoint
+		for i := len(cp.callbacks) - 1; i >= 0 && found == nil; i-- {
+			if c, ok := cp.callbacks[i].payload.(*contract.Checkpoint); ok && (req.Step == 0 || c.Step == req.Step) {
+				found = c
+			}
+		}
+		if found != nil {
+			ans.Checkpoint = &contract.CheckpointManifest{Step: found.Step, CheckpointID: fmt.Sprintf("ck_%d_1", found.Step), Attempt: 1, Files: found.Files}
+			for _, f := range found.Files {
+				ans.URLs[f.Name] = contract.PresignedURL{URL: fmt.Sprintf("%s/objects/step-%d/%s", cp.srv.URL, found.Step, f.Name), Method: "GET"}
+			}
+		}
+	}
+	b, _ := json.Marshal(ans)
+	return http.StatusOK, string(b)
 }
 
 func (cp *controlPlane) problem(format string, args ...any) {

@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
@@ -38,9 +36,10 @@ type runResult struct {
 
 // workerError is a classified failure (gpu-image's WorkerError).
 type workerError struct {
-	code    contract.FailureCode // or codeSuperseded
-	message string
-	advice  string
+	code       contract.FailureCode // or codeSuperseded
+	message    string
+	advice     string
+	httpStatus int // a transfer refused by its URL: the status (401 / 403: it may have expired)
 }
 
 func (e *workerError) Error() string { return string(e.code) + ": " + e.message }
@@ -87,14 +86,18 @@ func (e *Emulator) simulate(ctx context.Context, run runInfo) runResult {
 		return errorResult(werr, nil)
 	}
 	key, _ := contract.ParseSecret(spec.Callback.Secret) // valid: ParseJobSpec checked it
+	cb := e.newCallbacks(spec.Callback.URL, key, spec.JobID, spec.Attempt)
+	wlog := log.With("job_id", spec.JobID, "attempt", spec.Attempt)
 	w := &simWorker{
 		e:       e,
 		run:     run,
 		spec:    spec,
+		log:     wlog,
 		started: time.Now(),
 		stageT:  time.Now(),
 		seconds: map[string]float64{},
-		cb:      e.newCallbacks(spec.Callback.URL, key, spec.JobID, spec.Attempt),
+		cb:      cb,
+		urls:    &urlBroker{cb: cb, log: wlog},
 	}
 	out, err := w.execute(ctx)
 	if err == nil {
@@ -172,6 +175,8 @@ type simWorker struct {
 	run     runInfo
 	spec    *contract.JobSpec
 	cb      *callbacks
+	urls    *urlBroker
+	log     *slog.Logger
 	started time.Time // real time: elapsed_seconds, the spec's time limit
 
 	stage   contract.Stage
@@ -179,6 +184,15 @@ type simWorker struct {
 	seconds map[string]float64
 	step    int64
 	total   int64
+
+	mods           []wrapped    // the modules LoRA wraps
+	adapter        adapterFiles // the adapter, as checkpoints and the final upload carry it
+	checkpointsOff bool         // the server hands out no checkpoint URLs
+	ckpt           struct {     // checkpoints stored by this run
+		count, bytes int64
+		seconds      float64
+	}
+	resumeNote string // why a checkpoint was not resumed from
 }
 
 func (w *simWorker) where() string {
@@ -242,11 +256,11 @@ func (w *simWorker) execute(ctx context.Context) (json.RawMessage, error) {
 	if err := w.enter(ctx, contract.StageDownload); err != nil {
 		return nil, err
 	}
-	data, err := w.download(ctx)
-	if err != nil {
+	if err := w.downloadDatasets(ctx); err != nil {
 		return nil, err
 	}
-	if err := checkDataset(data); err != nil {
+	resume, err := w.downloadCheckpoint(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if err := w.pause(ctx); err != nil {
@@ -263,6 +277,14 @@ func (w *simWorker) execute(ctx context.Context) (json.RawMessage, error) {
 		return nil, failure(contract.CodeModelLoad, "Check the model registry's LoRA targets for this base model.",
 			"The LoRA targets %v match no module of the base model.", unmatched)
 	}
+	w.mods = mods
+	// The adapter's tensors do not depend on the step: the emulator writes
+	// them once, for its checkpoints and for the final upload.
+	if w.adapter, err = buildAdapter(spec, mods); err != nil {
+		return nil, failure(contract.CodeInternal, "", "Saving the adapter failed (%v).", err)
+	}
+	w.total = spec.Hyperparameters.TotalSteps(spec.Dataset.Examples)
+	resume = w.checkResume(resume)
 	if err := w.pause(ctx); err != nil {
 		return nil, err
 	}
@@ -271,7 +293,7 @@ func (w *simWorker) execute(ctx context.Context) (json.RawMessage, error) {
 	if err := w.enter(ctx, contract.StageTrain); err != nil {
 		return nil, err
 	}
-	tr, err := w.train(ctx)
+	tr, err := w.train(ctx, resume)
 	if err != nil {
 		return nil, err
 	}
@@ -279,10 +301,7 @@ func (w *simWorker) execute(ctx context.Context) (json.RawMessage, error) {
 	if err := w.enter(ctx, contract.StageSave); err != nil {
 		return nil, err
 	}
-	files, err := buildAdapter(spec, mods)
-	if err != nil {
-		return nil, failure(contract.CodeInternal, "", "Saving the adapter failed (%v).", err)
-	}
+	files := w.adapter
 	if err := w.pause(ctx); err != nil {
 		return nil, err
 	}
@@ -290,20 +309,27 @@ func (w *simWorker) execute(ctx context.Context) (json.RawMessage, error) {
 	if err := w.enter(ctx, contract.StageUpload); err != nil {
 		return nil, err
 	}
+	fallback := map[string]contract.PresignedURL{}
+	for _, name := range []string{contract.ArtifactAdapterConfig, contract.ArtifactAdapterModel} {
+		up, _ := spec.Artifacts.ByName(name)
+		fallback[name] = contract.PresignedURL{URL: up.URL, Method: http.MethodPut, Headers: up.Headers}
+	}
+	refs, err := w.uploadFiles(ctx, contract.PurposeArtifact, []file{
+		{contract.ArtifactAdapterConfig, files.config}, {contract.ArtifactAdapterModel, files.model},
+	}, fallback, 0)
+	var werr *workerError
+	switch {
+	case errors.As(err, &werr) && werr.code == contract.CodeUpload:
+		return nil, failure(contract.CodeUpload, "Retry the job: it resumes from its last checkpoint instead of training again; "+
+			"the trained adapter is also kept on the worker's volume.", "%s", werr.message)
+	case errors.Is(err, errNoUploadURLs):
+		return nil, failure(contract.CodeUpload, "", "Uploading the adapter failed (%v).", err)
+	case err != nil:
+		return nil, err
+	}
 	var artifacts []contract.Artifact
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{contract.ArtifactAdapterConfig, files.config}, {contract.ArtifactAdapterModel, files.model}} {
-		if err := w.check(ctx); err != nil {
-			return nil, err
-		}
-		up, _ := spec.Artifacts.ByName(f.name)
-		if err := w.upload(ctx, f.name, up, f.data); err != nil {
-			return nil, err
-		}
-		sum := sha256.Sum256(f.data)
-		a := contract.Artifact{Name: f.name, SizeBytes: int64(len(f.data)), SHA256: hex.EncodeToString(sum[:])}
+	for _, r := range refs {
+		a := contract.Artifact{Name: r.Name, SizeBytes: r.SizeBytes, SHA256: r.SHA256}
 		artifacts = append(artifacts, a)
 		w.cb.send(ctx, &a)
 	}
@@ -335,7 +361,15 @@ func (w *simWorker) execute(ctx context.Context) (json.RawMessage, error) {
 			Quantization:         spec.BaseModel.Quantization,
 			TrainableParameters:  files.trainable,
 			LoRAModules:          files.modules,
+			Checkpoints:          w.ckpt.count,
+			CheckpointBytes:      w.ckpt.bytes,
+			CheckpointSeconds:    round(w.ckpt.seconds, 3),
+			ResumeSkipped:        w.resumeNote,
 		},
+	}
+	if tr.resumedFrom > 0 {
+		completed.Metrics.ResumedFromStep = tr.resumedFrom
+		completed.Metrics.RunTrainSeconds = round(tr.runSeconds, 3)
 	}
 	if !w.cb.send(ctx, completed) {
 		if err := w.check(ctx); err != nil {
@@ -354,53 +388,38 @@ func (w *simWorker) execute(ctx context.Context) (json.RawMessage, error) {
 	return out, nil
 }
 
-// download fetches the dataset and checks its size and sha256, as
-// gpu-image's download does (any mismatch is dataset_download).
-func (w *simWorker) download(ctx context.Context) ([]byte, error) {
+// downloadDatasets fetches the dataset (and a validation dataset) through
+// URLs asked for at once, the spec's as the fallback, and checks their
+// lines.
+func (w *simWorker) downloadDatasets(ctx context.Context) error {
 	ds := w.spec.Dataset
-	var last string
-	for try := 0; try < 3; try++ {
-		if try > 0 {
-			if err := sleepCtx(ctx, w.e.cfg.CallbackRetryDelay<<(try-1)); err != nil {
-				return nil, err
-			}
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ds.URL, nil)
-		if err != nil {
-			return nil, failure(contract.CodeDatasetDownload, "", "The dataset URL is not usable (%v).", err)
-		}
-		req.Header.Set("Accept-Encoding", "identity")
-		resp, err := w.e.cfg.HTTPClient.Do(req)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, context.Cause(ctx)
-			}
-			last = "network error: " + err.Error()
-			continue
-		}
-		data, err := io.ReadAll(io.LimitReader(resp.Body, ds.SizeBytes+1))
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-			last = "HTTP " + strconv.Itoa(resp.StatusCode)
-			continue
-		case resp.StatusCode != http.StatusOK:
-			return nil, failure(contract.CodeDatasetDownload, "", "The dataset could not be downloaded (HTTP %d).", resp.StatusCode)
-		case err != nil:
-			last = "transfer broken: " + err.Error()
-			continue
-		}
-		if int64(len(data)) != ds.SizeBytes {
-			return nil, failure(contract.CodeDatasetDownload, "", "The dataset has %d bytes, expected %d.", len(data), ds.SizeBytes)
-		}
-		sum := sha256.Sum256(data)
-		if got := hex.EncodeToString(sum[:]); got != ds.SHA256 {
-			return nil, failure(contract.CodeDatasetDownload, "Retry the job; if it fails again, upload the dataset again.",
-				"The downloaded dataset does not match its checksum (sha256 %s, expected %s): it was corrupted in transit or changed after validation.", got, ds.SHA256)
-		}
-		return data, nil
+	type item struct {
+		ref      contract.FileRef
+		what     string
+		fallback string
 	}
-	return nil, failure(contract.CodeDatasetDownload, "", "The dataset could not be downloaded after 3 tries (%s).", last)
+	items := []item{{contract.FileRef{Name: contract.FileDataset, SizeBytes: ds.SizeBytes, SHA256: ds.SHA256}, "dataset", ds.URL}}
+	if v := w.spec.Validation; v != nil && v.Dataset != nil {
+		items = append(items, item{contract.FileRef{Name: contract.FileValidation, SizeBytes: v.Dataset.SizeBytes, SHA256: v.Dataset.SHA256}, "validation dataset", v.Dataset.URL})
+	}
+	asked := make([]contract.URLFile, len(items))
+	for i, it := range items {
+		asked[i] = contract.URLFile{Name: it.ref.Name}
+	}
+	g := w.urls.ask(ctx, contract.PurposeDataset, asked, 0, "", 0)
+	for _, it := range items {
+		data, err := w.fetch(ctx, contract.PurposeDataset, it.ref, it.what, &contract.PresignedURL{URL: it.fallback, Method: http.MethodGet}, g, 0, "")
+		if err != nil {
+			return err
+		}
+		if err := checkDataset(data); err != nil {
+			return err
+		}
+		if err := w.check(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkDataset is a light version of the worker's reading of chat JSONL:
@@ -466,34 +485,58 @@ func checkLine(line []byte) string {
 type trainResult struct {
 	steps                            int64
 	initialLoss, finalLoss, meanLoss float64
-	seconds, tokensPerSecond         float64
+	seconds, tokensPerSecond         float64 // seconds: the run's, earlier attempts included
+	resumedFrom                      int64   // the checkpoint's step, 0 when trained from step 0
+	runSeconds                       float64 // this run's own training seconds
 }
 
 // train runs the steps: ceil(examples / (batch × accumulation)) per epoch,
 // StepsPerSecond of them per second, reporting progress every
 // progress_every_steps steps or progress_every_seconds seconds (and on the
-// first and last step), and stopping at the next step when told to.
-func (w *simWorker) train(ctx context.Context) (trainResult, error) {
+// first and last step), writing checkpoints, and stopping at the next step
+// when told to. From a checkpoint it continues at the step after it, with
+// the loss curve and running figures the checkpoint holds: a resumed run
+// ends with the steps and curve of an uninterrupted one.
+func (w *simWorker) train(ctx context.Context, resume *resumePoint) (trainResult, error) {
 	spec, fault := w.spec, w.run.fault
 	h := spec.Hyperparameters
 	perEpoch := h.StepsPerEpoch(spec.Dataset.Examples)
-	total := h.TotalSteps(spec.Dataset.Examples)
-	w.total = total
+	total := w.total
 	warmup := int64(math.Ceil(h.WarmupRatio * float64(total)))
 	tokensPerStep := float64(spec.Dataset.TokensTotal) / float64(perEpoch)
 	stepTime := time.Duration(float64(time.Second) / w.e.cfg.StepsPerSecond)
 	every := int64(spec.Callback.ProgressEverySteps)
 	everyT := time.Duration(spec.Callback.ProgressEverySeconds * float64(time.Second))
+	ckptEvery := w.checkpointEverySteps()
 	k := 3.0 / float64(total) // the loss falls to about 5% of its excess by the end
+	// The curve is the job's, not the attempt's: a resumed attempt goes on
+	// with the same one.
 	seed := fnv.New64a()
-	fmt.Fprintf(seed, "%s/%d", spec.JobID, spec.Attempt)
+	fmt.Fprint(seed, spec.JobID)
 	noiseSeed := seed.Sum64()
 
 	start := time.Now()
 	var res trainResult
-	var sum float64
-	lastStep, lastTime, lastTrain := int64(0), start, time.Duration(0)
-	for step := int64(1); step <= total; step++ {
+	var sum, prior float64
+	var count int64
+	first := int64(1)
+	if resume != nil {
+		st := resume.state
+		first, res.resumedFrom = st.Step+1, st.Step
+		sum, count, prior = st.LossSum, st.LossCount, st.TrainSeconds
+		res.steps = st.Step
+		if st.InitialLoss != nil {
+			res.initialLoss = *st.InitialLoss
+		}
+		if st.LastLoss != nil {
+			res.finalLoss = *st.LastLoss
+		}
+		w.step = st.Step
+		w.log.Info("resuming", "step", st.Step, "of", total, "epoch", st.NextEpoch, "step_in_epoch", st.NextStepInEpoch)
+	}
+	lastStep, lastTime, lastTrain, sent := first-1, start, time.Duration(0), false
+	lastCkpt := first - 1
+	for step := first; step <= total; step++ {
 		if err := sleepCtx(ctx, stepTime); err != nil {
 			return res, err
 		}
@@ -520,9 +563,10 @@ func (w *simWorker) train(ctx context.Context) (trainResult, error) {
 			res.initialLoss = loss
 		}
 		sum += loss
+		count++
 		res.finalLoss, res.steps = loss, step
 		now := time.Now()
-		if lastStep == 0 || step == total || step-lastStep >= every || now.Sub(lastTime) >= everyT {
+		if !sent || step == total || step-lastStep >= every || now.Sub(lastTime) >= everyT {
 			trained := now.Sub(start)
 			dt := (trained - lastTrain).Seconds()
 			tps := 0.0
@@ -530,7 +574,7 @@ func (w *simWorker) train(ctx context.Context) (trainResult, error) {
 				tps = float64(step-lastStep) * tokensPerStep / dt
 			}
 			elapsed := round(now.Sub(w.started).Seconds(), 3)
-			eta := round(float64(total-step)*trained.Seconds()/x, 1)
+			eta := round(float64(total-step)*trained.Seconds()/float64(step-first+1), 1)
 			grad := round(0.25+1.2*math.Exp(-k*x)+0.05*noise(noiseSeed^0xabcdef, step), 4)
 			w.cb.send(ctx, &contract.Progress{
 				Step:            step,
@@ -544,13 +588,44 @@ func (w *simWorker) train(ctx context.Context) (trainResult, error) {
 				ETASeconds:      &eta,
 				GradNorm:        &grad,
 			})
-			lastStep, lastTime, lastTrain = step, now, trained
+			lastStep, lastTime, lastTrain, sent = step, now, trained, true
+		}
+		if w.checkpointsOff || w.urls.unsupported() {
+			continue
+		}
+		reason := ""
+		switch {
+		case step%perEpoch == 0:
+			reason = contract.CheckpointEpochEnd
+		case step-lastCkpt >= ckptEvery:
+			reason = contract.CheckpointInterval
+		}
+		if reason == "" {
+			continue
+		}
+		lastCkpt = step
+		epoch, inEpoch := int((step-1)/perEpoch), (step-1)%perEpoch+1 // the epoch (0-based) and its steps done
+		next, nextIn := epoch, inEpoch
+		if inEpoch == perEpoch {
+			next, nextIn = epoch+1, 0
+		}
+		initial, last := res.initialLoss, loss
+		st := trainerState{
+			Format: checkpointFormat, Fingerprint: fingerprint(spec), Step: step, TotalSteps: total,
+			Epoch: float64(epoch) + float64(inEpoch)/float64(perEpoch), NextEpoch: next, NextStepInEpoch: nextIn,
+			Reason: reason, TrainSeconds: prior + time.Since(start).Seconds(), TokensSeen: int64(x * tokensPerStep),
+			MicroBatches: step * int64(h.GradientAccumulation), LossSum: sum, LossCount: count,
+			InitialLoss: &initial, LastLoss: &last, WorkerVersion: w.e.cfg.WorkerVersion, EmulatedBy: "runpodemu",
+		}
+		if err := w.checkpoint(ctx, st, loss); err != nil {
+			return res, err
 		}
 	}
-	res.seconds = time.Since(start).Seconds()
-	res.meanLoss = round(sum/float64(max(res.steps, 1)), 4)
-	if res.seconds > 0 {
-		res.tokensPerSecond = float64(total) * tokensPerStep / res.seconds
+	res.runSeconds = time.Since(start).Seconds()
+	res.seconds = prior + res.runSeconds
+	res.meanLoss = round(sum/float64(max(count, 1)), 4)
+	if res.runSeconds > 0 {
+		res.tokensPerSecond = float64(total-first+1) * tokensPerStep / res.runSeconds
 	}
 	return res, nil
 }
@@ -636,48 +711,6 @@ func nanAdvice(h contract.Hyperparameters) string {
 	lr := math.Max(1e-5, h.LearningRate/4)
 	lr, _ = strconv.ParseFloat(strconv.FormatFloat(lr, 'g', 2, 64), 64)
 	return fmt.Sprintf("Lower learning_rate from %s to %s and retry.", strconv.FormatFloat(h.LearningRate, 'g', 6, 64), strconv.FormatFloat(lr, 'g', 6, 64))
-}
-
-// upload PUTs one artifact with the spec's headers; network errors, 429
-// and 5xx are retried twice.
-func (w *simWorker) upload(ctx context.Context, name string, up contract.Upload, data []byte) error {
-	if w.run.fault.FailUpload {
-		return failure(contract.CodeUpload, "", "Uploading %s failed (HTTP 403, injected by the emulator).", name)
-	}
-	var last string
-	for try := 0; try < 3; try++ {
-		if try > 0 {
-			if err := sleepCtx(ctx, w.e.cfg.CallbackRetryDelay<<(try-1)); err != nil {
-				return err
-			}
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, up.URL, bytes.NewReader(data))
-		if err != nil {
-			return failure(contract.CodeUpload, "", "Uploading %s failed (%v).", name, err)
-		}
-		for k, v := range up.Headers {
-			req.Header.Set(k, v)
-		}
-		req.ContentLength = int64(len(data))
-		resp, err := w.e.cfg.HTTPClient.Do(req)
-		if err != nil {
-			if ctx.Err() != nil {
-				return context.Cause(ctx)
-			}
-			last = "network error: " + err.Error()
-			continue
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-			return nil
-		}
-		last = "HTTP " + strconv.Itoa(resp.StatusCode)
-		if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode < 500 {
-			break // an expired or wrong URL does not get better
-		}
-	}
-	return failure(contract.CodeUpload, "", "Uploading %s failed (%s).", name, last)
 }
 
 // shapeFor returns the adapter shape of a base model: Config.Models, then
