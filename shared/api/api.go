@@ -24,17 +24,32 @@ type DatasetView struct {
 	SizeBytes  int64                       `json:"size_bytes"`
 	SHA256     string                      `json:"sha256,omitempty"`
 	Validation *pipeline.ValidationSummary `json:"validation,omitempty"`
-	Error      string                      `json:"error,omitempty"`
-	CreatedAt  time.Time                   `json:"created_at"`
-	UpdatedAt  time.Time                   `json:"updated_at"`
+	// DefaultSplit is how a job that does not choose its evaluation
+	// divides the dataset: the examples and tokens it holds out and those
+	// it trains on. Absent for a dataset that is not valid or was
+	// validated before these counts were recorded.
+	DefaultSplit *pipeline.DatasetSplit `json:"default_split,omitempty"`
+	Error        string                 `json:"error,omitempty"`
+	CreatedAt    time.Time              `json:"created_at"`
+	UpdatedAt    time.Time              `json:"updated_at"`
 }
 
-// ViewDataset is d as the API shows it.
+// ViewDataset is d as the API shows it. The per-example counts behind the
+// split stay on the record: the view shows what they add up to.
 func ViewDataset(d *pipeline.Dataset) DatasetView {
-	return DatasetView{
+	v := DatasetView{
 		ID: d.ID, Name: d.Name, Status: d.Status, SizeBytes: d.SizeBytes, SHA256: d.SHA256,
 		Validation: d.Validation, Error: d.Error, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
 	}
+	if d.Validation != nil {
+		if sp, ok := d.Validation.SplitOf(nil); ok {
+			v.DefaultSplit = &sp
+		}
+		summary := *d.Validation
+		summary.Split = nil
+		v.Validation = &summary
+	}
+	return v
 }
 
 // Upload tells the client how to send the file: one PUT, or parts.
