@@ -55,7 +55,7 @@ type controlPlane struct {
 	callbacks []received
 	uploads   map[string][]byte
 	uploadHdr map[string]http.Header
-	objects   map[string][]byte // checkpoint files, by "step-N/name"
+	objects   map[string][]byte // checkpoint files, by "job_id/step-N/name"
 	puts      int               // PUTs received, artifacts and checkpoint files
 	webhooks  []map[string]any
 	problems  []string
@@ -87,16 +87,16 @@ func newControlPlane(t *testing.T, clock runpodemu.Clock) *controlPlane {
 		cp.puts++
 		cp.mu.Unlock()
 	})
-	mux.HandleFunc("PUT /objects/{step}/{name}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("PUT /objects/{job}/{step}/{name}", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		cp.mu.Lock()
-		cp.objects[r.PathValue("step")+"/"+r.PathValue("name")] = b
+		cp.objects[r.PathValue("job")+"/"+r.PathValue("step")+"/"+r.PathValue("name")] = b
 		cp.puts++
 		cp.mu.Unlock()
 	})
-	mux.HandleFunc("GET /objects/{step}/{name}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /objects/{job}/{step}/{name}", func(w http.ResponseWriter, r *http.Request) {
 		cp.mu.Lock()
-		b, ok := cp.objects[r.PathValue("step")+"/"+r.PathValue("name")]
+		b, ok := cp.objects[r.PathValue("job")+"/"+r.PathValue("step")+"/"+r.PathValue("name")]
 		cp.mu.Unlock()
 		if !ok {
 			http.Error(w, "NoSuchKey", http.StatusNotFound)
@@ -182,23 +182,23 @@ func (cp *controlPlane) defaultAnswer(r received) (int, string) {
 		}
 	case contract.PurposeCheckpoint:
 		for _, f := range req.Files {
-			put(f.Name, fmt.Sprintf("%s/objects/step-%d/%s", cp.srv.URL, req.Step, f.Name), f.SizeBytes)
+			put(f.Name, fmt.Sprintf("%s/objects/%s/step-%d/%s", cp.srv.URL, r.cb.JobID, req.Step, f.Name), f.SizeBytes)
 		}
 	case contract.PurposeArtifact:
 		for _, f := range req.Files {
 			put(f.Name, cp.srv.URL+"/artifacts/"+f.Name, f.SizeBytes)
 		}
-	case contract.PurposeCheckpointDownload:
+	case contract.PurposeCheckpointDownload: // the job's checkpoint of the step asked for, or its latest
 		var found *contract.Checkpoint
 		for i := len(cp.callbacks) - 1; i >= 0 && found == nil; i-- {
-			if c, ok := cp.callbacks[i].payload.(*contract.Checkpoint); ok && (req.Step == 0 || c.Step == req.Step) {
+			if c, ok := cp.callbacks[i].payload.(*contract.Checkpoint); ok && cp.callbacks[i].cb.JobID == r.cb.JobID && (req.Step == 0 || c.Step == req.Step) {
 				found = c
 			}
 		}
 		if found != nil {
 			ans.Checkpoint = &contract.CheckpointManifest{Step: found.Step, CheckpointID: fmt.Sprintf("ck_%d_1", found.Step), Attempt: 1, Files: found.Files}
 			for _, f := range found.Files {
-				ans.URLs[f.Name] = contract.PresignedURL{URL: fmt.Sprintf("%s/objects/step-%d/%s", cp.srv.URL, found.Step, f.Name), Method: "GET"}
+				ans.URLs[f.Name] = contract.PresignedURL{URL: fmt.Sprintf("%s/objects/%s/step-%d/%s", cp.srv.URL, r.cb.JobID, found.Step, f.Name), Method: "GET"}
 			}
 		}
 	}
