@@ -37,22 +37,61 @@
 // One goroutine per run, doing what gpu-image does, through the same
 // contract: parse the job spec (invalid → failed spec_invalid when the
 // callback target is readable, and FAILED); POST signed callbacks
-// (Standard Webhooks, shared/contract) started → stage download → (GET the
-// dataset, check size and sha256: any mismatch is failed dataset_download;
-// lines that are not chat JSON are dataset_invalid) → stage load (LoRA
-// targets that match no module are model_load) → stage train → progress
-// every progress_every_steps steps or progress_every_seconds seconds
-// (falling loss 2.2·e^(−3·step/total) + 0.35 + deterministic noise,
-// learning rate with linear warmup then cosine decay, epoch, tokens/s,
-// ETA), total steps ceil(examples / (batch_size × gradient_accumulation))
-// × epochs at Config.StepsPerSecond → stage save → stage upload (PUT
-// adapter_config.json, peft's LoraConfig, and adapter_model.safetensors,
-// lora_A [r, in] and lora_B [out, r] under peft's tensor names, to the
-// spec's URLs with its headers) → artifact ×2 → completed; the RunPod
-// output is {status, job_id, attempt, final_loss, steps, artifacts}. A
-// failure is a failed callback and the output {code, advice, job_id,
-// attempt} with error "code: message", as the RunPod SDK makes of
-// gpu-image's return value.
+// (Standard Webhooks, shared/contract) started → stage download → (ask
+// for the dataset's URLs, GET it, check size and sha256: any mismatch is
+// failed dataset_download; lines that are not chat JSON are
+// dataset_invalid; then ask for the checkpoint to resume) → stage load
+// (LoRA targets that match no module are model_load) → stage train →
+// progress every progress_every_steps steps or progress_every_seconds
+// seconds (falling loss 2.2·e^(−3·step/total) + 0.35 + deterministic
+// noise seeded by the job id, learning rate with linear warmup then cosine
+// decay, epoch, tokens/s, ETA), total steps ceil(examples / (batch_size ×
+// gradient_accumulation)) × epochs at Config.StepsPerSecond, with
+// checkpoints → stage save → stage upload (PUT adapter_config.json, peft's
+// LoraConfig, and adapter_model.safetensors, lora_A [r, in] and lora_B
+// [out, r] under peft's tensor names) → artifact ×2 → completed; the
+// RunPod output is {status, job_id, attempt, final_loss, steps,
+// artifacts}. A failure is a failed callback and the output {code,
+// advice, job_id, attempt} with error "code: message", as the RunPod SDK
+// makes of gpu-image's return value.
+//
+// URLs are asked for when needed, as gpu-image's urls.py does: a signed
+// urls callback (purpose dataset, checkpoint_download, checkpoint,
+// artifact) whose 200 body carries presigned URLs with their method and
+// headers, sent as given. A server that answers 400, 404, 405 or 501 hands
+// out none: the worker says so once, uses the job spec's URLs (dataset,
+// artifacts, resume.urls) and stores no checkpoints. A transfer whose URL
+// is refused with 401 or 403 (expired) asks again with the request's
+// retry (1, 2) and uses the fresh URL: three rounds, then failed upload
+// (or dataset_download). Network errors, 429 and 5xx are retried on the
+// same URL.
+//
+// Checkpoints are four files as gpu-image's checkpoint.py names them: the
+// adapter (the final one's tensors, a usable partial adapter),
+// training_state.safetensors (optimizer moments per trainable tensor and
+// an RNG state) and trainer_state.json (format 1, the step, the position
+// in the data order, the running loss figures and a fingerprint of the
+// model, hyperparameters, data and split). One is written at each epoch's
+// end and every checkpoint_every_seconds (default 600) of training time.
+// Training time is emulated: a step takes 1/StepsPerSecond seconds, so the
+// interval is ceil(checkpoint_every_seconds × StepsPerSecond) steps (a
+// test that wants one every 4 steps at 1000 steps/s sets 0.004), the same
+// steps however loaded the machine. The checkpoint is uploaded through
+// URLs asked for with purpose checkpoint before training goes on (gpu-image
+// uploads it in the background), then announced with a checkpoint
+// callback listing each file's size and sha256. A checkpoint that cannot
+// be stored never fails the job.
+//
+// At start the worker asks checkpoint_download: for the spec's resume
+// checkpoint, or, with no resume in the spec (RunPod running the same
+// attempt again after a crash), for the job's latest. It downloads the
+// files, checks their sizes and sha256 and trainer_state.json's format and
+// fingerprint, and continues at the step after the checkpoint's with its
+// loss figures: progress resumes at step+1, and the completed callback
+// has the steps, final and mean loss of an uninterrupted run, with
+// resumed_from_step. A checkpoint that cannot be used (missing, corrupt,
+// of other settings) means training from step 1, with resume_skipped
+// saying why.
 //
 // The worker stops at its next step (so within one progress interval) on
 // RunPod's stop signal (/cancel, executionTimeout, ttl: failed cancelled,
@@ -73,11 +112,15 @@
 //
 // Config.Faults returns a Fault per submitted job (FaultsByJobID matches the
 // spec's job_id): FailAtStep with FailCode (default oom), NaNAtStep,
-// CrashAtStep with Crashes (the worker dies, RunPod re-runs the job from
-// scratch on a new worker id, retries grows), HangAtStep (a silent worker
-// until executionTimeout), FailUpload, DropWebhook, StartDelay (a slow
-// start, seen in delayTime). InjectAPIErrors / RateLimit make the next K
-// API calls answer 429 (or any status).
+// CrashAtStep with Crashes (the worker dies, RunPod re-runs the same
+// attempt on a new worker id, retries grows; the re-run resumes from the
+// job's last checkpoint before the crash, or from step 1 without one),
+// HangAtStep (a silent worker until executionTimeout), FailUpload (every
+// PUT answers 403), ExpireURLs (the spec's URLs and the first URL answered
+// for each upload have expired: the emulator answers 403 "Request has
+// expired" for S3, and the worker asks again), DropWebhook, StartDelay (a
+// slow start, seen in delayTime). InjectAPIErrors / RateLimit make the
+// next K API calls answer 429 (or any status).
 //
 // Not emulated: /runsync, /stream, /status?ttl=, RunPod's own rate limits,
 // lowPriority scaling, progress_update in /status.
