@@ -265,8 +265,12 @@ func (s *Server) deleteDataset(w http.ResponseWriter, r *http.Request, owner str
 	if j, err := s.activeJobOn(r.Context(), owner, d.ID); err != nil {
 		return err
 	} else if j != nil {
+		as := "to train on"
+		if j.DatasetID != d.ID {
+			as = "as its validation dataset"
+		}
 		return &pipeline.Error{Code: pipeline.EPrecondition,
-			Message: fmt.Sprintf("dataset %s is used by job %s, which is %s: cancel it or wait for it to end", d.ID, j.ID, j.Status),
+			Message: fmt.Sprintf("dataset %s is used by job %s %s, which is %s: cancel it or wait for it to end", d.ID, j.ID, as, j.Status),
 			Details: map[string]string{"job_id": j.ID}}
 	}
 	if d.UploadID != "" {
@@ -313,8 +317,8 @@ func (s *Server) getReport(w http.ResponseWriter, r *http.Request, owner string)
 	return nil
 }
 
-// activeJobOn returns a job of the owner's that has not ended and trains on
-// the dataset, or nil.
+// activeJobOn returns a job of the owner's that has not ended and trains
+// or evaluates on the dataset, or nil.
 func (s *Server) activeJobOn(ctx context.Context, owner, datasetID string) (*pipeline.Job, error) {
 	for _, st := range pipeline.JobStatuses {
 		if st.Terminal() {
@@ -327,7 +331,7 @@ func (s *Server) activeJobOn(ctx context.Context, owner, datasetID string) (*pip
 				return nil, err
 			}
 			for _, j := range page {
-				if j.DatasetID == datasetID {
+				if j.DatasetID == datasetID || j.Validation != nil && j.Validation.DatasetID == datasetID {
 					return j, nil
 				}
 			}

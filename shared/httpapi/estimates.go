@@ -7,6 +7,7 @@ import (
 
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/estimate"
+	"github.com/brightrun/brightrun/shared/holdout"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -18,6 +19,12 @@ type trainingRequest struct {
 	Hyperparameters *pipeline.HyperparameterOverrides `json:"hyperparameters,omitempty"`
 	GPUType         string                            `json:"gpu_type,omitempty"`
 	BaseModel       string                            `json:"base_model,omitempty"`
+	// ValidationSplit is the share of the dataset held out for evaluation
+	// (0 to holdout.MaxShare; 0 evaluates nothing); ValidationDatasetID a
+	// second ready dataset evaluated instead, the whole dataset training.
+	// Neither: the worker's default share. Not both.
+	ValidationSplit     *float64 `json:"validation_split,omitempty"`
+	ValidationDatasetID *string  `json:"validation_dataset_id,omitempty"`
 }
 
 // plan is a resolved training request: everything a job needs.
@@ -28,6 +35,62 @@ type plan struct {
 	model      catalog.Model
 	selected   estimate.Result
 	comparison estimate.Comparison
+	// validation is what the job records of its evaluation: nil for the
+	// default share.
+	validation *pipeline.JobValidation
+}
+
+// checkValidation checks the request's evaluation fields on their own.
+func checkValidation(req trainingRequest) error {
+	switch {
+	case req.ValidationSplit != nil && req.ValidationDatasetID != nil:
+		return &pipeline.Error{Code: pipeline.EInvalid,
+			Message: "validation_split and validation_dataset_id exclude each other: hold out a share of the dataset, or evaluate on a second dataset",
+			Details: map[string]string{"field": "validation_dataset_id"}}
+	case req.ValidationSplit != nil:
+		if v := *req.ValidationSplit; !(v >= 0 && v <= holdout.MaxShare) {
+			return &pipeline.Error{Code: pipeline.EInvalid,
+				Message: fmt.Sprintf("validation_split must be between 0 and %g (the share of the dataset held out for evaluation; 0 evaluates nothing), got %v", holdout.MaxShare, v),
+				Details: map[string]string{"field": "validation_split"}}
+		}
+	}
+	return nil
+}
+
+// evaluation resolves how a job on d evaluates: what the job records and
+// what the estimator needs.
+func (s *Server) evaluation(ctx context.Context, owner string, d *pipeline.Dataset, req trainingRequest) (*pipeline.JobValidation, *estimate.Evaluation, error) {
+	var held [][2]int64
+	if d.Validation.Split != nil {
+		held = d.Validation.Split.HeldOut
+	}
+	switch {
+	case req.ValidationSplit != nil:
+		split := *req.ValidationSplit
+		return &pipeline.JobValidation{Split: &split}, &estimate.Evaluation{Split: &split, HeldOut: held}, nil
+	case req.ValidationDatasetID != nil:
+		id := *req.ValidationDatasetID
+		if id == d.ID {
+			return nil, nil, &pipeline.Error{Code: pipeline.EInvalid,
+				Message: fmt.Sprintf("validation_dataset_id %s is the training dataset: name another dataset, or hold out a share with validation_split", id),
+				Details: map[string]string{"field": "validation_dataset_id"}}
+		}
+		vd, err := s.Store.GetDataset(ctx, owner, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		if vd.Status != pipeline.DatasetReady || vd.Validation == nil {
+			return nil, nil, &pipeline.Error{Code: pipeline.EPrecondition,
+				Message: fmt.Sprintf("validation dataset %s is %s: only a ready dataset can be evaluated on", vd.ID, vd.Status),
+				Details: map[string]string{"field": "validation_dataset_id", "status": string(vd.Status)}}
+		}
+		second := &estimate.EvaluationDataset{Examples: vd.Validation.Examples, TokensTotal: vd.Validation.Tokens.Total, TokensTrained: vd.Validation.Tokens.Trained}
+		if vd.Validation.Split != nil {
+			second.First = vd.Validation.Split.First
+		}
+		return &pipeline.JobValidation{DatasetID: vd.ID}, &estimate.Evaluation{Dataset: second}, nil
+	}
+	return nil, &estimate.Evaluation{HeldOut: held}, nil
 }
 
 // resolve checks a training request against the owner's dataset, the
@@ -35,6 +98,9 @@ type plan struct {
 func (s *Server) resolve(r *http.Request, owner string, req trainingRequest) (*plan, error) {
 	if req.DatasetID == nil || *req.DatasetID == "" {
 		return nil, pipeline.Errorf(pipeline.EInvalid, "dataset_id is required")
+	}
+	if err := checkValidation(req); err != nil {
+		return nil, err
 	}
 	d, err := s.Store.GetDataset(r.Context(), owner, *req.DatasetID)
 	if err != nil {
@@ -65,6 +131,10 @@ func (s *Server) resolve(r *http.Request, owner string, req trainingRequest) (*p
 	if err != nil {
 		return nil, err
 	}
+	validation, ev, err := s.evaluation(r.Context(), owner, d, req)
+	if err != nil {
+		return nil, err
+	}
 	lengths := d.Validation.Stats.TokensPerExample
 	in := estimate.Input{
 		Dataset: estimate.Dataset{
@@ -72,7 +142,8 @@ func (s *Server) resolve(r *http.Request, owner string, req trainingRequest) (*p
 			TokensPerExampleMax: lengths.Max, TokensPerExampleP95: lengths.P95, TokensPerExampleP50: lengths.P50, TokensPerExampleMin: lengths.Min,
 		},
 		Hyperparameters: hp, Model: m.ID,
-		Measured: s.measurements(r.Context(), m.ID),
+		Measured:   s.measurements(r.Context(), m.ID),
+		Evaluation: ev,
 	}
 	cmp, err := estimate.Compare(s.Catalog, in)
 	if err != nil {
@@ -87,7 +158,23 @@ func (s *Server) resolve(r *http.Request, owner string, req trainingRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	return &plan{dataset: d, preset: preset, hp: hp, model: m, selected: sel, comparison: cmp}, nil
+	if validation != nil && validation.DatasetID != "" {
+		// The estimator knows the second dataset's counts, not its id.
+		for _, e := range append([]*estimate.Result{&sel}, pointers(cmp.Estimates)...) {
+			if e.Evaluation != nil {
+				e.Evaluation.DatasetID = validation.DatasetID
+			}
+		}
+	}
+	return &plan{dataset: d, preset: preset, hp: hp, model: m, selected: sel, comparison: cmp, validation: validation}, nil
+}
+
+func pointers(rs []estimate.Result) []*estimate.Result {
+	out := make([]*estimate.Result, len(rs))
+	for i := range rs {
+		out[i] = &rs[i]
+	}
+	return out
 }
 
 // measurements returns what finished jobs measured of model on every GPU,

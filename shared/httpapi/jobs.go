@@ -98,7 +98,9 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request, owner string)
 			DurationSeconds:         pipeline.Range{Low: float64(est.DurationSeconds.Low), Expected: float64(est.DurationSeconds.Expected), High: float64(est.DurationSeconds.High)},
 			CostUSD:                 pipeline.Range{Low: est.CostUSD.Low, Expected: est.CostUSD.Expected, High: est.CostUSD.High},
 			ExecutionTimeoutSeconds: est.ExecutionTimeoutSeconds, PricesDate: est.PricesDate, EstimatorVersion: est.EstimatorVersion,
+			Evaluation: est.Evaluation,
 		},
+		Validation: p.validation,
 	}
 	j, replayed, err := s.Jobs.Create(r.Context(), j)
 	if err != nil {
