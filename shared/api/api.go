@@ -100,17 +100,23 @@ type JobView struct {
 	Validation      *pipeline.JobValidation  `json:"validation,omitempty"`
 	Estimate        *pipeline.JobEstimate    `json:"estimate,omitempty"`
 	Cost            *pipeline.JobCost        `json:"cost,omitempty"`
-	BudgetUSD       *float64                 `json:"budget_usd,omitempty"`
-	Error           *pipeline.JobError       `json:"error,omitempty"`
-	StartedAt       *time.Time               `json:"started_at,omitempty"`
-	FinishedAt      *time.Time               `json:"finished_at,omitempty"`
-	CreatedAt       time.Time                `json:"created_at"`
-	UpdatedAt       time.Time                `json:"updated_at"`
+	// CostSoFar is a running job's cost until now: every run's billed
+	// time (RunPod's figure where it reported one), at the estimate's price.
+	CostSoFar  *pipeline.JobCost  `json:"cost_so_far,omitempty"`
+	BudgetUSD  *float64           `json:"budget_usd,omitempty"`
+	Error      *pipeline.JobError `json:"error,omitempty"`
+	StartedAt  *time.Time         `json:"started_at,omitempty"`
+	FinishedAt *time.Time         `json:"finished_at,omitempty"`
+	CreatedAt  time.Time          `json:"created_at"`
+	UpdatedAt  time.Time          `json:"updated_at"`
 }
 
-// ViewJob is j as the API shows it.
-func ViewJob(j *pipeline.Job) JobView {
-	return JobView{
+// ViewJob is j as the API shows it now.
+func ViewJob(j *pipeline.Job) JobView { return ViewJobAt(j, time.Now()) }
+
+// ViewJobAt is j as the API shows it at now.
+func ViewJobAt(j *pipeline.Job, now time.Time) JobView {
+	return JobView{CostSoFar: pipeline.CostSoFar(j, now),
 		ID: j.ID, Name: j.Name, Status: j.Status, Stage: j.Stage, DatasetID: j.DatasetID, BaseModel: j.BaseModel,
 		GPUType: j.GPUType, Preset: j.Preset, Hyperparameters: j.Hyperparameters, Attempt: j.Attempt, Progress: j.Progress,
 		Validation: j.Validation, Estimate: j.Estimate, Cost: j.Cost, BudgetUSD: j.BudgetUSD, Error: j.Error, StartedAt: j.StartedAt,

@@ -132,7 +132,11 @@ type Job struct {
 	// KeepCheckpoints), by step: a re-dispatched attempt resumes from the
 	// last one.
 	Checkpoints []Checkpoint `json:"checkpoints,omitempty"`
-	// Cost is the actual cost, recorded when the job ends.
+	// Runs are the job's runs on GPU workers, every attempt's: what it
+	// is billed for.
+	Runs []Run `json:"runs,omitempty"`
+	// Cost is the actual cost, recorded when the job ends (and settled
+	// with RunPod's figures when they come after).
 	Cost *JobCost `json:"cost,omitempty"`
 	// HeartbeatAt is when the last callback or status check heard of the job.
 	HeartbeatAt *time.Time `json:"heartbeat_at,omitempty"`
@@ -190,10 +194,18 @@ type Artifact struct {
 
 // JobCost is what a job actually cost and took, beside its estimate.
 type JobCost struct {
+	// BilledSeconds sums the billed time of every run of every attempt
+	// (Run.Billed); Source says whether RunPod reported all of it.
 	BilledSeconds     float64 `json:"billed_seconds"`
 	PriceUSDPerSecond float64 `json:"price_usd_per_second"`
 	USD               float64 `json:"usd"`
 	EstimatedUSD      float64 `json:"estimated_usd"`
+	Source            string  `json:"source,omitempty"`
+	Runs              int     `json:"runs,omitempty"`
+	// DelaySeconds sums RunPod's delay times: queue wait and cold start
+	// before each run's handler. Not billed (a flex worker is billed from
+	// when it starts; the queue is free), shown for what it cost in time.
+	DelaySeconds float64 `json:"delay_seconds,omitempty"`
 	// For a completed job only (a failed or cancelled one stopped short):
 	// DurationSeconds is from creation to completion, the span the
 	// estimate's duration covers; EstimatedDurationSeconds is the

@@ -22,16 +22,18 @@ type Event struct {
 
 // MetricPoint is one training measurement, keyed by its step.
 type MetricPoint struct {
-	Attempt         int       `json:"attempt"`
-	Step            int       `json:"step"`
-	TotalSteps      int       `json:"total_steps"`
-	Epoch           float64   `json:"epoch"`
-	Loss            float64   `json:"loss"`
-	LearningRate    float64   `json:"learning_rate"`
-	TokensPerSecond float64   `json:"tokens_per_second"`
-	GPUMemoryBytes  int64     `json:"gpu_memory_bytes"`
-	EvalLoss        *float64  `json:"eval_loss,omitempty"` // on the steps that evaluated
-	Time            time.Time `json:"time"`
+	Attempt         int      `json:"attempt"`
+	Step            int      `json:"step"`
+	TotalSteps      int      `json:"total_steps"`
+	Epoch           float64  `json:"epoch"`
+	Loss            float64  `json:"loss"`
+	LearningRate    float64  `json:"learning_rate"`
+	TokensPerSecond float64  `json:"tokens_per_second"`
+	GPUMemoryBytes  int64    `json:"gpu_memory_bytes"`
+	EvalLoss        *float64 `json:"eval_loss,omitempty"` // on the steps that evaluated
+	// ETASeconds is the worker's estimate of the time left to train.
+	ETASeconds *float64  `json:"eta_seconds,omitempty"`
+	Time       time.Time `json:"time"`
 }
 
 // Notification tells a user something happened (a job completed, failed,

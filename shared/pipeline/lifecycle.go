@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"time"
 )
 
@@ -211,9 +210,9 @@ type Outcome struct {
 	Status JobStatus
 	// Error is why a failed job failed.
 	Error *JobError
-	// BilledSeconds is the GPU provider's billed time of the run when it
-	// is known; 0 bills the time since the worker started.
-	BilledSeconds float64
+	// Run is what the GPU provider reported of the run, when the end was
+	// confirmed with it: its times are what the job is billed.
+	Run *RunReport
 	// Steps and FinalLoss, when known, go into the completion notice.
 	Steps     *int64
 	FinalLoss *float64
@@ -253,10 +252,11 @@ func (l *Lifecycle) Finish(ctx context.Context, j *Job, o Outcome) (*Job, bool, 
 		if o.RunID != "" && cur.RunPodID == "" {
 			cur.RunPodID = o.RunID
 		}
-		cur.Cost = Cost(cur, now, o.BilledSeconds)
-		if o.Status == JobCompleted {
-			cur.Cost.CompareWithEstimate(cur, now)
+		if o.Run != nil {
+			cur.reportRun(*o.Run, now)
 		}
+		cur.Status = o.Status
+		cur.recost(now)
 		return nil
 	})
 	if ErrorCode(err) == EPrecondition || errors.Is(err, errMoved) {
@@ -279,31 +279,6 @@ func (l *Lifecycle) Finish(ctx context.Context, j *Job, o Outcome) (*Job, bool, 
 		l.notify(ctx, done, "job_failed", failedNotice(done))
 	}
 	return done, true, nil
-}
-
-// Cost is j's actual cost at now: billedSeconds (the GPU provider's
-// figure) when known, otherwise the time since the worker started, rounded
-// up to the second, at the estimate's price.
-func Cost(j *Job, now time.Time, billedSeconds float64) *JobCost {
-	c := &JobCost{BilledSeconds: math.Ceil(billedSeconds)}
-	if j.Estimate != nil {
-		c.PriceUSDPerSecond = j.Estimate.PriceUSDPerSecond
-		c.EstimatedUSD = j.Estimate.CostUSD.Expected
-	}
-	if c.BilledSeconds <= 0 && j.StartedAt != nil {
-		c.BilledSeconds = math.Ceil(now.Sub(*j.StartedAt).Seconds())
-	}
-	c.BilledSeconds = max(c.BilledSeconds, 0)
-	c.USD = math.Round(c.BilledSeconds*c.PriceUSDPerSecond*100) / 100
-	return c
-}
-
-// Spent is j's cost so far at the estimate's price, while it runs.
-func Spent(j *Job, now time.Time) float64 {
-	if j.StartedAt == nil || j.Estimate == nil {
-		return 0
-	}
-	return now.Sub(*j.StartedAt).Seconds() * j.Estimate.PriceUSDPerSecond
 }
 
 // OverBudget reports whether j has spent more than its budget and no

@@ -86,7 +86,7 @@ func (l *Lifecycle) applyCallback(ctx context.Context, j *Job, cb *contract.Call
 		})
 	case *contract.Progress:
 		pt := MetricPoint{Attempt: cb.Attempt, Step: int(p.Step), TotalSteps: int(p.TotalSteps), Epoch: p.Epoch, Loss: p.Loss,
-			LearningRate: p.LearningRate, TokensPerSecond: p.TokensPerSecond, GPUMemoryBytes: p.GPUMemoryBytes, EvalLoss: p.EvalLoss, Time: cb.SentAt}
+			LearningRate: p.LearningRate, TokensPerSecond: p.TokensPerSecond, GPUMemoryBytes: p.GPUMemoryBytes, EvalLoss: p.EvalLoss, ETASeconds: p.ETASeconds, Time: cb.SentAt}
 		if l.JobLog != nil {
 			if err := l.JobLog.PutMetrics(ctx, j.Owner, j.ID, []MetricPoint{pt}); err != nil {
 				return nil, fmt.Errorf("store metric point: %w", err)
@@ -221,12 +221,18 @@ func startRun(j *Job, key string, sent, now time.Time) {
 	case j.RunKey == key:
 	case j.RunKey == "":
 		j.RunKey, j.RunStartedAt = key, &sent
+		j.startRunRecord(j.Attempt, j.RunPodID, sent)
 	case j.RunStartedAt != nil && sent.Before(*j.RunStartedAt):
 	default:
 		j.RunKey, j.RunStartedAt = key, &sent
+		j.startRunRecord(j.Attempt, j.RunPodID, sent)
 		if !j.Status.Terminal() {
 			j.Progress, j.Stage = nil, ""
 		}
+	}
+	if j.Status.Terminal() && j.FinishedAt != nil && j.Cost != nil {
+		// The end came first: bill the run that started before it.
+		j.recost(*j.FinishedAt)
 	}
 }
 

@@ -27,8 +27,10 @@ const (
 // RunReport is what the GPU provider said of a job's run.
 type RunReport struct {
 	State RunState
-	// BilledSeconds is the run's execution time so far.
-	BilledSeconds float64
+	// ExecutionSeconds is the run's execution time so far (what the
+	// provider bills); DelaySeconds its time queued and starting.
+	ExecutionSeconds float64
+	DelaySeconds     float64
 	// Retries counts the provider's re-runs of a crashed worker.
 	Retries int
 	// Error is the provider's error of a failed run.
@@ -68,15 +70,53 @@ func (l *Lifecycle) EnforceBudget(ctx context.Context, j *Job) (*Job, bool, erro
 	return moved, true, nil
 }
 
-// MarkChecked records that the GPU provider was asked about j's run.
-func (l *Lifecycle) MarkChecked(ctx context.Context, j *Job) {
+// MarkChecked records that the GPU provider was asked about j's run, and
+// the run's times it reported (what the job is billed so far).
+func (l *Lifecycle) MarkChecked(ctx context.Context, j *Job, r RunReport) {
 	now := l.now()
 	if _, err := UpdateJob(ctx, l.Store, j.Owner, j.ID, func(cur *Job) error {
 		cur.CheckedAt = &now
+		if cur.Attempt == j.Attempt {
+			cur.reportRun(r, now)
+		}
 		return nil
 	}); err != nil {
 		l.log().WarnContext(ctx, "record the status check", "job_id", j.ID, "err", err)
 	}
+}
+
+// CostSettled reports whether j's cost rests on the GPU provider's
+// figures for its last run (or there is nothing to settle).
+func (j *Job) CostSettled() bool {
+	if j.Cost == nil || len(j.Runs) == 0 {
+		return true
+	}
+	return j.Runs[len(j.Runs)-1].Final
+}
+
+// SettleCost records the GPU provider's final figures of an ended job's
+// last run and computes its cost again from them (the worker's own word
+// ended the job, before RunPod reported what it bills).
+func (l *Lifecycle) SettleCost(ctx context.Context, j *Job, r RunReport) (*Job, error) {
+	if r.ExecutionSeconds <= 0 {
+		return j, nil
+	}
+	done, err := UpdateJob(ctx, l.Store, j.Owner, j.ID, func(cur *Job) error {
+		if !cur.Status.Terminal() || cur.Attempt != j.Attempt || cur.CostSettled() || cur.FinishedAt == nil {
+			return errMoved
+		}
+		cur.reportRun(r, *cur.FinishedAt)
+		cur.recost(*cur.FinishedAt)
+		return nil
+	})
+	if errors.Is(err, errMoved) {
+		return j, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("settle the cost of job %s: %w", j.ID, err)
+	}
+	l.log().InfoContext(ctx, "job's cost settled with RunPod's figures", "job_id", j.ID, "usd", done.Cost.USD, "billed_seconds", done.Cost.BilledSeconds)
+	return done, nil
 }
 
 // Reconcile repairs j from what the GPU provider reports of its run: a
@@ -90,7 +130,7 @@ func (l *Lifecycle) Reconcile(ctx context.Context, j *Job, r RunReport, maxRetri
 		return false, false, nil
 	}
 	end := func(to JobStatus, jerr *JobError) (bool, error) {
-		_, ended, err := l.Finish(ctx, j, Outcome{Status: to, Error: jerr, BilledSeconds: r.BilledSeconds, Note: "confirmed with RunPod's status"})
+		_, ended, err := l.Finish(ctx, j, Outcome{Status: to, Error: jerr, Run: &r, Note: "confirmed with RunPod's status"})
 		if ended {
 			l.log().InfoContext(ctx, "job repaired from RunPod's status", "job_id", j.ID, "from", j.Status, "to", to)
 		}

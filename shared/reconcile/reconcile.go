@@ -179,7 +179,18 @@ func (r *Reconciler) CheckJob(ctx context.Context, owner, jobID string) error {
 // check asks RunPod about j's run and has the lifecycle repair j; it
 // reports whether j ended.
 func (r *Reconciler) check(ctx context.Context, j *pipeline.Job) (bool, error) {
-	if j.Status.Terminal() || j.RunPodID == "" {
+	if j.RunPodID == "" {
+		return false, nil
+	}
+	if j.Status.Terminal() {
+		// Ended by its worker's callback: its cost is settled with what
+		// RunPod bills, once RunPod reports it (the completion webhook).
+		if !j.CostSettled() {
+			if st, err := r.GPU.Status(ctx, j.RunPodID); err == nil && st.Status.Terminal() {
+				_, err = r.Jobs.SettleCost(ctx, j, report(st))
+				return false, err
+			}
+		}
 		return false, nil
 	}
 	log := r.log().With("job_id", j.ID, "run_id", j.RunPodID, "status", j.Status)
@@ -195,8 +206,8 @@ func (r *Reconciler) check(ctx context.Context, j *pipeline.Job) (bool, error) {
 	case err != nil:
 		return false, fmt.Errorf("runpod status: %w", err)
 	default:
-		r.Jobs.MarkChecked(ctx, j)
 		rep = report(st)
+		r.Jobs.MarkChecked(ctx, j, rep)
 	}
 	ended, cancelRun, err := r.Jobs.Reconcile(ctx, j, rep, r.MaxRetries)
 	if err != nil || !cancelRun {
@@ -211,7 +222,8 @@ func (r *Reconciler) check(ctx context.Context, j *pipeline.Job) (bool, error) {
 
 // report is what RunPod's status says, in the domain's words.
 func report(st runpod.JobStatus) pipeline.RunReport {
-	rep := pipeline.RunReport{State: pipeline.RunPending, BilledSeconds: float64(st.ExecutionTime) / 1000, Retries: st.Retries, Error: st.Error}
+	rep := pipeline.RunReport{State: pipeline.RunPending, ExecutionSeconds: float64(st.ExecutionTime) / 1000,
+		DelaySeconds: float64(st.DelayTime) / 1000, Retries: st.Retries, Error: st.Error}
 	switch st.Status {
 	case runpod.StatusCompleted:
 		rep.State = pipeline.RunCompleted

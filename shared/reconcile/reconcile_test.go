@@ -285,3 +285,69 @@ func ago(e *env, d time.Duration) *time.Time {
 	t := e.now.Add(-d)
 	return &t
 }
+
+func TestAJobEndedByItsWorkerIsBilledWhatRunPodReports(t *testing.T) {
+	e := newEnv(t)
+	started := e.now.Add(-10 * time.Minute)
+	finished := e.now.Add(-time.Minute)
+	e.job(t, "job_1", pipeline.JobCompleted, time.Minute, func(j *pipeline.Job) {
+		// The worker's completed callback ended it: billed from its
+		// callbacks, 540 s, until RunPod says what it bills.
+		j.StartedAt, j.FinishedAt = &started, &finished
+		j.Runs = []pipeline.Run{{Attempt: 1, StartedAt: started, EndedAt: &finished}}
+		j.Cost = pipeline.Cost(j, finished)
+	})
+	if j := e.get(t, "job_1"); j.Cost.BilledSeconds != 540 || j.Cost.Source != pipeline.BilledByWorker || j.CostSettled() {
+		t.Fatalf("cost before = %+v, want 540 s from the callbacks, unsettled", j.Cost)
+	}
+	e.gpu.status["rp-job_1"] = runpod.JobStatus{Status: runpod.StatusCompleted, ExecutionTime: 530_200, DelayTime: 95_000}
+	// RunPod's completion webhook has the job checked.
+	if err := e.r.CheckJob(context.Background(), "alice", "job_1"); err != nil {
+		t.Fatal(err)
+	}
+	j := e.get(t, "job_1")
+	if c := j.Cost; c.BilledSeconds != 531 || c.DelaySeconds != 95 || c.Source != pipeline.BilledByProvider || c.USD != 0.53 || c.CostError == nil || !j.CostSettled() {
+		t.Errorf("cost = %+v, want RunPod's 531 s billed ($0.53), 95 s delay, compared with the estimate", c)
+	}
+	// Settled once: a later check asks RunPod nothing more.
+	delete(e.gpu.status, "rp-job_1")
+	if err := e.r.CheckJob(context.Background(), "alice", "job_1"); err != nil {
+		t.Errorf("a settled job checked again: %v", err)
+	}
+}
+
+func TestABudgetCountsBilledTimeNotTheQueue(t *testing.T) {
+	e := newEnv(t)
+	budget := 1.0
+	// Submitted 3 hours ago, queued most of it; its worker has run 500 s
+	// ($0.50 at $0.001/s): under budget, whatever the wall clock says.
+	e.job(t, "job_1", pipeline.JobRunning, 5*time.Second, func(j *pipeline.Job) {
+		created, workerStart := e.now.Add(-3*time.Hour), e.now.Add(-500*time.Second)
+		j.CreatedAt, j.StartedAt, j.BudgetUSD = created, &workerStart, &budget
+		j.Runs = []pipeline.Run{{Attempt: 1, StartedAt: workerStart}}
+	})
+	e.gpu.status["rp-job_1"] = runpod.JobStatus{Status: runpod.StatusInProgress, ExecutionTime: 500_000, DelayTime: 10_000_000}
+	if _, err := e.r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	j := e.get(t, "job_1")
+	if j.Status != pipeline.JobRunning || len(e.gpu.cancelled) != 0 {
+		t.Fatalf("job %s, cancelled %v; want it running: $0.50 of $1.00 spent", j.Status, e.gpu.cancelled)
+	}
+	if r := j.Runs[0]; r.ExecutionSeconds == nil || *r.ExecutionSeconds != 500 || *r.DelaySeconds != 10_000 {
+		t.Errorf("run = %+v, want RunPod's execution and delay times recorded", r)
+	}
+	if c := pipeline.CostSoFar(j, e.now); c == nil || c.USD != 0.5 {
+		t.Errorf("cost so far = %+v, want $0.50", c)
+	}
+	// 600 s more of execution: $1.10, over.
+	e.now = e.now.Add(10 * time.Minute)
+	e.gpu.status["rp-job_1"] = runpod.JobStatus{Status: runpod.StatusInProgress, ExecutionTime: 1_100_000, DelayTime: 10_000_000}
+	e.job(t, "job_2", pipeline.JobQueued, 0, nil) // an unrelated job, to show only job_1 moves
+	if _, err := e.r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if j := e.get(t, "job_1"); j.Status != pipeline.JobCancelRequested {
+		t.Errorf("job %s after $1.10 of execution, want cancel_requested", j.Status)
+	}
+}
