@@ -5,10 +5,11 @@
 // and records the run id. Duplicate deliveries submit once, concurrent
 // ones too: a delivery that finds the job claimed under a live lease
 // leaves it alone and comes back later. A job cancelled before its turn
-// is skipped; a dataset that is not ready fails the job. A crash between
-// claiming and recording is survived: once the lease lapses, the
-// redelivered message claims a new attempt, and the superseded attempt's
-// worker is refused and told to stop at its first callback.
+// is skipped; a dataset that is not ready (the job's training dataset or
+// its validation dataset) fails the job. A crash between claiming and
+// recording is survived: once the lease lapses, the redelivered message
+// claims a new attempt, and the superseded attempt's worker is refused and
+// told to stop at its first callback.
 package dispatch
 
 import (
@@ -304,6 +305,9 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 		Artifacts:        contract.Artifacts{AdapterConfig: cfgUp, AdapterModel: modelUp},
 		TimeLimitSeconds: int(exec / time.Second),
 	}
+	if spec.Validation, err = d.validation(ctx, j, urlTTL); err != nil {
+		return runpod.RunRequest{}, err
+	}
 	// A re-dispatched attempt resumes from the job's latest checkpoint;
 	// the worker asks for its download URLs when it starts.
 	if c := j.LatestCheckpoint(); c != nil {
@@ -321,6 +325,36 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 		Webhook: pipeline.RunPodWebhookURL(d.PublicURL, d.CallbackSecret, j.Owner, j.ID, j.Attempt),
 		Policy:  runpod.Policy{ExecutionTimeout: exec, TTL: ttl},
 	}, nil
+}
+
+// validation is the job spec's evaluation: the share the job chose, or its
+// second dataset (only a ready one, for the same reason as the training
+// dataset) with a download URL that lasts as long as the dataset's; nil
+// leaves the worker's default share.
+func (d *Dispatcher) validation(ctx context.Context, j *pipeline.Job, urlTTL time.Duration) (*contract.Validation, error) {
+	v := j.Validation
+	if v == nil {
+		return nil, nil
+	}
+	if v.DatasetID == "" {
+		return &contract.Validation{Split: v.Split}, nil
+	}
+	vd, err := d.Jobs.Store.GetDataset(ctx, j.Owner, v.DatasetID)
+	if err != nil {
+		return nil, fmt.Errorf("validation dataset %s: %w", v.DatasetID, err)
+	}
+	if vd.Status != pipeline.DatasetReady || vd.Validation == nil || vd.ContentSHA256 == "" {
+		return nil, fmt.Errorf("validation dataset %s is %s: only a ready dataset can be evaluated on", vd.ID, vd.Status)
+	}
+	get, err := d.Blobs.PresignGet(ctx, vd.ObjectKey, urlTTL)
+	if err != nil {
+		return nil, fmt.Errorf("presign validation dataset download: %w", err)
+	}
+	examples, total, trained := vd.Validation.Examples, vd.Validation.Tokens.Total, vd.Validation.Tokens.Trained
+	return &contract.Validation{Dataset: &contract.ValidationDataset{
+		URL: get.URL, SHA256: vd.ContentSHA256, SizeBytes: vd.SizeBytes, Format: contract.DatasetFormatChatJSONL,
+		Examples: &examples, TokensTotal: &total, TokensTrained: &trained,
+	}}, nil
 }
 
 // microBatchTokens is the job spec's token budget per micro-batch: the one
