@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/brightrun/brightrun/shared/api"
@@ -21,20 +22,30 @@ import (
 )
 
 func (a *app) jobsDownloadCommand() *cobra.Command {
-	var force bool
+	var (
+		force      bool
+		checkpoint string
+	)
 	c := &cobra.Command{
 		Use:   "download JOB [DIR]",
-		Short: "Download a completed job's adapter files (default folder: the job's id)",
+		Short: "Download a job's adapter files, or one of its checkpoints (default folder: the job's id)",
 		Long: `Download a completed job's adapter files into DIR (default: a folder named
 after the job), each with a progress bar, checking its size and sha256.
 Files already there with the right content are skipped; a different file in
-the way is not overwritten unless --force is given.
+the way is not overwritten unless --force is given. A job that failed or was
+cancelled after a checkpoint lists that checkpoint's (partial) adapter.
 
-Exit status 1 when the job has no adapter (yet), when a file in the way
-differs, or when a download does not match its checksum.`,
+With --checkpoint (a checkpoint id, a step, or "latest") the files of one
+stored checkpoint are downloaded instead: its adapter (usable on its own)
+and the training state a resumed run continues from. Default folder:
+JOB/checkpoint-STEP. A checkpoint the job does not have is answered with
+the list of those it has.
+
+Exit status 1 when the job has no adapter (yet) or no such checkpoint, when
+a file in the way differs, or when a download does not match its checksum.`,
 		Args: rangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir := args[0]
+			dir := ""
 			if len(args) == 2 {
 				dir = args[1]
 			}
@@ -42,11 +53,74 @@ differs, or when a download does not match its checksum.`,
 			if err != nil {
 				return err
 			}
+			if checkpoint != "" {
+				return a.downloadCheckpoint(cmd.Context(), cl, args[0], checkpoint, dir, force)
+			}
+			if dir == "" {
+				dir = args[0]
+			}
 			return a.download(cmd.Context(), cl, args[0], dir, force)
 		},
 	}
 	c.Flags().BoolVar(&force, "force", false, "overwrite existing files that differ")
+	c.Flags().StringVar(&checkpoint, "checkpoint", "", `download a stored checkpoint: its id, its step, or "latest"`)
 	return c
+}
+
+// pickCheckpoint finds a checkpoint by id, step or "latest" (the last).
+func pickCheckpoint(list *api.ArtifactList, which string) (*api.CheckpointView, error) {
+	if len(list.Checkpoints) == 0 {
+		return nil, failedf("%s (%s) has no stored checkpoint", list.JobID, list.Status)
+	}
+	if which == "latest" {
+		c := list.Checkpoints[0]
+		for _, x := range list.Checkpoints[1:] {
+			if x.Step > c.Step {
+				c = x
+			}
+		}
+		return &c, nil
+	}
+	var have []string
+	for i, c := range list.Checkpoints {
+		if c.ID == which || strconv.FormatInt(c.Step, 10) == which {
+			return &list.Checkpoints[i], nil
+		}
+		have = append(have, fmt.Sprintf("%s (step %d)", c.ID, c.Step))
+	}
+	return nil, failedf("%s has no checkpoint %q: it has %s, or use latest", list.JobID, which, strings.Join(have, ", "))
+}
+
+// downloadCheckpoint downloads the files of one of the job's checkpoints.
+func (a *app) downloadCheckpoint(ctx context.Context, cl *client.Client, id, which, dir string, force bool) error {
+	list, err := cl.Artifacts(ctx, id)
+	if err != nil {
+		return err
+	}
+	c, err := pickCheckpoint(list, which)
+	if err != nil {
+		return err
+	}
+	if dir == "" {
+		dir = filepath.Join(id, fmt.Sprintf("checkpoint-%d", c.Step))
+	}
+	refresh := func() ([]api.ArtifactView, error) {
+		fresh, err := cl.Artifacts(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		fc, err := pickCheckpoint(fresh, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		return fc.Files, nil
+	}
+	kind := "checkpoint"
+	if c.Partial {
+		kind = "partial checkpoint"
+	}
+	what := fmt.Sprintf("%s: %s %s at step %d of %d", id, kind, c.ID, c.Step, c.TotalSteps)
+	return a.downloadFiles(ctx, c.Files, dir, force, refresh, cl, what)
 }
 
 // downloadedFile is one line of download's --json output.
@@ -73,12 +147,30 @@ func (a *app) download(ctx context.Context, cl *client.Client, id, dir string, f
 		}
 		return failedf("%s is %s: its adapter can be downloaded once it completes (follow it with `brightrun jobs watch %s`)", id, list.Status, id)
 	}
+	refresh := func() ([]api.ArtifactView, error) {
+		fresh, err := cl.Artifacts(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return fresh.Artifacts, nil
+	}
+	what := id
+	if list.Partial {
+		what = fmt.Sprintf("%s: the partial adapter of its last checkpoint, step %d", id, list.PartialStep)
+	}
+	return a.downloadFiles(ctx, list.Artifacts, dir, force, refresh, cl, what)
+}
+
+// downloadFiles downloads files into dir, checking every destination
+// first; an expired URL is refreshed once.
+func (a *app) downloadFiles(ctx context.Context, files []api.ArtifactView, dir string, force bool,
+	refresh func() ([]api.ArtifactView, error), cl *client.Client, what string) error {
 	// Check every destination before downloading anything.
 	var (
 		out       []downloadedFile
 		conflicts []string
 	)
-	for _, art := range list.Artifacts {
+	for _, art := range files {
 		rel := filepath.FromSlash(art.Name)
 		if !filepath.IsLocal(rel) {
 			return failedf("the job lists an adapter file named %q, which is not a plain relative path: refused", art.Name)
@@ -106,16 +198,16 @@ func (a *app) download(ctx context.Context, cl *client.Client, id, dir string, f
 			a.note("%s is already there", f.Path)
 			continue
 		}
-		art := list.Artifacts[i]
+		art := files[i]
 		err := a.fetch(ctx, cl, &art, f.Path)
 		var te *client.TransferError
 		if errors.As(err, &te) && te.Expired {
 			// Download URLs last minutes: get fresh ones and try once more.
-			fresh, ferr := cl.Artifacts(ctx, id)
+			fresh, ferr := refresh()
 			if ferr != nil {
 				return ferr
 			}
-			for _, fa := range fresh.Artifacts {
+			for _, fa := range fresh {
 				if fa.Name == art.Name {
 					err = a.fetch(ctx, cl, &fa, f.Path)
 				}
@@ -134,7 +226,7 @@ func (a *app) download(ctx context.Context, cl *client.Client, id, dir string, f
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Path, formatBytes(f.SizeBytes), f.Status)
 	}
 	tw.Flush()
-	fmt.Fprintf(a.stdout, "%s: %d files in %s, sha256 checked\n", id, len(out), dir)
+	fmt.Fprintf(a.stdout, "%s: %d files in %s, sha256 checked\n", what, len(out), dir)
 	return nil
 }
 

@@ -238,17 +238,44 @@ func elapsed(j *api.JobView, now time.Time) (time.Duration, bool) {
 	return end.Sub(*j.StartedAt), true
 }
 
-// costSoFar is the actual cost when the job has one, else the seconds
-// since it started at its GPU's price.
+// costSoFar is the actual cost when the job has one, else the server's
+// cost so far (RunPod's billed time of every run), else the seconds since
+// it started at its GPU's price (a server that predates cost_so_far).
 func costSoFar(j *api.JobView, now time.Time) (float64, bool) {
 	if j.Cost != nil {
 		return j.Cost.USD, true
+	}
+	if j.CostSoFar != nil {
+		return j.CostSoFar.USD, true
 	}
 	el, ok := elapsed(j, now)
 	if !ok || j.Estimate == nil {
 		return 0, false
 	}
 	return el.Seconds() * j.Estimate.PriceUSDPerSecond, true
+}
+
+// eta is the time left to train: the worker's own estimate in its latest
+// progress, counted from when it was sent, else etaFrom's.
+func eta(p *pipeline.MetricPoint, points []pipeline.MetricPoint, now time.Time) (time.Duration, bool) {
+	if p != nil && p.ETASeconds != nil {
+		left := time.Duration(*p.ETASeconds*float64(time.Second)) - now.Sub(p.Time)
+		return max(left, 0), true
+	}
+	if p == nil {
+		return 0, false
+	}
+	return etaFrom(points, p.TotalSteps, now)
+}
+
+// lastEval is the latest evaluation loss among points, and its step.
+func lastEval(points []pipeline.MetricPoint) (loss float64, step int, ok bool) {
+	for _, pt := range points {
+		if pt.EvalLoss != nil && pt.Step >= step {
+			loss, step, ok = *pt.EvalLoss, pt.Step, true
+		}
+	}
+	return loss, step, ok
 }
 
 // etaFrom estimates the time left to total steps from the pace of the last
@@ -306,9 +333,22 @@ func renderWatch(f watchFrame, width int) []string {
 		}
 		loss += fmt.Sprintf(" · lr %.2e", p.LearningRate)
 		lines = append(lines, loss)
+		if ev, step, ok := lastEval(f.points); ok {
+			line := fmt.Sprintf("  eval   %.4f at step %s", ev, formatCount(int64(step)))
+			var evals []float64
+			for _, pt := range f.points {
+				if pt.EvalLoss != nil {
+					evals = append(evals, *pt.EvalLoss)
+				}
+			}
+			if len(evals) > 1 {
+				line += "  " + sparkline(evals, max(10, min(40, width-45))) + fmt.Sprintf("  (from %.4f)", evals[0])
+			}
+			lines = append(lines, line)
+		}
 		speed := fmt.Sprintf("  speed  %s tok/s", formatCount(int64(p.TokensPerSecond)))
-		if eta, ok := etaFrom(f.points, p.TotalSteps, f.now); ok {
-			speed += " · ETA " + formatDuration(eta)
+		if left, ok := eta(p, f.points, f.now); ok {
+			speed += " · ETA " + formatDuration(left)
 		}
 		if p.GPUMemoryBytes > 0 {
 			speed += " · GPU memory " + formatBytes(p.GPUMemoryBytes)
@@ -326,6 +366,8 @@ func costLine(j *api.JobView, now time.Time) string {
 	var parts []string
 	if j.Cost != nil {
 		parts = append(parts, formatUSD(j.Cost.USD))
+	} else if j.CostSoFar != nil {
+		parts = append(parts, formatUSD(j.CostSoFar.USD)+" so far")
 	} else if usd, ok := costSoFar(j, now); ok {
 		parts = append(parts, "~"+formatUSD(usd)+" so far")
 	}
@@ -345,8 +387,11 @@ func watchLine(f watchFrame) string {
 	if p := j.Progress; p != nil && p.TotalSteps > 0 {
 		s += fmt.Sprintf(" step %d/%d (%.0f%%) epoch %.2f loss %.4f %s tok/s", p.Step, p.TotalSteps,
 			math.Floor(100*float64(p.Step)/float64(p.TotalSteps)), p.Epoch, p.Loss, formatCount(int64(p.TokensPerSecond)))
-		if eta, ok := etaFrom(f.points, p.TotalSteps, f.now); ok {
-			s += " ETA " + formatDuration(eta)
+		if ev, _, ok := lastEval(f.points); ok {
+			s += fmt.Sprintf(" eval %.4f", ev)
+		}
+		if left, ok := eta(p, f.points, f.now); ok {
+			s += " ETA " + formatDuration(left)
 		}
 	}
 	if usd, ok := costSoFar(j, f.now); ok {
@@ -388,6 +433,10 @@ func outcome(j *api.JobView) (string, bool) {
 	}
 	if j.Cost != nil {
 		fmt.Fprintf(&b, "\ncost %s", formatUSD(j.Cost.USD))
+	}
+	if j.Status.Terminal() {
+		// A job that stopped short keeps its last checkpoint's adapter.
+		fmt.Fprintf(&b, "\nits last checkpoint's adapter, if it stored one: brightrun jobs download %s --checkpoint latest", j.ID)
 	}
 	return b.String(), false
 }
