@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -221,18 +222,29 @@ func TestFaultMatrix(t *testing.T) {
 		id("crash-loop"): {CrashAtStep: 2, Crashes: 1000},
 		id("upload"):     {FailUpload: true},
 		id("no-webhook"): {DropWebhook: true},
+		// Two epochs of 10 steps: a checkpoint at step 10 (the first
+		// epoch's end) comes before the crash at step 14.
+		id("crash-resume"): {CrashAtStep: 14, Crashes: 1},
+		id("expired-urls"): {ExpireURLs: true},
+		id("runpod-retry"): {CrashAtStep: 14, Crashes: 2},
 	}
 	s := startWithReconcile(t, 100, faults)
 	ds := readyDataset(t, s)
 	cases := []faultCase{
-		{"oom", "worker out of memory at step 3", "failed", "oom", nil},
-		{"nan", "NaN loss at step 2", "failed", "nan_loss", nil},
-		{"crash-once", "worker crash at step 2, RunPod re-runs it once", "completed", "", nil},
-		{"crash-loop", "worker crashes at every run (crash loop)", "failed", "crash_loop", nil},
-		{"upload", "artifact uploads fail", "failed", "upload", nil},
-		{"no-webhook", "RunPod's completion webhook dropped", "completed", "", nil},
-		{"rate-limited", "RunPod answers 429 to the next 3 calls", "completed", "", func() { s.Emulator.RateLimit(3) }},
-		{"outage", "RunPod answers 503 to the next 4 calls", "completed", "", func() { s.Emulator.InjectAPIErrors(4, 503, 0) }},
+		{key: "oom", fault: "worker out of memory at step 3", status: "failed", code: "oom"},
+		{key: "nan", fault: "NaN loss at step 2", status: "failed", code: "nan_loss"},
+		{key: "crash-once", fault: "worker crash at step 2, RunPod re-runs it once", status: "completed"},
+		{key: "crash-loop", fault: "worker crashes at every run (crash loop)", status: "failed", code: "crash_loop"},
+		{key: "upload", fault: "artifact uploads fail", status: "failed", code: "upload"},
+		{key: "no-webhook", fault: "RunPod's completion webhook dropped", status: "completed"},
+		{key: "rate-limited", fault: "RunPod answers 429 to the next 3 calls", status: "completed", before: func() { s.Emulator.RateLimit(3) }},
+		{key: "outage", fault: "RunPod answers 503 to the next 4 calls", status: "completed", before: func() { s.Emulator.InjectAPIErrors(4, 503, 0) }},
+		{key: "crash-resume", fault: "worker crash at step 14, resumed from its checkpoint", status: "completed", epochs: 2,
+			check: func(t *testing.T, j job) string { return resumedRun(t, s, j, 10, 2) }},
+		{key: "expired-urls", fault: "upload URL expired mid-run", status: "completed",
+			check: func(t *testing.T, j job) string { return storedCheckpoints(t, s, j) }},
+		{key: "runpod-retry", fault: "RunPod retry of the same run", status: "completed", epochs: 2,
+			check: func(t *testing.T, j job) string { return resumedRun(t, s, j, 10, 3) }},
 	}
 	for i, c := range cases {
 		if i >= len(faultNames) || faultNames[i] != c.fault || len(cases) != len(faultNames) {
@@ -246,7 +258,11 @@ func TestFaultMatrix(t *testing.T) {
 			if c.before != nil {
 				c.before()
 			}
-			j := createKeyed(t, s, c.key, ds, `,"preset":"fast","hyperparameters":{"batch_size":1,"gradient_accumulation":4}`)
+			epochs := ""
+			if c.epochs > 0 {
+				epochs = fmt.Sprintf(`,"epochs":%d`, c.epochs)
+			}
+			j := createKeyed(t, s, c.key, ds, `,"preset":"fast","hyperparameters":{"batch_size":1,"gradient_accumulation":4`+epochs+`}`)
 			waitFor(t, 40*time.Second, func() bool {
 				j = getJob(t, s, j.ID)
 				return j.Status == "completed" || j.Status == "failed" || j.Status == "cancelled"
@@ -257,13 +273,19 @@ func TestFaultMatrix(t *testing.T) {
 			}
 			pass := j.Status == c.status && (c.code == "" || j.Error != nil && j.Error.Code == c.code && j.Error.Advice != "")
 			verdict := "pass"
-			if !pass {
+			switch {
+			case !pass:
 				verdict = "FAIL"
 				var evs struct {
 					Events []struct{ Type, Message string }
 				}
 				call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/events?limit=100", "", &evs)
 				t.Errorf("%s: job ended %s %+v, want %s %s with advice; events %+v", c.fault, j.Status, j.Error, c.status, c.code, evs.Events)
+			case c.check != nil:
+				if problem := c.check(t, j); problem != "" {
+					verdict = "FAIL"
+					t.Errorf("%s: %s", c.fault, problem)
+				}
 			}
 			fmt.Fprintf(&table, "%-52s | %-34s | %s\n", c.fault, got, verdict)
 		})
@@ -274,6 +296,10 @@ func TestFaultMatrix(t *testing.T) {
 type faultCase struct {
 	key, fault, status, code string
 	before                   func()
+	epochs                   int // the fast preset's 1 unless set
+	// check looks further at a job that ended as it should; it returns
+	// what is wrong, or "".
+	check func(t *testing.T, j job) string
 }
 
 // faultNames are the matrix's faults, for TestReliabilityPageIsCurrent.
@@ -281,6 +307,100 @@ var faultNames = []string{
 	"worker out of memory at step 3", "NaN loss at step 2", "worker crash at step 2, RunPod re-runs it once",
 	"worker crashes at every run (crash loop)", "artifact uploads fail", "RunPod's completion webhook dropped",
 	"RunPod answers 429 to the next 3 calls", "RunPod answers 503 to the next 4 calls",
+	"worker crash at step 14, resumed from its checkpoint", "upload URL expired mid-run", "RunPod retry of the same run",
+}
+
+// jobEvent is one event of a job's log.
+type jobEvent struct {
+	Type    string
+	Attempt int
+	Data    json.RawMessage
+	Time    time.Time
+}
+
+// completedEvents waits for a completed job's completed event (the job's
+// status is written before its event log) and returns the log.
+func completedEvents(t *testing.T, s *localstack.Stack, j job) []jobEvent {
+	t.Helper()
+	var evs struct{ Events []jobEvent }
+	waitFor(t, 10*time.Second, func() bool {
+		call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/events?limit=100", "", &evs)
+		return slices.ContainsFunc(evs.Events, func(e jobEvent) bool { return e.Type == "completed" })
+	}, "the completed event")
+	return evs.Events
+}
+
+// resumedRun checks a job whose worker crashed and was run again by RunPod
+// (runs runs of one attempt): the last run resumed from the checkpoint of
+// step from, so the metric series never went back: no point at or before
+// that step was sent again by the resumed run; and the job lists its
+// checkpoints.
+func resumedRun(t *testing.T, s *localstack.Stack, j job, from int64, runs int) string {
+	t.Helper()
+	if j.Attempt != 1 {
+		return fmt.Sprintf("attempt %d, want 1: RunPod re-runs the same attempt", j.Attempt)
+	}
+	evs := completedEvents(t, s, j)
+	var starts []time.Time
+	var done struct {
+		Steps   int64
+		Metrics struct {
+			ResumedFromStep int64  `json:"resumed_from_step"`
+			ResumeSkipped   string `json:"resume_skipped"`
+		}
+	}
+	for _, e := range evs {
+		switch e.Type {
+		case "started":
+			starts = append(starts, e.Time)
+		case "completed":
+			_ = json.Unmarshal(e.Data, &done)
+		}
+	}
+	if len(starts) != runs || done.Metrics.ResumedFromStep != from {
+		return fmt.Sprintf("%d runs, the last resumed from step %d (%s); want %d runs, resumed from step %d",
+			len(starts), done.Metrics.ResumedFromStep, done.Metrics.ResumeSkipped, runs, from)
+	}
+	var metrics struct {
+		Metrics []struct {
+			Attempt, Step int
+			Time          time.Time
+		}
+	}
+	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/metrics?limit=100", "", &metrics)
+	last, resumedAt := 0, starts[len(starts)-1]
+	for _, m := range metrics.Metrics {
+		switch {
+		case m.Attempt != 1:
+			return fmt.Sprintf("a metric point of attempt %d, want only attempt 1", m.Attempt)
+		case m.Step <= last:
+			return fmt.Sprintf("the metric series goes back from step %d to %d", last, m.Step)
+		case int64(m.Step) <= from && !m.Time.Before(resumedAt):
+			return fmt.Sprintf("step %d was reported again by the resumed run (at %s, it started at %s): it restarted from step 1",
+				m.Step, m.Time.Format(time.RFC3339Nano), resumedAt.Format(time.RFC3339Nano))
+		}
+		last = m.Step
+	}
+	if int64(last) != done.Steps {
+		return fmt.Sprintf("the metric series ends at step %d, the run at %d", last, done.Steps)
+	}
+	return storedCheckpoints(t, s, j)
+}
+
+// storedCheckpoints checks that the job lists a stored checkpoint.
+func storedCheckpoints(t *testing.T, s *localstack.Stack, j job) string {
+	t.Helper()
+	var arts struct {
+		Checkpoints []struct {
+			Step  int64
+			Files []struct{ Name string }
+		}
+	}
+	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/artifacts", "", &arts)
+	if len(arts.Checkpoints) == 0 || len(arts.Checkpoints[0].Files) != 4 {
+		return fmt.Sprintf("checkpoints %+v, want at least one of 4 files", arts.Checkpoints)
+	}
+	return ""
 }
 
 // docs/reliability.md is generated (tools/reliability.sh) from real runs:
