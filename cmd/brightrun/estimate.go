@@ -14,10 +14,12 @@ import (
 
 // trainingFlags are the flags estimate and jobs create share.
 type trainingFlags struct {
-	preset string
-	gpu    string
-	model  string
-	set    []string
+	preset            string
+	gpu               string
+	model             string
+	set               []string
+	validationSplit   float64
+	validationDataset string
 }
 
 func (t *trainingFlags) add(c *cobra.Command) {
@@ -26,11 +28,21 @@ func (t *trainingFlags) add(c *cobra.Command) {
 	f.StringVar(&t.gpu, "gpu", "", "GPU type, e.g. h100-80gb (default: the cheapest that fits; see `brightrun gpus`)")
 	f.StringVar(&t.model, "model", "", "base model id (default: the API's default model)")
 	f.StringArrayVar(&t.set, "set", nil, "override a hyperparameter, key=value (repeatable): "+strings.Join(hyperparameterKeys(), ", "))
+	f.Float64Var(&t.validationSplit, "validation-split", 0, "share of the dataset held out for evaluation, 0 to 0.5 (at most 200 examples; 0 evaluates nothing; default: none below 200 examples, else 0.1)")
+	f.StringVar(&t.validationDataset, "validation-dataset", "", "a second ready dataset to evaluate on instead (its first 200 examples); the whole dataset trains")
+	c.MarkFlagsMutuallyExclusive("validation-split", "validation-dataset")
 }
 
 // request builds the API request for datasetID.
 func (t *trainingFlags) request(cmd *cobra.Command, datasetID string) (client.TrainingRequest, error) {
-	req := client.TrainingRequest{DatasetID: datasetID, Preset: t.preset, GPUType: t.gpu, BaseModel: t.model}
+	req := client.TrainingRequest{DatasetID: datasetID, Preset: t.preset, GPUType: t.gpu, BaseModel: t.model, ValidationDatasetID: t.validationDataset}
+	if cmd.Flags().Changed("validation-split") {
+		split := t.validationSplit
+		req.ValidationSplit = &split
+	}
+	if cmd.Flags().Changed("validation-dataset") && t.validationDataset == "" {
+		return req, usagef(cmd, "--validation-dataset needs a dataset id")
+	}
 	if len(t.set) > 0 {
 		o, err := parseSet(t.set)
 		if err != nil {
@@ -132,6 +144,7 @@ func printEstimate(w io.Writer, est *client.Estimate, selected string) {
 	fmt.Fprintf(w, "  %s epochs · %s steps (%s per epoch, batch %d × %d) · %s tokens per epoch · LoRA rank %d · max_seq_length %s\n\n",
 		formatCount(int64(sel.Steps.Epochs)), formatCount(sel.Steps.Total), formatCount(sel.Steps.PerEpoch),
 		hp.BatchSize, hp.GradientAccumulation, formatCount(sel.Tokens.PerEpoch), hp.LoRARank, formatCount(int64(hp.MaxSeqLength)))
+	fmt.Fprintf(w, "  evaluation: %s\n\n", evaluationLine(sel.Evaluation))
 	tw := newTable(w)
 	fmt.Fprintln(tw, "GPU\tID\tPRICE/H\tDURATION (LOW – EXPECTED – HIGH)\tCOST (LOW – EXPECTED – HIGH)\t")
 	for _, r := range est.Comparison.Estimates {
@@ -161,6 +174,26 @@ func printEstimate(w io.Writer, est *client.Estimate, selected string) {
 		fmt.Fprintf(w, "warning: %s\n", oneLine(warn))
 	}
 	fmt.Fprintf(w, "\nprices as of %s · estimator %s · details with --json\n", est.Comparison.PricesDate, est.Comparison.EstimatorVersion)
+}
+
+// evaluationLine describes an estimate's evaluation in one line: what is
+// evaluated, how often, and the time it adds on the estimate's GPU.
+func evaluationLine(e *pipeline.EvaluationEstimate) string {
+	if e == nil {
+		return "none: nothing held out, every example trains"
+	}
+	what := fmt.Sprintf("the first %s examples of %s", formatCount(e.Examples), e.DatasetID)
+	if e.Source != "dataset" {
+		split := ""
+		if e.Split != nil {
+			split = fmt.Sprintf(" (split %g)", *e.Split)
+		}
+		what = fmt.Sprintf("%s held-out examples%s, %s train", formatCount(e.Examples), split, formatCount(e.TrainingExamples))
+	}
+	r := e.SecondsRange
+	return fmt.Sprintf("%s · %s tokens · %s evaluations, every %s steps · adds %s – %s – %s",
+		what, formatCount(e.TokensTotal), formatCount(e.Evaluations), formatCount(e.EverySteps),
+		formatSeconds(r.Low), formatSeconds(r.Expected), formatSeconds(r.High))
 }
 
 func (a *app) presetsCommand() *cobra.Command {

@@ -79,6 +79,7 @@ same key to retry by hand.`,
 					formatUSD(e.CostUSD.Low), formatUSD(e.CostUSD.High), formatUSD(e.CostUSD.Expected),
 					formatSeconds(e.DurationSeconds.Low), formatSeconds(e.DurationSeconds.High), formatSeconds(e.DurationSeconds.Expected),
 					formatCount(int64(e.TotalSteps)))
+				fmt.Fprintf(a.stdout, "  evaluation: %s\n", evaluationLine(e.Evaluation))
 			}
 			fmt.Fprintf(a.stdout, "watch it: brightrun jobs watch %s\n", job.ID)
 			return nil
@@ -219,6 +220,11 @@ func printJob(w io.Writer, j *api.JobView, now time.Time) {
 		fmt.Fprintf(tw, "  estimate\t%s – %s – %s, %s – %s – %s, %s steps\n",
 			formatUSD(e.CostUSD.Low), formatUSD(e.CostUSD.Expected), formatUSD(e.CostUSD.High),
 			formatSeconds(e.DurationSeconds.Low), formatSeconds(e.DurationSeconds.Expected), formatSeconds(e.DurationSeconds.High), formatCount(int64(e.TotalSteps)))
+		fmt.Fprintf(tw, "  evaluation\t%s\n", evaluationLine(e.Evaluation))
+	} else if v := j.Validation; v != nil && v.DatasetID != "" {
+		fmt.Fprintf(tw, "  evaluation\ton %s\n", v.DatasetID)
+	} else if v != nil && v.Split != nil {
+		fmt.Fprintf(tw, "  evaluation\tsplit %g\n", *v.Split)
 	}
 	if c := j.Cost; c != nil {
 		fmt.Fprintf(tw, "  cost\t%s for %s billed (estimated %s)\n", formatUSD(c.USD), formatSeconds(c.BilledSeconds), formatUSD(c.EstimatedUSD))

@@ -486,6 +486,66 @@ func TestEstimate(t *testing.T) {
 			t.Errorf("want exit 3 and one line `error: invalid: …`\n%s", r)
 		}
 	})
+	t.Run("a small dataset holds nothing out by default", func(t *testing.T) {
+		if r := cli(t, "estimate", id); r.code != 0 || !strings.Contains(r.stdout, "evaluation: none") {
+			t.Errorf("want no evaluation below 200 examples\n%s", r)
+		}
+	})
+	t.Run("--validation-split holds out a share and shows its evaluation", func(t *testing.T) {
+		var est client.Estimate
+		decode(t, cli(t, "estimate", id, "--validation-split", "0.2", "--json"), &est)
+		e := est.Estimate.Evaluation
+		if e == nil || e.Source != "held_out" || e.Examples != 8 || e.TrainingExamples != 32 || e.Evaluations < 1 {
+			t.Fatalf("estimate --validation-split 0.2 --json: evaluation %+v, want 8 of the sample's 40 examples held out", e)
+		}
+		r := cli(t, "estimate", id, "--validation-split", "0.2")
+		if want := "evaluation: 8 held-out examples (split 0.2), 32 train"; r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("estimate lacks %q\n%s", want, r)
+		}
+	})
+	t.Run("a share over a half is the API's invalid error naming the field", func(t *testing.T) {
+		r := cli(t, "estimate", id, "--validation-split", "0.7")
+		if r.code != 3 || !strings.Contains(r.stderr, "validation_split must be between 0 and 0.5") {
+			t.Errorf("want exit 3 naming validation_split\n%s", r)
+		}
+	})
+	t.Run("a share and a validation dataset together are a usage error", func(t *testing.T) {
+		if r := cli(t, "estimate", id, "--validation-split", "0.1", "--validation-dataset", "ds_x"); r.code != 2 {
+			t.Errorf("exit %d, want 2\n%s", r.code, r)
+		}
+	})
+	t.Run("the training dataset is no validation dataset", func(t *testing.T) {
+		r := cli(t, "estimate", id, "--validation-dataset", id)
+		if r.code != 3 || !strings.Contains(r.stderr, "is the training dataset") {
+			t.Errorf("want exit 3 and why\n%s", r)
+		}
+	})
+}
+
+func TestAJobEvaluatesOnASecondDataset(t *testing.T) {
+	id := readySample(t)
+	var second api.DatasetView
+	decode(t, cli(t, "datasets", "upload", synthetic(t, 64<<10, 7), "--name", "held-out", "--json"), &second)
+	if second.Status != pipeline.DatasetReady {
+		t.Fatalf("the second dataset is %s, want ready", second.Status)
+	}
+	r := cli(t, "estimate", id, "--validation-dataset", second.ID)
+	if want := "evaluation: the first "; r.code != 0 || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, second.ID) {
+		t.Errorf("estimate lacks %q and %s\n%s", want, second.ID, r)
+	}
+	var job api.JobView
+	r = cli(t, "jobs", "create", id, "--validation-dataset", second.ID, "--set", "lora_dropout="+dropoutStuck, "--json")
+	decode(t, r, &job)
+	if job.Validation == nil || job.Validation.DatasetID != second.ID || job.Estimate == nil || job.Estimate.Evaluation == nil || job.Estimate.Evaluation.DatasetID != second.ID {
+		t.Errorf("jobs create --validation-dataset: validation %+v, estimate %+v; want both on %s", job.Validation, job.Estimate, second.ID)
+	}
+	if r := cli(t, "jobs", "show", job.ID); !strings.Contains(r.stdout, "evaluation") || !strings.Contains(r.stdout, second.ID) {
+		t.Errorf("jobs show lacks the evaluation\n%s", r)
+	}
+	if r := cli(t, "datasets", "delete", second.ID); r.code == 0 || !strings.Contains(r.stderr, "as its validation dataset") {
+		t.Errorf("deleting the job's validation dataset: want a refusal saying why\n%s", r)
+	}
+	cli(t, "jobs", "cancel", job.ID)
 }
 
 func TestJobs(t *testing.T) {

@@ -400,3 +400,26 @@ func TestTruncate(t *testing.T) {
 		}
 	}
 }
+
+func TestEvaluationLine(t *testing.T) {
+	split := 0.1
+	for _, tt := range []struct {
+		name string
+		e    *pipeline.EvaluationEstimate
+		want string
+	}{
+		{"no evaluation", nil, "none: nothing held out, every example trains"},
+		{"a held-out share", &pipeline.EvaluationEstimate{Source: "held_out", Split: &split, Examples: 100, TrainingExamples: 900, TokensTotal: 120000,
+			Evaluations: 10, EverySteps: 12, SecondsRange: pipeline.Range{Low: 40, Expected: 65, High: 130}},
+			"100 held-out examples (split 0.1), 900 train · 120,000 tokens · 10 evaluations, every 12 steps · adds 40s – 1m05s – 2m10s"},
+		{"a second dataset", &pipeline.EvaluationEstimate{Source: "dataset", DatasetID: "ds_eval", Examples: 200, TrainingExamples: 1000, TokensTotal: 5000,
+			Evaluations: 3, EverySteps: 1, SecondsRange: pipeline.Range{Low: 1, Expected: 2, High: 3}},
+			"the first 200 examples of ds_eval · 5,000 tokens · 3 evaluations, every 1 steps · adds 1s – 2s – 3s"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := evaluationLine(tt.e); got != tt.want {
+				t.Errorf("evaluationLine() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -11,14 +11,19 @@ import (
 )
 
 // TrainingRequest is the body of POST /v1/estimates: a ready dataset, a
-// preset (default balanced), hyperparameter overrides, and optionally a
-// GPU type and a base model.
+// preset (default balanced), hyperparameter overrides, optionally a GPU
+// type and a base model, and how the job evaluates: a held-out share of
+// the dataset (ValidationSplit, 0 to 0.5; 0 evaluates nothing) or a second
+// ready dataset (ValidationDatasetID), not both; neither takes the default
+// share.
 type TrainingRequest struct {
-	DatasetID       string                            `json:"dataset_id"`
-	Preset          string                            `json:"preset,omitempty"`
-	Hyperparameters *pipeline.HyperparameterOverrides `json:"hyperparameters,omitempty"`
-	GPUType         string                            `json:"gpu_type,omitempty"`
-	BaseModel       string                            `json:"base_model,omitempty"`
+	DatasetID           string                            `json:"dataset_id"`
+	Preset              string                            `json:"preset,omitempty"`
+	Hyperparameters     *pipeline.HyperparameterOverrides `json:"hyperparameters,omitempty"`
+	GPUType             string                            `json:"gpu_type,omitempty"`
+	BaseModel           string                            `json:"base_model,omitempty"`
+	ValidationSplit     *float64                          `json:"validation_split,omitempty"`
+	ValidationDatasetID string                            `json:"validation_dataset_id,omitempty"`
 }
 
 // CreateJobRequest is the body of POST /v1/jobs.
