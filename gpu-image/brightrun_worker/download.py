@@ -26,6 +26,26 @@ class _Retry(Exception):
     pass
 
 
+# S3 answers a presigned URL whose signing credentials expired (a Lambda
+# role's session token: hours, whatever X-Amz-Expires says) with 400 and
+# the code ExpiredToken; an expired X-Amz-Expires with 403. Both mean: ask
+# for a fresh URL.
+EXPIRED_CODES = (b"<Code>ExpiredToken</Code>", b"<Code>TokenRefreshRequired</Code>", b"<Code>RequestExpired</Code>")
+
+
+def url_expired(status: int, body: bytes) -> bool:
+    """Whether an error answer means the presigned URL can no longer be used
+    (and a fresh one may work)."""
+    return status in (401, 403) or status == 400 and any(c in body for c in EXPIRED_CODES)
+
+
+def _error_body(e: urllib.error.HTTPError) -> bytes:
+    try:
+        return e.read(8192) or b""
+    except (OSError, http.client.HTTPException):
+        return b""
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -130,13 +150,14 @@ def _fetch(
             raise _Retry("HTTP 416 on resume") from None
         if e.code == 429 or e.code >= 500:
             raise _Retry(f"HTTP {e.code}") from None
+        expired = url_expired(e.code, _error_body(e))
         err = errors.WorkerError(
             errors.DATASET_DOWNLOAD,
-            f"The {what} URL answered HTTP {e.code}"
-            + (" (the download link may have expired)." if e.code in (401, 403) else "."),
+            f"The {what} URL answered HTTP {e.code}" + (" (the download link may have expired)." if expired else "."),
             "Retry the job (it gets a fresh download link); if it fails again, check that the dataset still exists.",
         )
         err.http_status = e.code
+        err.url_expired = expired
         raise err from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise _Retry(f"network error: {getattr(e, 'reason', e)}") from None

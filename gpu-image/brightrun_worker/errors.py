@@ -56,6 +56,7 @@ class WorkerError(Exception):
         self.message = _clip(message)
         self.advice = advice or default_advice(code)
         self.http_status = 0  # a URL's refusal (download, upload), when that was the cause
+        self.url_expired = False  # that refusal means the URL expired: a fresh one may work
 
 
 # The codes of a stop the job was asked for (not a failure of the work).

@@ -2,7 +2,8 @@
 (urls.py): downloads and uploads that get fresh URLs after a refusal, and
 the background upload of checkpoints.
 
-- ``fetch``: one file down; a URL that refuses (401 / 403: expired) is
+- ``fetch``: one file down; a URL that refuses (401 / 403, or S3's 400
+  ExpiredToken when the credentials that signed it expired) is
   replaced by a fresh one, up to ``rounds`` times; the job spec's URL is the
   fallback when the server cannot hand out URLs.
 - ``upload``: files up; after a failed round the files still missing get
@@ -80,7 +81,8 @@ def fetch(
                 headers=dict(t.headers), what=what, **download_kw,
             )
         except errors.WorkerError as e:
-            if e.code in errors.STOP_CODES or e.http_status not in EXPIRED or broker.supported is False:
+            expired = e.url_expired or e.http_status in EXPIRED
+            if e.code in errors.STOP_CODES or not expired or broker.supported is False:
                 raise
             last = e
             log.warning("%s: the URL was refused (HTTP %d): asking for a fresh one", what, e.http_status)

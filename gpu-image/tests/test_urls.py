@@ -180,3 +180,63 @@ def test_an_expired_download_url_is_replaced_by_a_fresh_one(tmp_path: Path, monk
     with pytest.raises(errors.WorkerError, match="HTTP 403"):
         fetch(UrlBroker(Requester((404, {}))), "dataset", info, tmp_path / "e.jsonl", fallback=Transfer("https://spec.example/1", "GET", {}))
     assert seen == ["https://spec.example/1"]
+
+
+S3_ERROR = "<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{msg}</Message></Error>"
+
+
+@pytest.mark.parametrize(
+    "status,code,msg,replaced",
+    [
+        # The signing role's session token expired: S3's answer, whatever X-Amz-Expires said.
+        (400, "ExpiredToken", "The provided token has expired.", True),
+        (403, "AccessDenied", "Request has expired", True),
+        (400, "InvalidArgument", "Invalid argument.", False),
+    ],
+)
+def test_a_download_refused_for_expired_credentials_gets_a_fresh_url(
+    tmp_path: Path, status: int, code: str, msg: str, replaced: bool
+) -> None:
+    """Through the real download: an S3 refusal that means the URL expired
+    (400 ExpiredToken included) gets a fresh URL; another 400 does not."""
+    import http.server
+    import threading
+
+    body = b'{"messages": []}\n'
+    served: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            served.append(self.path)
+            if self.path.endswith("sig=1"):
+                payload = S3_ERROR.format(code=code, msg=msg).encode()
+                self.send_response(status)
+            else:
+                payload = body
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}/d"
+        r = Requester(
+            (200, {"urls": {"dataset.jsonl": {"url": base + "?sig=1", "method": "GET"}}}),
+            (200, {"urls": {"dataset.jsonl": {"url": base + "?sig=2", "method": "GET"}}}),
+        )
+        info = FileInfo("dataset.jsonl", len(body), hashlib.sha256(body).hexdigest())
+        if replaced:
+            out = fetch(UrlBroker(r), "dataset", info, tmp_path / "d.jsonl")
+            assert out.read_bytes() == body and served == ["/d?sig=1", "/d?sig=2"]
+            assert [s.get("retry", 0) for s in r.sent] == [0, 1]
+        else:
+            with pytest.raises(errors.WorkerError, match=f"HTTP {status}") as e:
+                fetch(UrlBroker(r), "dataset", info, tmp_path / "d.jsonl")
+            assert not e.value.url_expired and served == ["/d?sig=1"]
+    finally:
+        srv.shutdown()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/md5"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/brightrun/brightrun/shared/pipeline"
@@ -33,7 +35,9 @@ const BlobsPath = "/blobs/"
 type Blobs struct {
 	dir     string
 	baseURL string
+	keyMu   sync.RWMutex
 	key     []byte
+	expired [][]byte // keys of credentials that expired (ExpireCredentials)
 	now     func() time.Time
 	// OnCreated, when set, is called after an object is completely written
 	// (single PUT or completed multipart upload), like an S3 event.
@@ -71,6 +75,33 @@ func NewBlobs(opts BlobsOptions) (*Blobs, error) {
 	return &Blobs{dir: opts.Dir, baseURL: strings.TrimRight(opts.BaseURL, "/"), key: opts.Secret, now: opts.Now}, nil
 }
 
+// ExpireCredentials makes every URL signed until now unusable, whatever
+// its expiry says, as S3 refuses URLs signed with a role's temporary
+// credentials once they expire (400 ExpiredToken): a new signing key signs
+// from now on. For tests of long jobs.
+func (b *Blobs) ExpireCredentials() error {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("new signing key: %w", err)
+	}
+	b.keyMu.Lock()
+	defer b.keyMu.Unlock()
+	b.expired = append(b.expired, b.key)
+	b.key = key
+	return nil
+}
+
+func (b *Blobs) signedByExpired(o op, sig string) bool {
+	b.keyMu.RLock()
+	defer b.keyMu.RUnlock()
+	for _, k := range b.expired {
+		if hmac.Equal([]byte(signWith(k, o)), []byte(sig)) {
+			return true
+		}
+	}
+	return false
+}
+
 // SetBaseURL changes where presigned URLs point (the local stack learns its
 // address only once it listens).
 func (b *Blobs) SetBaseURL(u string) { b.baseURL = strings.TrimRight(u, "/") }
@@ -106,7 +137,14 @@ type op struct {
 }
 
 func (b *Blobs) sign(o op) string {
-	m := hmac.New(sha256.New, b.key)
+	b.keyMu.RLock()
+	key := b.key
+	b.keyMu.RUnlock()
+	return signWith(key, o)
+}
+
+func signWith(key []byte, o op) string {
+	m := hmac.New(sha256.New, key)
 	fmt.Fprintf(m, "%s\n%s\n%s\n%s\n%s\n%s\n%s\n%s", o.method, o.key, o.kind, o.upload, o.part, o.size, o.sha, o.expires)
 	return hex.EncodeToString(m.Sum(nil))
 }
@@ -444,6 +482,11 @@ func (b *Blobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !hmac.Equal([]byte(b.sign(o)), []byte(q.Get("signature"))) {
+		if b.signedByExpired(o, q.Get("signature")) {
+			// As S3 answers a URL whose signing session token expired.
+			blobError(w, http.StatusBadRequest, "ExpiredToken", "The provided token has expired.")
+			return
+		}
 		blobError(w, http.StatusForbidden, "SignatureDoesNotMatch", "the URL's signature does not match: it was altered or is for another object or method")
 		return
 	}

@@ -423,6 +423,16 @@ func (s *Stack) reconcileLoop(ctx context.Context) {
 // URL is the base URL the stack serves on (after Start).
 func (s *Stack) URL() string { return s.url }
 
+// ExpireBlobCredentials makes every blob URL signed so far unusable, as S3
+// refuses the URLs a Lambda signed once its role's session token expires:
+// a job running for hours must not depend on a URL minted before.
+func (s *Stack) ExpireBlobCredentials() error {
+	if s.localBlobs == nil {
+		return errors.New("the stack's blobs are S3's: their credentials expire on their own")
+	}
+	return s.localBlobs.ExpireCredentials()
+}
+
 // Close stops serving (letting requests in flight finish), waits for
 // background work, and closes the state file.
 func (s *Stack) Close(ctx context.Context) error {

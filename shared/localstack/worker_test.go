@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os/exec"
 	"testing"
 	"time"
@@ -134,5 +135,68 @@ func TestACrashedLocalWorkerResumesFromItsCheckpoint(t *testing.T) {
 	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/artifacts", "", &arts)
 	if len(arts.Artifacts) != 2 || len(arts.Checkpoints) < 2 || arts.Checkpoints[0].Step != 10 || !arts.Checkpoints[0].Partial {
 		t.Errorf("artifacts = %+v, want the adapter's two files and the checkpoints of steps 10 (partial) and 20", arts)
+	}
+}
+
+// Every URL signed until the first step stops working there, as S3 refuses the
+// URLs a Lambda signed once its role's session token expires (the
+// dispatch-time dataset and adapter URLs among them): the real worker asks
+// for fresh URLs for each checkpoint and the final upload, so the job
+// still completes with its adapter and checkpoints stored.
+func TestALocalJobWhoseURLsExpireMidRunStillUploads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model on the CPU: skipped with -short")
+	}
+	probe := exec.Command("python3", "-c", "import torch, transformers, peft, runpod")
+	if out, err := probe.CombinedOutput(); err != nil {
+		awstest.Unavailable(t, "the GPU worker's Python packages", fmt.Errorf("%v: %s", err, out), "run make setup-python and put .cache/venv/bin first on PATH (make test does both)")
+	}
+	s, err := localstack.Open(localstack.Config{
+		Addr: "127.0.0.1:0", DataDir: t.TempDir(), DevTokens: "dev:dev-token", GPU: "local-worker", WorkerDir: "../../gpu-image",
+		Log:                slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DispatchVisibility: 5 * time.Minute, ReconcileEvery: time.Second,
+		Reconcile: reconcile.Reconciler{StaleAfter: 10 * time.Minute},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ds := readyDataset(t, s)
+	j := createJob(t, s, ds, `,"preset":"fast","hyperparameters":{"batch_size":4,"gradient_accumulation":1,"epochs":2,"learning_rate":0.001}`)
+	waitFor(t, 5*time.Minute, func() bool {
+		j = getJob(t, s, j.ID)
+		return j.Progress != nil && j.Progress.Step >= 1 || j.Status == "completed" || j.Status == "failed"
+	}, "training to start")
+	if j.Status != "running" || j.Progress.Step >= 10 {
+		t.Fatalf("job %s at %+v: want it running before its first checkpoint (step 10)", j.Status, j.Progress)
+	}
+	if err := s.ExpireBlobCredentials(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Minute, func() bool { j = getJob(t, s, j.ID); return j.Status == "completed" || j.Status == "failed" }, "the job to end")
+	if j.Status != "completed" {
+		t.Fatalf("job = %s, error %+v; want completed with URLs asked for after the expiry", j.Status, j.Error)
+	}
+	var arts struct {
+		Artifacts []struct {
+			Name     string
+			Download struct{ URL string }
+		}
+		Checkpoints []struct{ Step int }
+	}
+	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/artifacts", "", &arts)
+	if len(arts.Artifacts) != 2 || len(arts.Checkpoints) < 2 {
+		t.Fatalf("artifacts = %+v, want the adapter's two files and the checkpoints of both epochs", arts)
+	}
+	resp, err := http.Get(arts.Artifacts[0].Download.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("the adapter's download URL (signed after the expiry) = %d, want 200", resp.StatusCode)
 	}
 }
