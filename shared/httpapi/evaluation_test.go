@@ -77,7 +77,9 @@ func TestEvaluationFieldsAreChecked(t *testing.T) {
 
 type estimateBody struct {
 	Estimate struct {
-		Steps      struct{ PerEpoch int64 `json:"per_epoch"` }
+		Steps struct {
+			PerEpoch int64 `json:"per_epoch"`
+		}
 		Evaluation *pipeline.EvaluationEstimate
 		Breakdown  []struct{ Name string }
 	}
@@ -94,7 +96,7 @@ func TestAnEstimateHoldsOutTheShareAndTimesItsEvaluation(t *testing.T) {
 		body                   string
 		wantHeld, wantTraining int64
 	}{
-		{`{"dataset_id":"ds_ready","preset":"fast"}`, 100, 900},                         // the default: a tenth
+		{`{"dataset_id":"ds_ready","preset":"fast"}`, 100, 900},                        // the default: a tenth
 		{`{"dataset_id":"ds_ready","preset":"fast","validation_split":0.05}`, 50, 950}, // a chosen share
 		{`{"dataset_id":"ds_ready","preset":"fast","validation_split":0.5}`, 200, 800}, // capped at 200
 	} {
