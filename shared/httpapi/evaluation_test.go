@@ -77,9 +77,6 @@ func TestEvaluationFieldsAreChecked(t *testing.T) {
 
 type estimateBody struct {
 	Estimate struct {
-		Steps struct {
-			PerEpoch int64 `json:"per_epoch"`
-		}
 		Evaluation *pipeline.EvaluationEstimate
 		Breakdown  []struct{ Name string }
 	}
