@@ -4,7 +4,10 @@
 // It validates the file with the exact Qwen3 token counter first, as the
 // validate function does after an upload.
 //
-//	go run ./tools/estimatesample [-file testdata/datasets/sample.jsonl] [-preset balanced] [-model Qwen/Qwen3-Next-80B-A3B-Instruct] [-batch N] [-accum N]
+// The job holds out its default validation share (none below 200
+// examples), or the share -split names, as a job created by the API does.
+//
+//	go run ./tools/estimatesample [-file testdata/datasets/sample.jsonl] [-preset balanced] [-model Qwen/Qwen3-Next-80B-A3B-Instruct] [-batch N] [-accum N] [-split S]
 package main
 
 import (
@@ -37,6 +40,7 @@ func run(args []string, out io.Writer) error {
 	model := fs.String("model", catalog.DefaultModelID, "base model id")
 	batch := fs.Int("batch", 0, "batch_size instead of the preset's (0: the preset's)")
 	accum := fs.Int("accum", 0, "gradient_accumulation instead of the preset's (0: the preset's)")
+	split := fs.Float64("split", -1, "share held out for evaluation, 0 to 0.5 (-1: the default for the dataset's size)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,6 +66,10 @@ func run(args []string, out io.Writer) error {
 			TokensPerExampleP50: sum.Stats.TokensPerExample.P50, TokensPerExampleMin: sum.Stats.TokensPerExample.Min,
 		},
 		Hyperparameters: hp, Model: *model,
+		Evaluation: &estimate.Evaluation{HeldOut: sum.Split.HeldOut},
+	}
+	if *split >= 0 {
+		in.Evaluation.Split = split
 	}
 	cmp, err := estimate.Compare(catalog.Default(), in)
 	if err != nil {
@@ -71,21 +79,27 @@ func run(args []string, out io.Writer) error {
 		*file, sum.Examples, sum.Tokens.Total, sum.Tokens.Trained, sum.Stats.TokensPerExample.Max,
 		*preset, hp.BatchSize, hp.GradientAccumulation, hp.Epochs, hp.MaxSeqLength, cmp.Model, cmp.EstimatorVersion)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "gpu\tquant\tmicro-batch tokens\tmicro-batches\tmemory GiB (need / limit / has)\ttraining s\tduration s (low / expected / high)\tcost USD (low / expected / high)\t")
+	fmt.Fprintln(tw, "gpu\tquant\tmicro-batch tokens\tmicro-batches\tmemory GiB (need / limit / has)\ttraining s\tevaluation s\tduration s (low / expected / high)\tcost USD (low / expected / high)\t")
 	for _, r := range cmp.Estimates {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f / %.1f / %.1f\t%d\t%d / %d / %d\t%.2f / %.2f / %.2f\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f / %.1f / %.1f\t%d\t%d\t%d / %d / %d\t%.2f / %.2f / %.2f\t\n",
 			r.GPU, r.Quantization, r.MicroBatchTokens, r.Steps.MicroBatchesTotal, r.Memory.RequiredGiB, r.Memory.HeadroomLimitGiB, r.Memory.AvailableGiB, stage(r, "training"),
-			r.DurationSeconds.Low, r.DurationSeconds.Expected, r.DurationSeconds.High,
+			stage(r, "evaluation"), r.DurationSeconds.Low, r.DurationSeconds.Expected, r.DurationSeconds.High,
 			r.CostUSD.Low, r.CostUSD.Expected, r.CostUSD.High)
 	}
 	for _, nf := range cmp.DoesNotFit {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t-\t%.1f / %.1f / %.1f\t-\tdoes not fit\t-\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t-\t%.1f / %.1f / %.1f\t-\t-\tdoes not fit\t-\t\n",
 			nf.GPU, nf.Memory.Quantization, nf.Memory.MicroBatchTokens, nf.RequiredGiB, nf.Memory.HeadroomLimitGiB, nf.AvailableGiB)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\ncheapest %s (a job's default GPU), fastest %s\n", cmp.CheapestGPU, cmp.FastestGPU)
+	if e := cmp.Estimates[0].Evaluation; e != nil {
+		fmt.Fprintf(out, "\nevaluation: %d examples held out (split %g, %d tokens), %d train; %d evaluations, every %d steps\n",
+			e.Examples, *e.Split, e.TokensTotal, e.TrainingExamples, e.Evaluations, e.EverySteps)
+	} else {
+		fmt.Fprintln(out, "\nevaluation: none (nothing held out)")
+	}
+	fmt.Fprintf(out, "cheapest %s (a job's default GPU), fastest %s\n", cmp.CheapestGPU, cmp.FastestGPU)
 	return nil
 }
 

@@ -20,3 +20,20 @@ func TestItPrintsTheSampleOnEveryGPU(t *testing.T) {
 		}
 	}
 }
+
+func TestItHoldsOutTheShareItIsGiven(t *testing.T) {
+	var out bytes.Buffer
+	if err := run([]string{"-file", "../../testdata/datasets/sample.jsonl", "-split", "0.25"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "evaluation: 10 examples held out (split 0.25,"; !strings.Contains(out.String(), want) {
+		t.Errorf("run(-split 0.25) printed\n%s\nwant it to contain %q", out.String(), want)
+	}
+	out.Reset()
+	if err := run([]string{"-file", "../../testdata/datasets/sample.jsonl"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "evaluation: none"; !strings.Contains(out.String(), want) {
+		t.Errorf("run() of 40 examples printed\n%s\nwant it to contain %q", out.String(), want)
+	}
+}
