@@ -682,10 +682,12 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 	s.expect(200, "POST", "/v1/estimates", alice, fmt.Sprintf(`{"dataset_id":%q,"preset":"fast"}`, ds.Dataset.ID), nil)
 
 	// A job: created and enqueued by jobs, claimed and submitted by
-	// dispatch, trained by the emulated worker (which downloads with
-	// dispatch's URL, calls back webhook and uploads with dispatch's URLs),
-	// confirmed by RunPod's webhook to webhook.
-	jobBody := fmt.Sprintf(`{"dataset_id":%q,"preset":"fast","hyperparameters":{"batch_size":1,"gradient_accumulation":1,"epochs":1}}`, ds.Dataset.ID)
+	// dispatch, trained by the emulated worker (which asks webhook for its
+	// URLs as it needs them: the dataset's download, a checkpoint's upload
+	// at each of its four epochs' ends, the adapter's upload; webhook
+	// checks each checkpoint and prunes the oldest), confirmed by RunPod's
+	// webhook to webhook.
+	jobBody := fmt.Sprintf(`{"dataset_id":%q,"preset":"fast","hyperparameters":{"batch_size":1,"gradient_accumulation":1,"epochs":4}}`, ds.Dataset.ID)
 	var job jobView
 	status, out := s.do("POST", "/v1/jobs", alice, jobBody, map[string]string{"Idempotency-Key": "proof-job-1"})
 	if status != 201 || json.Unmarshal(out, &job) != nil {
@@ -716,11 +718,13 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 	if len(metrics.Metrics) == 0 {
 		t.Errorf("job %s has no metric points: the worker's callbacks did not get through to the webhook function; its log:\n%s", job.ID, s.hosts["WebhookFunction"].logs)
 	}
+	type file struct {
+		Name     string
+		Download signedRequest
+	}
 	var arts struct {
-		Artifacts []struct {
-			Name     string
-			Download signedRequest
-		}
+		Artifacts   []file
+		Checkpoints []struct{ Files []file }
 	}
 	s.expect(200, "GET", "/v1/jobs/"+job.ID+"/artifacts", alice, "", &arts)
 	if len(arts.Artifacts) == 0 {
@@ -728,6 +732,13 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 	}
 	if status, out, err := send(arts.Artifacts[0].Download, nil); err != nil || status != 200 {
 		t.Errorf("download of %s with jobs' presigned URL = %d %s %v, want 200", arts.Artifacts[0].Name, status, out, err)
+	}
+	if len(arts.Checkpoints) == 0 || len(arts.Checkpoints[0].Files) == 0 {
+		t.Fatalf("the completed job lists no checkpoint: %+v", arts)
+	}
+	f := arts.Checkpoints[0].Files[0]
+	if status, out, err := send(f.Download, nil); err != nil || status != 200 {
+		t.Errorf("download of checkpoint file %s with jobs' presigned URL = %d %s %v, want 200", f.Name, status, out, err)
 	}
 
 	// A second job on the dataset keeps it from being deleted until it is
