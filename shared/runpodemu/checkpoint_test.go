@@ -222,14 +222,28 @@ func TestAResumedRunContinuesTheCurveOfAnUninterruptedOne(t *testing.T) {
 }
 
 func TestURLsAreAskedForWhenNeeded(t *testing.T) {
+	// urlRetries are the retry fields of the urls requests, by purpose (and step).
+	urlRetries := func(cbs []received) map[string][]int {
+		retries := map[string][]int{}
+		for _, c := range ofType(cbs, contract.TypeURLs) {
+			r := c.payload.(*contract.URLRequest)
+			key := r.Purpose
+			if r.Step > 0 {
+				key += fmt.Sprintf("@%d", r.Step)
+			}
+			retries[key] = append(retries[key], r.Retry)
+		}
+		return retries
+	}
 	tests := []struct {
 		name       string
 		urlsStatus int
+		refuse     []refusal // the dataset's next GETs
 		fault      runpodemu.Fault
 		wantStatus runpod.Status
 		check      func(t *testing.T, e *env, cbs []received)
 	}{
-		{"a fresh URL is asked for each transfer", 0, runpodemu.Fault{}, runpod.StatusCompleted, func(t *testing.T, e *env, cbs []received) {
+		{"a fresh URL is asked for each transfer", 0, nil, runpodemu.Fault{}, runpod.StatusCompleted, func(t *testing.T, e *env, cbs []received) {
 			var got []string
 			for _, c := range ofType(cbs, contract.TypeURLs) {
 				r := c.payload.(*contract.URLRequest)
@@ -240,7 +254,7 @@ func TestURLsAreAskedForWhenNeeded(t *testing.T) {
 				t.Errorf("urls requests (purpose/step/files) = %s, want %s", strings.Join(got, " "), want)
 			}
 		}},
-		{"a server that answers 400 gets the spec's URLs and no checkpoints", http.StatusBadRequest, runpodemu.Fault{}, runpod.StatusCompleted, func(t *testing.T, e *env, cbs []received) {
+		{"a server that answers 400 gets the spec's URLs and no checkpoints", http.StatusBadRequest, nil, runpodemu.Fault{}, runpod.StatusCompleted, func(t *testing.T, e *env, cbs []received) {
 			if n := len(ofType(cbs, contract.TypeURLs)); n != 1 {
 				t.Errorf("%d urls requests, want 1: the worker remembers the refusal", n)
 			}
@@ -252,19 +266,11 @@ func TestURLsAreAskedForWhenNeeded(t *testing.T) {
 				t.Errorf("uploads to the spec's artifact URLs = %d, want 2", len(uploads))
 			}
 		}},
-		{"404 means no URLs too", http.StatusNotFound, runpodemu.Fault{}, runpod.StatusCompleted, nil},
-		{"405 means no URLs too", http.StatusMethodNotAllowed, runpodemu.Fault{}, runpod.StatusCompleted, nil},
-		{"501 means no URLs too", http.StatusNotImplemented, runpodemu.Fault{}, runpod.StatusCompleted, nil},
-		{"an expired URL is asked for again and the fresh one works", 0, runpodemu.Fault{ExpireURLs: true}, runpod.StatusCompleted, func(t *testing.T, e *env, cbs []received) {
-			retries := map[string][]int{}
-			for _, c := range ofType(cbs, contract.TypeURLs) {
-				r := c.payload.(*contract.URLRequest)
-				key := r.Purpose
-				if r.Step > 0 {
-					key += fmt.Sprintf("@%d", r.Step)
-				}
-				retries[key] = append(retries[key], r.Retry)
-			}
+		{"404 means no URLs too", http.StatusNotFound, nil, runpodemu.Fault{}, runpod.StatusCompleted, nil},
+		{"405 means no URLs too", http.StatusMethodNotAllowed, nil, runpodemu.Fault{}, runpod.StatusCompleted, nil},
+		{"501 means no URLs too", http.StatusNotImplemented, nil, runpodemu.Fault{}, runpod.StatusCompleted, nil},
+		{"an expired URL is asked for again and the fresh one works", 0, nil, runpodemu.Fault{ExpireURLs: true}, runpod.StatusCompleted, func(t *testing.T, e *env, cbs []received) {
+			retries := urlRetries(cbs)
 			for _, k := range []string{"checkpoint@10", "checkpoint@20", "artifact"} {
 				if fmt.Sprint(retries[k]) != "[0 1]" {
 					t.Errorf("%s: urls retries %v, want [0 1] (the first URL expired)", k, retries[k])
@@ -283,12 +289,27 @@ func TestURLsAreAskedForWhenNeeded(t *testing.T) {
 				t.Errorf("%d PUTs reached the server, want 10: the expired ones are answered by the emulated S3", puts)
 			}
 		}},
-		{"expired spec URLs fail the download when the server hands out none", http.StatusBadRequest, runpodemu.Fault{ExpireURLs: true}, runpod.StatusFailed, func(t *testing.T, e *env, cbs []received) {
+		{"expired spec URLs fail the download when the server hands out none", http.StatusBadRequest, nil, runpodemu.Fault{ExpireURLs: true}, runpod.StatusFailed, func(t *testing.T, e *env, cbs []received) {
 			if f := lastFailed(t, cbs); f.Code != contract.CodeDatasetDownload || !strings.Contains(f.Message, "HTTP 403 (the download link may have expired)") {
 				t.Errorf("failed = %+v", f)
 			}
 		}},
-		{"uploads that always fail end in failed upload after three rounds", 0, runpodemu.Fault{FailUpload: true}, runpod.StatusFailed, func(t *testing.T, e *env, cbs []received) {
+		{"a download refused with S3's 400 ExpiredToken is asked for again", 0, []refusal{{http.StatusBadRequest, s3Error("ExpiredToken", "The provided token has expired.")}},
+			runpodemu.Fault{}, runpod.StatusCompleted, func(t *testing.T, e *env, cbs []received) {
+				if got := urlRetries(cbs)["dataset"]; fmt.Sprint(got) != "[0 1]" {
+					t.Errorf("dataset: urls retries %v, want [0 1]", got)
+				}
+			}},
+		{"a download refused with another 400 is not", 0, []refusal{{http.StatusBadRequest, s3Error("InvalidArgument", "Bad request.")}},
+			runpodemu.Fault{}, runpod.StatusFailed, func(t *testing.T, e *env, cbs []received) {
+				if f := lastFailed(t, cbs); f.Code != contract.CodeDatasetDownload || !strings.HasSuffix(f.Message, "HTTP 400.") {
+					t.Errorf("failed = %+v", f)
+				}
+				if got := urlRetries(cbs)["dataset"]; fmt.Sprint(got) != "[0]" {
+					t.Errorf("dataset: urls retries %v, want [0]", got)
+				}
+			}},
+		{"uploads that always fail end in failed upload after three rounds", 0, nil, runpodemu.Fault{FailUpload: true}, runpod.StatusFailed, func(t *testing.T, e *env, cbs []received) {
 			f := lastFailed(t, cbs)
 			if f.Code != contract.CodeUpload || !strings.Contains(f.Message, "adapter_config.json, adapter_model.safetensors failed after 3 rounds of fresh URLs (last: HTTP 403)") {
 				t.Errorf("failed = %+v", f)
@@ -303,7 +324,7 @@ func TestURLsAreAskedForWhenNeeded(t *testing.T) {
 			cfg := fast()
 			cfg.Faults = runpodemu.FaultsByJobID(map[string]runpodemu.Fault{"job_urls": tt.fault})
 			e := newEnv(t, cfg)
-			e.cp.urlsStatus = tt.urlsStatus
+			e.cp.urlsStatus, e.cp.refuseDataset = tt.urlsStatus, tt.refuse
 			js, cbs := run(t, e, e.cp.spec("job_urls"))
 			if js.Status != tt.wantStatus {
 				t.Fatalf("status = %s %q, want %s", js.Status, js.Error, tt.wantStatus)

@@ -60,11 +60,12 @@
 // artifact) whose 200 body carries presigned URLs with their method and
 // headers, sent as given. A server that answers 400, 404, 405 or 501 hands
 // out none: the worker says so once, uses the job spec's URLs (dataset,
-// artifacts, resume.urls) and stores no checkpoints. A transfer whose URL
-// is refused with 401 or 403 (expired) asks again with the request's
-// retry (1, 2) and uses the fresh URL: three rounds, then failed upload
-// (or dataset_download). Network errors, 429 and 5xx are retried on the
-// same URL.
+// artifacts, resume.urls) and stores no checkpoints. An upload whose URL
+// is refused, or a download whose URL has expired (401, 403, or S3's 400
+// ExpiredToken when the signing credentials expired), asks again with the
+// request's retry (1, 2) and uses the fresh URL: three rounds, then failed
+// upload (or dataset_download). Network errors, 429 and 5xx are retried on
+// the same URL.
 //
 // Checkpoints are four files as gpu-image's checkpoint.py names them: the
 // adapter (the final one's tensors, a usable partial adapter),

@@ -34,6 +34,17 @@ var dataset = func() []byte {
 	return []byte(b.String())
 }()
 
+// refusal is an S3 error answer.
+type refusal struct {
+	status int
+	body   string
+}
+
+// s3Error is S3's XML error body with code.
+func s3Error(code, message string) string {
+	return `<?xml version="1.0" encoding="UTF-8"?><Error><Code>` + code + `</Code><Message>` + message + `</Message></Error>`
+}
+
 // received is one verified callback.
 type received struct {
 	cb      *contract.Callback
@@ -65,6 +76,8 @@ type controlPlane struct {
 	// urlsStatus, when set, answers every urls callback with it (400: a
 	// server that hands out no URLs).
 	urlsStatus int
+	// refuseDataset answers the next GETs of the dataset, one each.
+	refuseDataset []refusal
 	// webhookStatus decides the reply to the n-th webhook try (default 200).
 	webhookStatus func(n int) int
 }
@@ -75,7 +88,17 @@ func newControlPlane(t *testing.T, clock runpodemu.Clock) *controlPlane {
 	mux.HandleFunc("GET /dataset", func(w http.ResponseWriter, r *http.Request) {
 		cp.mu.Lock()
 		d := cp.data
+		var refuse *refusal
+		if len(cp.refuseDataset) > 0 {
+			refuse, cp.refuseDataset = &cp.refuseDataset[0], cp.refuseDataset[1:]
+		}
 		cp.mu.Unlock()
+		if refuse != nil {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(refuse.status)
+			io.WriteString(w, refuse.body)
+			return
+		}
 		w.Write(d)
 	})
 	mux.HandleFunc("POST /callbacks", cp.handleCallback)

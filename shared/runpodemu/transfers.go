@@ -19,9 +19,10 @@ import (
 // Moving files through presigned URLs that are asked for when needed, as
 // gpu-image's transfers.py does:
 //
-//   - fetch: one file down; a URL that refuses (401 / 403: expired) is
-//     replaced by a fresh one, up to transferRounds times; the job spec's URL
-//     is the fallback when the server hands out none.
+//   - fetch: one file down; a URL that refuses (401 / 403, or S3's 400
+//     ExpiredToken when the credentials that signed it expired) is replaced
+//     by a fresh one, up to transferRounds times; the job spec's URL is the
+//     fallback when the server hands out none.
 //   - uploadFiles: files up; after a failed round the files still missing
 //     get fresh URLs (the urls request's retry); the spec's URLs are the
 //     fallback (artifacts only). errNoUploadURLs when no URL can be had.
@@ -85,7 +86,7 @@ func (w *simWorker) fetch(ctx context.Context, purpose string, ref contract.File
 			return data, nil
 		}
 		var werr *workerError
-		if !errors.As(err, &werr) || (werr.httpStatus != http.StatusUnauthorized && werr.httpStatus != http.StatusForbidden) || w.urls.unsupported() {
+		if !errors.As(err, &werr) || !werr.urlExpired || w.urls.unsupported() {
 			return nil, err
 		}
 		last = err
@@ -118,12 +119,13 @@ func (w *simWorker) download(ctx context.Context, t contract.PresignedURL, ref c
 			continue
 		case status != http.StatusOK:
 			advice := "Retry the job (it gets a fresh download link); if it fails again, check that the dataset still exists."
+			expired := urlExpired(status, data)
 			note := "."
-			if status == http.StatusUnauthorized || status == http.StatusForbidden {
+			if expired {
 				note = " (the download link may have expired)."
 			}
 			werr := failure(contract.CodeDatasetDownload, advice, "The %s URL answered HTTP %d%s", what, status, note)
-			werr.httpStatus = status
+			werr.httpStatus, werr.urlExpired = status, expired
 			return nil, werr
 		case err != nil:
 			last = "transfer broken: " + err.Error()
@@ -142,7 +144,22 @@ func (w *simWorker) download(ctx context.Context, t contract.PresignedURL, ref c
 	return nil, failure(contract.CodeDatasetDownload, "", "The %s could not be downloaded after 3 tries (%s).", what, last)
 }
 
-// get sends one GET; err with a status is a broken transfer.
+// expiredCodes are the S3 error codes of a 400 that means the URL can no
+// longer be used: the credentials that signed it expired (a Lambda role's
+// session token), whatever X-Amz-Expires says.
+var expiredCodes = []string{"<Code>ExpiredToken</Code>", "<Code>TokenRefreshRequired</Code>", "<Code>RequestExpired</Code>"}
+
+// urlExpired reports whether an error answer means the presigned URL has
+// expired, so that a fresh one may work (gpu-image's download.url_expired).
+func urlExpired(status int, body []byte) bool {
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		return true
+	}
+	return status == http.StatusBadRequest && slices.ContainsFunc(expiredCodes, func(c string) bool { return bytes.Contains(body, []byte(c)) })
+}
+
+// get sends one GET and returns the status and the body (of an error
+// answer, its first 8 KiB); err with a status is a broken transfer.
 func (w *simWorker) get(ctx context.Context, t contract.PresignedURL, size int64, expired bool) (int, []byte, error) {
 	if expired {
 		w.log.Info("emulated S3: 403 AccessDenied, Request has expired", "method", "GET")
@@ -162,8 +179,8 @@ func (w *simWorker) get(ctx context.Context, t contract.PresignedURL, size int64
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		return resp.StatusCode, nil, nil
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
+		return resp.StatusCode, body, nil
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, size+1))
 	return resp.StatusCode, data, err

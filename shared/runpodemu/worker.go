@@ -39,7 +39,8 @@ type workerError struct {
 	code       contract.FailureCode // or codeSuperseded
 	message    string
 	advice     string
-	httpStatus int // a transfer refused by its URL: the status (401 / 403: it may have expired)
+	httpStatus int  // a transfer refused by its URL: the status
+	urlExpired bool // that refusal says the URL expired: a fresh one may work
 }
 
 func (e *workerError) Error() string { return string(e.code) + ": " + e.message }
