@@ -266,6 +266,14 @@ func TestURLsAreAskedForWhenNeeded(t *testing.T) {
 				t.Errorf("uploads to the spec's artifact URLs = %d, want 2", len(uploads))
 			}
 		}},
+		{"a worker older than URL requests asks for none: the spec's URLs, no checkpoints", 0, nil, runpodemu.Fault{NoURLRequests: true}, runpod.StatusCompleted, func(t *testing.T, e *env, cbs []received) {
+			if n, c := len(ofType(cbs, contract.TypeURLs)), len(ofType(cbs, contract.TypeCheckpoint)); n != 0 || c != 0 {
+				t.Errorf("%d urls requests, %d checkpoint callbacks; want none", n, c)
+			}
+			if _, uploads, _ := e.cp.snapshot(); len(uploads) != 2 {
+				t.Errorf("uploads to the spec's artifact URLs = %d, want 2", len(uploads))
+			}
+		}},
 		{"404 means no URLs too", http.StatusNotFound, nil, runpodemu.Fault{}, runpod.StatusCompleted, nil},
 		{"405 means no URLs too", http.StatusMethodNotAllowed, nil, runpodemu.Fault{}, runpod.StatusCompleted, nil},
 		{"501 means no URLs too", http.StatusNotImplemented, nil, runpodemu.Fault{}, runpod.StatusCompleted, nil},

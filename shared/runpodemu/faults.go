@@ -38,6 +38,11 @@ type Fault struct {
 	// AccessDenied, "Request has expired"), without sending it; the worker
 	// asks again (the urls request's retry) and the fresh URL works.
 	ExpireURLs bool
+	// NoURLRequests: a worker image older than URL requests. It never asks
+	// for URLs: it downloads and uploads with the job spec's (minted at
+	// dispatch) and writes no checkpoints, as a worker does once a server
+	// says it hands out no URLs.
+	NoURLRequests bool
 	// DropWebhook: RunPod never sends the job's completion webhook.
 	DropWebhook bool
 	// StartDelay: a slow (cold) start; the job stays IN_QUEUE this long

@@ -100,6 +100,10 @@ func (e *Emulator) simulate(ctx context.Context, run runInfo) runResult {
 		cb:      cb,
 		urls:    &urlBroker{cb: cb, log: wlog},
 	}
+	if run.fault.NoURLRequests {
+		// Known unsupported from the start: no urls callback is sent.
+		w.urls.known, w.urls.supported = true, false
+	}
 	out, err := w.execute(ctx)
 	if err == nil {
 		return runResult{output: out}
