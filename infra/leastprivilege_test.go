@@ -38,6 +38,7 @@ import (
 	"github.com/brightrun/brightrun/infra/iamproof"
 	"github.com/brightrun/brightrun/shared/awstest"
 	"github.com/brightrun/brightrun/shared/dynamo"
+	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/runpodemu"
 	"github.com/brightrun/brightrun/shared/s3blob"
 	"github.com/brightrun/brightrun/shared/sqsqueue"
@@ -101,8 +102,11 @@ func deployStack(t *testing.T) *stack {
 
 	// RunPod, and the HTTP API the worker and RunPod call back.
 	runpodKey := "rp-" + randomHex(8)
+	// A job named by legacyJobKey runs on a worker image older than URL
+	// requests: the URLs dispatch minted are what it uses.
+	legacy := runpodemu.FaultsByJobID(map[string]runpodemu.Fault{pipeline.IdempotentJobID("alice", legacyJobKey): {NoURLRequests: true}})
 	if s.runpod, err = runpodemu.New(runpodemu.Config{APIKey: runpodKey, EndpointID: "proofendpoint", StepsPerSecond: 400, Workers: 2,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), WebhookRetryInterval: 200 * time.Millisecond}); err != nil {
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), WebhookRetryInterval: 200 * time.Millisecond, Faults: legacy}); err != nil {
 		t.Fatal(err)
 	}
 	rp := httptest.NewServer(s.runpod)
@@ -610,6 +614,10 @@ type jobView struct {
 	Status string
 }
 
+// legacyJobKey is the Idempotency-Key of the proof's job that runs on a
+// worker without URL requests.
+const legacyJobKey = "proof-legacy-worker"
+
 // TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore deploys template.yaml on
 // the emulators and drives every function's real bootstrap through the
 // pipeline with the credentials of an IAM user holding exactly that
@@ -741,6 +749,23 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 		t.Errorf("download of checkpoint file %s with jobs' presigned URL = %d %s %v, want 200", f.Name, status, out, err)
 	}
 
+	// A job on a worker that asks for no URLs: it downloads and uploads
+	// with the URLs dispatch put in its spec.
+	var legacyJob jobView
+	status, out = s.do("POST", "/v1/jobs", alice, jobBody, map[string]string{"Idempotency-Key": legacyJobKey})
+	if status != 201 || json.Unmarshal(out, &legacyJob) != nil {
+		t.Fatalf("POST /v1/jobs = %d %s, want 201", status, out)
+	}
+	if n := s.deliver(ctx); n != 1 {
+		t.Fatalf("the jobs queue held %d messages, want the new job's", n)
+	}
+	if !waitUntil(ctx, 60*time.Second, func() bool {
+		s.expect(200, "GET", "/v1/jobs/"+legacyJob.ID, alice, "", &legacyJob)
+		return legacyJob.Status == "completed" || legacyJob.Status == "failed" || legacyJob.Status == "cancelled"
+	}) || legacyJob.Status != "completed" {
+		t.Fatalf("job %s on a worker without URL requests ended %q, want completed; the gateway saw:\n%s", legacyJob.ID, legacyJob.Status, iamproof.Summary(iamproof.Denied(s.gw.Log())))
+	}
+
 	// A second job on the dataset keeps it from being deleted until it is
 	// cancelled (DELETE checks for active jobs by status).
 	var second jobView
@@ -775,6 +800,10 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 
 	s.probes(ctx, job.ID)
 	s.neighbours(ds.Dataset.ID, job.ID, jobBody)
+	// The completed job deleted, with its adapter, checkpoints, events and
+	// metric points.
+	s.expect(204, "DELETE", "/v1/jobs/"+job.ID, alice, "", nil)
+	s.expect(404, "GET", "/v1/jobs/"+job.ID, alice, "", nil)
 	t.Run("who reads which secret", s.secretReaders)
 
 	// Every function's own calls passed under its own policy, and every

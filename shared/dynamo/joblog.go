@@ -383,3 +383,44 @@ func (s *Store) ListJobsByStatus(ctx context.Context, status pipeline.JobStatus,
 		scope: "status:" + string(status)}
 	return s.jobs(ctx, q, p)
 }
+
+// DeleteJobLog removes a job's events and metric points: every item of
+// its log partition, read by key and deleted in batches of 25 (a job
+// without any is no error).
+func (s *Store) DeleteJobLog(ctx context.Context, owner, jobID string) error {
+	pk, err := jobLogPK(owner, jobID)
+	if err != nil {
+		return err
+	}
+	var start map[string]types.AttributeValue
+	for {
+		out, err := s.client.Query(ctx, &dynamodb.QueryInput{
+			TableName:                 aws.String(s.table),
+			KeyConditionExpression:    aws.String("#pk = :pk"),
+			ProjectionExpression:      aws.String("#pk, #sk"),
+			ExpressionAttributeNames:  map[string]string{"#pk": attrPK, "#sk": attrSK},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: pk}},
+			ExclusiveStartKey:         start,
+			ConsistentRead:            aws.Bool(true),
+		})
+		if err != nil {
+			return s.translate(err, "list the log of job %s", jobID)
+		}
+		for items := out.Items; len(items) > 0; {
+			n := min(batchSize, len(items))
+			reqs := make([]types.WriteRequest, 0, n)
+			for _, it := range items[:n] {
+				reqs = append(reqs, types.WriteRequest{DeleteRequest: &types.DeleteRequest{
+					Key: map[string]types.AttributeValue{attrPK: it[attrPK], attrSK: it[attrSK]}}})
+			}
+			if err := s.batchWrite(ctx, reqs); err != nil {
+				return fmt.Errorf("delete the log of job %s: %w", jobID, err)
+			}
+			items = items[n:]
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return nil
+		}
+		start = out.LastEvaluatedKey
+	}
+}

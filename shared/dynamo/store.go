@@ -346,6 +346,29 @@ func (s *Store) DeleteDataset(ctx context.Context, owner, id string) error {
 	return s.translate(err, "delete dataset %s", id)
 }
 
+// DeleteJob removes the owner's job record (and with it its index
+// entries).
+func (s *Store) DeleteJob(ctx context.Context, owner, id string) error {
+	if err := checkStoredKey(jobKind, owner, id); err != nil {
+		return err
+	}
+	expr, err := expression.NewBuilder().WithCondition(expression.AttributeExists(expression.Name(attrPK))).Build()
+	if err != nil {
+		return fmt.Errorf("build condition: %w", err)
+	}
+	_, err = s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                aws.String(s.table),
+		Key:                      key(jobKind, owner, id),
+		ConditionExpression:      expr.Condition(),
+		ExpressionAttributeNames: expr.Names(),
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		return notFound(jobKind, id)
+	}
+	return s.translate(err, "delete job %s", id)
+}
+
 // ListDatasets returns one page of the owner's datasets, newest first.
 func (s *Store) ListDatasets(ctx context.Context, owner string, p pipeline.Page) ([]*pipeline.Dataset, string, error) {
 	if owner == "" {

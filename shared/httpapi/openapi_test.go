@@ -645,6 +645,8 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	if v.Status != pipeline.JobCancelRequested {
 		t.Errorf("a cancelled running job is %s, want cancel_requested", v.Status)
 	}
+	// Not ended yet: it cannot be deleted.
+	c.do(x{method: "DELETE", path: "/v1/jobs/" + cancelling.ID, token: "alice-token", status: 409}, nil)
 	if ans := c.workerCallback(cancelling.ID, 1, 2, contract.TypeProgress, fmt.Sprintf(progress, 5, 2.2), 200); ans.Action != "stop" {
 		t.Errorf("progress of a cancelled job answered %+v, want stop", ans)
 	}
@@ -657,6 +659,11 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	if v.Status != pipeline.JobFailed || v.Error == nil {
 		t.Errorf("the failed job = %s %+v, want failed with its error", v.Status, v.Error)
 	}
+	// Deleted once it failed, with all that was stored of it.
+	c.api.Jobs.Eraser, c.api.Jobs.URLs = c.store, c.blobs
+	c.do(x{method: "DELETE", path: "/v1/jobs/" + failing.ID, token: "bob-token", status: 404}, nil)
+	c.do(x{method: "DELETE", path: "/v1/jobs/" + failing.ID, token: "alice-token", status: 204}, nil)
+	c.do(x{method: "GET", path: "/v1/jobs/" + failing.ID, token: "alice-token", status: 404}, nil)
 
 	// What the callbacks left.
 	c.do(x{method: "GET", path: "/v1/jobs/" + first.ID, token: "alice-token", status: 200}, &v)

@@ -37,6 +37,7 @@ func (s *Server) Routes() []Route {
 		{FnJobs, "POST", "/v1/jobs", s.authed(s.createJob)},
 		{FnJobs, "GET", "/v1/jobs", s.authed(s.listJobs)},
 		{FnJobs, "GET", "/v1/jobs/{id}", s.authed(s.getJob)},
+		{FnJobs, "DELETE", "/v1/jobs/{id}", s.authed(s.deleteJob)},
 		{FnJobs, "POST", "/v1/jobs/{id}/cancel", s.authed(s.cancelJob)},
 		{FnJobs, "GET", "/v1/jobs/{id}/events", s.authed(s.listEvents)},
 		{FnJobs, "GET", "/v1/jobs/{id}/metrics", s.authed(s.listMetrics)},

@@ -268,3 +268,30 @@ func (s *Store) ListJobsByStatus(ctx context.Context, status pipeline.JobStatus,
 	})
 	return out, next, err
 }
+
+// DeleteJob removes the owner's job record.
+func (s *Store) DeleteJob(ctx context.Context, owner, id string) error {
+	return s.delete(jobs, owner, id)
+}
+
+// DeleteJobLog removes a job's events and metric points (a job without
+// any is no error).
+func (s *Store) DeleteJobLog(ctx context.Context, owner, jobID string) error {
+	prefix := jobPrefix(owner, jobID)
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketEvents, bucketEventIDs, bucketMetrics} {
+			b := tx.Bucket(name)
+			var keys [][]byte
+			c := b.Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				keys = append(keys, bytes.Clone(k))
+			}
+			for _, k := range keys {
+				if err := b.Delete(k); err != nil {
+					return fmt.Errorf("delete the log of job %s: %w", jobID, err)
+				}
+			}
+		}
+		return nil
+	})
+}

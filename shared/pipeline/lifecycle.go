@@ -36,6 +36,8 @@ type Lifecycle struct {
 	// URLs hands a running worker fresh presigned URLs and deletes the
 	// objects of pruned checkpoints (nil: the worker uses its spec's URLs).
 	URLs URLSigner
+	// Eraser deletes a job's records (nil: jobs cannot be deleted).
+	Eraser JobEraser
 	// Runs, when set, cancels a job's run on the GPU provider at once when
 	// the job is cancelled; otherwise the worker learns of the cancel from
 	// its next callback's answer, and reconciliation cancels the run.

@@ -56,6 +56,14 @@ type Store interface {
 	ListJobs(ctx context.Context, owner string, f JobFilter, p Page) ([]*Job, string, error)
 }
 
+// JobEraser removes what a store keeps of a job: its log (events and
+// metric points) and its record. Deleting what is not there is no error
+// for the log, ENotFound for the record.
+type JobEraser interface {
+	DeleteJobLog(ctx context.Context, owner, jobID string) error
+	DeleteJob(ctx context.Context, owner, id string) error
+}
+
 // Message is one queue message.
 type Message struct {
 	Body       []byte

@@ -25,6 +25,7 @@ type Store interface {
 	pipeline.Store
 	pipeline.JobLog
 	pipeline.JobScanner
+	pipeline.JobEraser
 }
 
 // Blobs is what the services need of a blob store.
@@ -89,7 +90,7 @@ func Build(p Ports, o Options) *Services {
 	}
 	jobs := &pipeline.Lifecycle{Store: p.Store, Queue: p.Queue, Log: log, Now: p.Now}
 	if p.Store != nil {
-		jobs.JobLog = p.Store
+		jobs.JobLog, jobs.Eraser = p.Store, p.Store
 	}
 	if p.Blobs != nil {
 		jobs.Objects, jobs.URLs = p.Blobs, p.Blobs

@@ -27,6 +27,7 @@ func Run(t *testing.T, newStore func(t *testing.T) pipeline.Store) {
 	t.Run("jobs filter by status and follow status changes", func(t *testing.T) { testJobStatusIndex(t, newStore(t)) })
 	t.Run("an over-long id names no record and cannot be created", func(t *testing.T) { testOverLongIDs(t, newStore(t)) })
 	t.Run("a job's checkpoints read back equal after an update", func(t *testing.T) { testJobCheckpoints(t, newStore(t)) })
+	t.Run("a deleted job and its log disappear, another's stay", func(t *testing.T) { testDeleteJob(t, newStore(t)) })
 }
 
 func testJobCheckpoints(t *testing.T, s pipeline.Store) {
@@ -297,6 +298,65 @@ func testDelete(t *testing.T, s pipeline.Store) {
 	}
 	// The id can be used again.
 	must(t, s.CreateDataset(ctx, newDataset("alice", 1)))
+}
+
+func testDeleteJob(t *testing.T, s pipeline.Store) {
+	eraser, ok := s.(interface {
+		pipeline.JobEraser
+		pipeline.JobLog
+	})
+	if !ok {
+		t.Fatalf("%T cannot delete jobs (pipeline.JobEraser)", s)
+	}
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		must(t, s.CreateJob(ctx, job("alice", i, pipeline.JobCompleted)))
+		id := fmt.Sprintf("job_%04d", i)
+		// More points than one batch of deletes, and events.
+		var pts []pipeline.MetricPoint
+		for step := 1; step <= 60; step++ {
+			pts = append(pts, pipeline.MetricPoint{Attempt: 1, Step: step, TotalSteps: 60, Loss: 1, Time: base})
+		}
+		must(t, eraser.PutMetrics(ctx, "alice", id, pts))
+		for e := 0; e < 3; e++ {
+			if _, err := eraser.AppendEvent(ctx, &pipeline.Event{ID: fmt.Sprintf("ev%d", e), Owner: "alice", JobID: id, Type: "stage", Time: base}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	wantCode(t, "bob DeleteJob(alice's)", eraser.DeleteJob(ctx, "bob", "job_0000"), pipeline.ENotFound)
+	must(t, eraser.DeleteJobLog(ctx, "alice", "job_0000"))
+	must(t, eraser.DeleteJob(ctx, "alice", "job_0000"))
+	_, err := s.GetJob(ctx, "alice", "job_0000")
+	wantCode(t, "GetJob(deleted)", err, pipeline.ENotFound)
+	wantCode(t, "DeleteJob(twice)", eraser.DeleteJob(ctx, "alice", "job_0000"), pipeline.ENotFound)
+	must(t, eraser.DeleteJobLog(ctx, "alice", "job_0000")) // nothing left: no error
+	for _, st := range []pipeline.JobStatus{"", pipeline.JobCompleted} {
+		list, _, err := s.ListJobs(ctx, "alice", pipeline.JobFilter{Status: st}, pipeline.Page{})
+		must(t, err)
+		if len(list) != 1 || list[0].ID != "job_0001" {
+			t.Errorf("jobs (status %q) after delete = %v, want [job_0001]", st, jobIDs(list))
+		}
+	}
+	pts, _, err := eraser.ListMetrics(ctx, "alice", "job_0000", pipeline.Page{Limit: 100})
+	must(t, err)
+	evs, _, err := eraser.ListEvents(ctx, "alice", "job_0000", pipeline.Page{Limit: 100})
+	must(t, err)
+	if len(pts) != 0 || len(evs) != 0 {
+		t.Errorf("the deleted job's log: %d points, %d events; want none", len(pts), len(evs))
+	}
+	pts, _, err = eraser.ListMetrics(ctx, "alice", "job_0001", pipeline.Page{Limit: 100})
+	must(t, err)
+	evs, _, err = eraser.ListEvents(ctx, "alice", "job_0001", pipeline.Page{Limit: 100})
+	must(t, err)
+	if len(pts) != 60 || len(evs) != 3 {
+		t.Errorf("the other job's log: %d points, %d events; want 60 and 3", len(pts), len(evs))
+	}
+	// An event id can be used again by a job of the same id.
+	must(t, s.CreateJob(ctx, job("alice", 0, pipeline.JobQueued)))
+	if created, err := eraser.AppendEvent(ctx, &pipeline.Event{ID: "ev0", Owner: "alice", JobID: "job_0000", Type: "stage", Time: base}); err != nil || !created {
+		t.Errorf("AppendEvent after the log was deleted = %v, %v; want a new event", created, err)
+	}
 }
 
 func ids(list []*pipeline.Dataset) []string {
