@@ -125,11 +125,10 @@ const (
 	indexActiveByCreated = "active_by_created"
 )
 
-// CreateTable creates the store's table with the schema above, waits until
-// it is active and turns on TTL on expires_at. It is for tests and the local
-// stack; the deployed table comes from the SAM template, which must declare
-// the same schema.
-func CreateTable(ctx context.Context, client *dynamodb.Client, name string) error {
+// Schema is the table's definition, the schema above: what CreateTable
+// creates, and what a model of the table's capacity reads its indexes
+// from.
+func Schema(name string) *dynamodb.CreateTableInput {
 	str := func(names ...string) []types.AttributeDefinition {
 		var defs []types.AttributeDefinition
 		for _, n := range names {
@@ -145,7 +144,7 @@ func CreateTable(ctx context.Context, client *dynamodb.Client, name string) erro
 		return k
 	}
 	all := &types.Projection{ProjectionType: types.ProjectionTypeAll}
-	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
+	return &dynamodb.CreateTableInput{
 		TableName:            aws.String(name),
 		BillingMode:          types.BillingModePayPerRequest,
 		AttributeDefinitions: str(attrPK, attrSK, attrListPK, attrListSK, attrStatusPK, attrActivePK, attrActiveSK, attrRunPodPK),
@@ -157,7 +156,15 @@ func CreateTable(ctx context.Context, client *dynamodb.Client, name string) erro
 			{IndexName: aws.String(indexByRunPod), KeySchema: key(attrRunPodPK, ""), Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}},
 			{IndexName: aws.String(indexActiveByCreated), KeySchema: key(attrActivePK, attrListSK), Projection: all},
 		},
-	})
+	}
+}
+
+// CreateTable creates the store's table with the schema above, waits until
+// it is active and turns on TTL on expires_at. It is for tests and the local
+// stack; the deployed table comes from the SAM template, which must declare
+// the same schema.
+func CreateTable(ctx context.Context, client *dynamodb.Client, name string) error {
+	_, err := client.CreateTable(ctx, Schema(name))
 	var inUse *types.ResourceInUseException
 	if err != nil && !errors.As(err, &inUse) {
 		return fmt.Errorf("create table %s: %w", name, err)
