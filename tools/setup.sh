@@ -16,6 +16,12 @@
 #   tools/tokref/node_modules   `npm ci` of tools/tokref/package-lock.json
 #   tools/iamsim/node_modules   `npm ci` of tools/iamsim/package-lock.json (the
 #                 IAM simulator that cross-checks infra/iamproof)
+#   tools/console/node_modules  `npm ci` of tools/console/package-lock.json
+#                 (uPlot, checked against console/vendor, and axe-core)
+#   chromium      Debian's browser for the console's browser test, installed
+#                 with apt-get when it is missing (a browser download by
+#                 Playwright or Puppeteer cannot work here); elsewhere,
+#                 install Chromium or set BRIGHTRUN_CHROME to a Chrome binary
 #
 # Each part records a hash of its pins (and of the interpreter or Node
 # version) beside what it installed, and is redone only when that changes
@@ -23,8 +29,8 @@
 # A changed pin is installed over the environment; `rm -rf .cache` starts
 # afresh. Concurrent runs wait for one another (flock on .cache/setup.lock).
 #
-#   tools/setup.sh [python|sam|schemathesis|node|emulators]...
-#                 (default: all five; emulators = python + Go tools)
+#   tools/setup.sh [python|sam|schemathesis|node|emulators|browser]...
+#                 (default: all six; emulators = python + Go tools)
 # Environment: PYTHON, the interpreter the environments are made from
 # (default python3, found on PATH without this script's own folders).
 set -euo pipefail
@@ -39,7 +45,7 @@ schemathesis_requirements=tools/schemathesis/requirements.txt
 go_tools=infra/emulators/go-tools.txt
 tokref=tools/tokref
 # The npm folders, each installed by `npm ci` of its package-lock.json.
-node_dirs=("$tokref" tools/iamsim)
+node_dirs=("$tokref" tools/iamsim tools/console)
 
 # Our own folders never provide the base interpreter.
 PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF -e "$cache/venv/bin" -e "$cache/bin" -e "$cache/sam/bin" -e "$cache/schemathesis/bin" | paste -sd: -)
@@ -152,8 +158,24 @@ setup_go_tools() {
 	printf '%s\n' "$k" >"$stamp"
 }
 
+# The browser the console's test drives: Chromium, from the system's
+# packages when it is missing (Debian: apt-get, as root or with sudo).
+setup_browser() {
+	[ -n "${BRIGHTRUN_CHROME:-}" ] && return
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null && return
+	if command -v apt-get >/dev/null; then
+		local sudo=
+		[ "$(id -u)" = 0 ] || sudo=sudo
+		say "apt-get install chromium (the console's browser test)"
+		$sudo apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
+	else
+		say "no Chromium: install it (the console's browser test drives it) or set BRIGHTRUN_CHROME"
+	fi
+}
+
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(python sam schemathesis node emulators)
+[ ${#parts[@]} -gt 0 ] || parts=(python sam schemathesis node emulators browser)
 
 mkdir -p "$cache"
 if command -v flock >/dev/null; then
@@ -168,8 +190,9 @@ for part in "${parts[@]}"; do
 	schemathesis) setup_schemathesis ;;
 	node) setup_node ;;
 	emulators) setup_python && setup_go_tools ;;
+	browser) setup_browser ;;
 	*)
-		say "unknown part $part (want python, sam, schemathesis, node or emulators)"
+		say "unknown part $part (want python, sam, schemathesis, node, emulators or browser)"
 		exit 2
 		;;
 	esac

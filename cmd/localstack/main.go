@@ -80,6 +80,7 @@ func printBanner(w io.Writer, s *localstack.Stack) {
 	user, token := firstUser(s)
 	fmt.Fprintf(w, `
 Bright Run local stack
+  console %s/ (open it in a browser; sign in with the token below)
   API     %s
   data    %s (kept across restarts; delete it to start over)
   token   %s (user %q; set BRIGHTRUN_DEV_TOKENS=user:token,... for others)
@@ -89,5 +90,5 @@ Try:
   curl -s -H 'Authorization: Bearer %s' %s/v1/datasets
 
 Stop with Ctrl-C.
-`, s.URL(), s.Config.DataDir, token, user, token, s.URL(), token, s.URL())
+`, s.URL(), s.URL(), s.Config.DataDir, token, user, token, s.URL(), token, s.URL())
 }

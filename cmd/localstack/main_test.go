@@ -33,3 +33,28 @@ func TestDemoRunsEveryStage(t *testing.T) {
 		}
 	}
 }
+
+// The banner's first address is the console's, where a new user starts.
+func TestTheBannerPrintsTheConsoleAddressFirst(t *testing.T) {
+	s, err := localstack.Open(localstack.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), DevTokens: "dev:dev-token",
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	var out bytes.Buffer
+	printBanner(&out, s)
+	var first string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "http://") {
+			first = line
+			break
+		}
+	}
+	if want := "console " + s.URL() + "/"; !strings.Contains(first, want) {
+		t.Errorf("the banner's first address is %q, want %q in it:\n%s", first, want, out.String())
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/brightrun/brightrun/console"
 	"github.com/brightrun/brightrun/shared/awsapp"
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/chat"
@@ -275,10 +276,16 @@ func loadSecret(path string) ([]byte, error) {
 	return key, nil
 }
 
-// Handler is the local stack's whole HTTP surface: the API, the blob URLs
-// and the RunPod emulator.
+// Handler is the local stack's whole HTTP surface: the web console at /,
+// the API, the blob URLs and the RunPod emulator.
 func (s *Stack) Handler() http.Handler {
 	mux := http.NewServeMux()
+	// The console signs in with the dev tokens and calls the API on this
+	// same origin.
+	web := console.Handler(console.Config{Auth: console.AuthToken})
+	for _, p := range console.Paths {
+		mux.Handle(p, web)
+	}
 	if s.localBlobs != nil {
 		mux.Handle(local.BlobsPath, s.localBlobs)
 	}
