@@ -1,0 +1,184 @@
+package capacity
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/brightrun/brightrun/shared/contract"
+	"github.com/brightrun/brightrun/shared/pipeline"
+)
+
+// Population is a set of running jobs and their workers, spread over
+// owners as a busy service's are: a few owners run many jobs (Zipf).
+type Population struct {
+	Workers  []*Worker
+	Owners   []string
+	Datasets map[string]*pipeline.Dataset // by owner
+	ids      *IDs
+	rng      *rand.Rand
+	zipf     *rand.Zipf
+	template *pipeline.Job
+}
+
+// ZipfS is the skew of jobs over owners (rand.Zipf's s): with 1.1 over
+// 1,000 owners the busiest runs about 13% of the jobs.
+const ZipfS = 1.1
+
+// NewPopulation creates a dataset for each of owners owners and n
+// running jobs. The first job goes through the real lifecycle (created,
+// dispatched, started, training, a checkpoint taken); the others are
+// written by the store as copies of it with their own ids, owners, run
+// ids and times (what the lifecycle would write for each, at the cost of
+// one write instead of thirty). Each job was heard of within the last
+// 10 s and checked with RunPod within the last checkedWithin, spread
+// evenly.
+func NewPopulation(ctx context.Context, e *Env, seed uint64, n, owners int, checkedWithin time.Duration) (*Population, error) {
+	p := &Population{Datasets: map[string]*pipeline.Dataset{}, ids: NewIDs(seed), rng: rand.New(rand.NewPCG(seed, 0x5eed))}
+	if owners > 1 {
+		p.zipf = rand.NewZipf(p.rng, ZipfS, 1, uint64(owners-1))
+	}
+	now := e.Clock.Now()
+	for i := range owners {
+		o := Owner(i)
+		p.Owners = append(p.Owners, o)
+		d := NewDataset(p.ids, o, now)
+		Validated(d, now)
+		if err := e.Store.CreateDataset(ctx, d); err != nil {
+			return nil, err
+		}
+		p.Datasets[o] = d
+	}
+	if n == 0 {
+		return p, nil
+	}
+	first, err := p.Start(ctx, e, p.Owners[0])
+	if err != nil {
+		return nil, err
+	}
+	if err := progressAndCheckpoints(ctx, e, first, 1); err != nil {
+		return nil, err
+	}
+	if p.template, err = e.Store.GetJob(ctx, first.Owner, first.JobID); err != nil {
+		return nil, err
+	}
+	p.Workers = append(p.Workers, first)
+	for range n - 1 {
+		w, err := p.copyTemplate(ctx, e, now, checkedWithin)
+		if err != nil {
+			return nil, err
+		}
+		p.Workers = append(p.Workers, w)
+	}
+	return p, nil
+}
+
+// Owner draws the owner of a new job.
+func (p *Population) Owner() string {
+	if p.zipf == nil {
+		return p.Owners[0]
+	}
+	return p.Owners[p.zipf.Uint64()]
+}
+
+// Float64 draws from the population's seeded source.
+func (p *Population) Float64() float64 { return p.rng.Float64() }
+
+func (p *Population) copyTemplate(ctx context.Context, e *Env, now time.Time, checkedWithin time.Duration) (*Worker, error) {
+	t := p.template
+	j := *t
+	owner := p.Owner()
+	created := now.Add(-time.Duration(p.rng.Float64() * float64(3*time.Hour)))
+	j.ID, j.Owner, j.DatasetID = p.ids.New("job", created), owner, p.Datasets[owner].ID
+	j.RunPodID = RunID(p.ids, created)
+	heard := now.Add(-time.Duration(p.rng.Float64() * float64(10*time.Second)))
+	checked := now.Add(-time.Duration(p.rng.Float64() * float64(checkedWithin)))
+	started := created.Add(time.Minute)
+	j.CreatedAt, j.UpdatedAt, j.HeartbeatAt, j.CheckedAt, j.StartedAt, j.EnqueuedAt = created, heard, &heard, &checked, &started, &created
+	j.RunStartedAt = &started
+	j.Runs = append([]pipeline.Run(nil), t.Runs...)
+	for i := range j.Runs {
+		j.Runs[i].RunID = j.RunPodID
+	}
+	j.Checkpoints = append([]pipeline.Checkpoint(nil), t.Checkpoints...)
+	for i := range j.Checkpoints {
+		c := &j.Checkpoints[i]
+		c.Files = append([]pipeline.CheckpointFile(nil), c.Files...)
+		for k := range c.Files {
+			c.Files[k].Key = pipeline.CheckpointKey(j.Owner, j.ID, j.Attempt, c.Step, c.Files[k].Name)
+		}
+	}
+	j.Version = 0
+	if err := e.Store.CreateJob(ctx, &j); err != nil {
+		return nil, fmt.Errorf("copy of the template job: %w", err)
+	}
+	w := NewWorker(&j)
+	w.Seq = 1000
+	if j.Progress != nil {
+		w.Step = int64(j.Progress.Step)
+	}
+	return w, nil
+}
+
+// Start creates a job of owner through the API's and the dispatcher's
+// calls and its worker's first callbacks (started, stages down to train).
+func (p *Population) Start(ctx context.Context, e *Env, owner string) (*Worker, error) {
+	d := p.Datasets[owner]
+	if _, err := e.Store.GetDataset(ctx, owner, d.ID); err != nil {
+		return nil, err
+	}
+	j, err := NewJob(p.ids, d, e.Clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	if j, _, err = e.Jobs.Create(ctx, j); err != nil {
+		return nil, err
+	}
+	if j, err = Dispatch(ctx, e, j, RunID(p.ids, e.Clock.Now())); err != nil {
+		return nil, err
+	}
+	w := NewWorker(j)
+	if _, err := w.Started(ctx, e); err != nil {
+		return nil, err
+	}
+	for _, s := range []contract.Stage{contract.StageDownload, contract.StageLoad, contract.StageTrain} {
+		if _, err := w.Stage(ctx, e, s); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// Heartbeat sends one progress callback of every job.
+func (p *Population) Heartbeat(ctx context.Context, e *Env) error {
+	for _, w := range p.Workers {
+		if _, err := w.Progress(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Finish ends w's job as a worker does: save and upload stages, the
+// adapter's files, and completed (or, when fail, an out-of-memory
+// failure).
+func Finish(ctx context.Context, e *Env, w *Worker, fail bool) error {
+	if fail {
+		_, err := w.Failed(ctx, e, "oom")
+		return err
+	}
+	for _, s := range []contract.Stage{contract.StageSave, contract.StageUpload} {
+		if _, err := w.Stage(ctx, e, s); err != nil {
+			return err
+		}
+	}
+	for _, f := range adapterFiles {
+		if _, err := w.Artifact(ctx, e, f.name, f.size); err != nil {
+			return err
+		}
+	}
+	_, err := w.Completed(ctx, e)
+	e.Objects.Forget(w.JobID)
+	return err
+}
