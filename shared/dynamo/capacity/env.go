@@ -41,7 +41,8 @@ const CallLatency = 5 * time.Millisecond
 // Env is the real store, lifecycle and reconciler over an in-memory
 // table, on a simulated clock.
 type Env struct {
-	DB         *dynamotest.DB
+	DB         *dynamotest.DB // nil over another client
+	Latency    time.Duration  // simulated time per request
 	Store      *dynamo.Store
 	Jobs       *pipeline.Lifecycle
 	Reconciler *reconcile.Reconciler
@@ -57,19 +58,32 @@ type Env struct {
 	OnCall func(dynamotest.Call)
 }
 
-// NewEnv builds an Env over a fresh table, its clock at start.
+// NewEnv builds an Env over a fresh in-memory table, its clock at start;
+// every request takes CallLatency of simulated time.
 func NewEnv(start time.Time) (*Env, error) {
 	db, err := dynamotest.New(dynamo.Schema(TableName))
 	if err != nil {
 		return nil, err
 	}
-	store, err := dynamo.New(db, dynamo.Options{Table: TableName, CursorKey: []byte(strings.Repeat("capacity-model-cursor-key-", 2))})
+	e, err := NewEnvOn(db, TableName, start)
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{DB: db, Store: store, Clock: &Clock{t: start.UTC()}, GPU: &GPU{}, Objects: &Objects{sizes: map[string]int64{}}, Queue: &Queue{}}
+	e.DB, e.Latency = db, CallLatency
 	db.Now = e.Clock.Now
 	db.Record = e.record
+	return e, nil
+}
+
+// NewEnvOn builds an Env over another client's table (an emulator's):
+// the same code and workload, unmetered, and no request takes simulated
+// time (so that two Envs given the same calls write the same items).
+func NewEnvOn(client dynamo.Client, table string, start time.Time) (*Env, error) {
+	store, err := dynamo.New(client, dynamo.Options{Table: table, CursorKey: []byte(strings.Repeat("capacity-model-cursor-key-", 2))})
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Store: store, Clock: &Clock{t: start.UTC()}, GPU: &GPU{}, Objects: &Objects{sizes: map[string]int64{}}, Queue: &Queue{}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e.Jobs = &pipeline.Lifecycle{Store: store, JobLog: store, Eraser: store, Queue: e.Queue, Objects: e.Objects, Log: log, Now: e.Clock.Now}
 	e.Reconciler = &reconcile.Reconciler{Jobs: e.Jobs, Scanner: store, GPU: e.GPU, Log: log, Now: e.Clock.Now}
@@ -77,7 +91,7 @@ func NewEnv(start time.Time) (*Env, error) {
 }
 
 func (e *Env) record(c dynamotest.Call) {
-	e.Clock.Advance(CallLatency)
+	e.Clock.Advance(e.Latency)
 	if e.OnCall != nil {
 		e.OnCall(c)
 	}

@@ -326,7 +326,7 @@ func modelReconcile(ctx context.Context) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	pop, err := NewPopulation(ctx, e, 7, reconcileModelJobs, 50, 0)
+	pop, err := NewPopulation(ctx, e, 7, reconcileModelJobs, 50, nil)
 	if err != nil {
 		return nil, err
 	}

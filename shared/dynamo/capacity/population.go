@@ -28,13 +28,13 @@ const ZipfS = 1.1
 
 // NewPopulation creates a dataset for each of owners owners and n
 // running jobs. The first job goes through the real lifecycle (created,
-// dispatched, started, training, a checkpoint taken); the others are
+// dispatched, started, training, KeepCheckpoints checkpoints taken, as a
+// job holds them from its third checkpoint on); the others are
 // written by the store as copies of it with their own ids, owners, run
 // ids and times (what the lifecycle would write for each, at the cost of
 // one write instead of thirty). Each job was heard of within the last
-// 10 s and checked with RunPod within the last checkedWithin, spread
-// evenly.
-func NewPopulation(ctx context.Context, e *Env, seed uint64, n, owners int, checkedWithin time.Duration) (*Population, error) {
+// 10 s, and last checked with RunPod at checked() (nil: now).
+func NewPopulation(ctx context.Context, e *Env, seed uint64, n, owners int, checked func() time.Time) (*Population, error) {
 	p := &Population{Datasets: map[string]*pipeline.Dataset{}, ids: NewIDs(seed), rng: rand.New(rand.NewPCG(seed, 0x5eed))}
 	if owners > 1 {
 		p.zipf = rand.NewZipf(p.rng, ZipfS, 1, uint64(owners-1))
@@ -57,7 +57,7 @@ func NewPopulation(ctx context.Context, e *Env, seed uint64, n, owners int, chec
 	if err != nil {
 		return nil, err
 	}
-	if err := progressAndCheckpoints(ctx, e, first, 1); err != nil {
+	if err := progressAndCheckpoints(ctx, e, first, pipeline.KeepCheckpoints); err != nil {
 		return nil, err
 	}
 	if p.template, err = e.Store.GetJob(ctx, first.Owner, first.JobID); err != nil {
@@ -65,7 +65,7 @@ func NewPopulation(ctx context.Context, e *Env, seed uint64, n, owners int, chec
 	}
 	p.Workers = append(p.Workers, first)
 	for range n - 1 {
-		w, err := p.copyTemplate(ctx, e, now, checkedWithin)
+		w, err := p.copyTemplate(ctx, e, now, checked)
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +85,7 @@ func (p *Population) Owner() string {
 // Float64 draws from the population's seeded source.
 func (p *Population) Float64() float64 { return p.rng.Float64() }
 
-func (p *Population) copyTemplate(ctx context.Context, e *Env, now time.Time, checkedWithin time.Duration) (*Worker, error) {
+func (p *Population) copyTemplate(ctx context.Context, e *Env, now time.Time, checkedAt func() time.Time) (*Worker, error) {
 	t := p.template
 	j := *t
 	owner := p.Owner()
@@ -93,7 +93,10 @@ func (p *Population) copyTemplate(ctx context.Context, e *Env, now time.Time, ch
 	j.ID, j.Owner, j.DatasetID = p.ids.New("job", created), owner, p.Datasets[owner].ID
 	j.RunPodID = RunID(p.ids, created)
 	heard := now.Add(-time.Duration(p.rng.Float64() * float64(10*time.Second)))
-	checked := now.Add(-time.Duration(p.rng.Float64() * float64(checkedWithin)))
+	checked := now
+	if checkedAt != nil {
+		checked = checkedAt()
+	}
 	started := created.Add(time.Minute)
 	j.CreatedAt, j.UpdatedAt, j.HeartbeatAt, j.CheckedAt, j.StartedAt, j.EnqueuedAt = created, heard, &heard, &checked, &started, &created
 	j.RunStartedAt = &started
@@ -142,12 +145,7 @@ func (p *Population) Start(ctx context.Context, e *Env, owner string) (*Worker, 
 	if _, err := w.Started(ctx, e); err != nil {
 		return nil, err
 	}
-	for _, s := range []contract.Stage{contract.StageDownload, contract.StageLoad, contract.StageTrain} {
-		if _, err := w.Stage(ctx, e, s); err != nil {
-			return nil, err
-		}
-	}
-	return w, nil
+	return w, startStages(ctx, e, w)
 }
 
 // Heartbeat sends one progress callback of every job.
@@ -181,4 +179,46 @@ func Finish(ctx context.Context, e *Env, w *Worker, fail bool) error {
 	_, err := w.Completed(ctx, e)
 	e.Objects.Forget(w.JobID)
 	return err
+}
+
+// Life runs a short slice of the workload on e: a dataset created and
+// validated, a job created, dispatched and trained (progress callbacks,
+// KeepCheckpoints+1 checkpoints, so that one is pruned), its adapter
+// uploaded and the job completed; a second job that fails; a
+// reconciliation pass. The same seed and start make the same calls.
+func Life(ctx context.Context, e *Env, seed uint64) error {
+	p := &Population{Datasets: map[string]*pipeline.Dataset{}, ids: NewIDs(seed), rng: rand.New(rand.NewPCG(seed, 0x5eed))}
+	owner := Owner(0)
+	p.Owners = []string{owner}
+	d := NewDataset(p.ids, owner, e.Clock.Now())
+	if err := e.Store.CreateDataset(ctx, d); err != nil {
+		return err
+	}
+	e.Clock.Advance(30 * time.Second)
+	Validated(d, e.Clock.Now())
+	if err := e.Store.UpdateDataset(ctx, d); err != nil {
+		return err
+	}
+	p.Datasets[owner] = d
+	for i, fail := range []bool{false, true} {
+		e.Clock.Advance(time.Minute)
+		w, err := p.Start(ctx, e, owner)
+		if err != nil {
+			return fmt.Errorf("job %d: %w", i, err)
+		}
+		if err := progressAndCheckpoints(ctx, e, w, pipeline.KeepCheckpoints+1); err != nil {
+			return err
+		}
+		if _, err := w.Progress(ctx, e); err != nil {
+			return err
+		}
+		e.Clock.Advance(time.Minute)
+		if _, err := e.Reconciler.Run(ctx); err != nil {
+			return err
+		}
+		if err := Finish(ctx, e, w, fail); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -64,8 +64,8 @@ func Validated(d *pipeline.Dataset, now time.Time) {
 		ErrorCounts:   map[string]int64{},
 		WarningCounts: map[string]int64{"long_example": 14, "duplicate": 2},
 		Stats: pipeline.ExampleStats{
-			MessagesPerExample: pipeline.Distribution{Min: 2, Mean: 4.6, P50: 4, P95: 10, Max: 24},
-			TokensPerExample:   pipeline.Distribution{Min: 96, Mean: 819.5, P50: 702, P95: 2210, Max: 5120},
+			MessagesPerExample:       pipeline.Distribution{Min: 2, Mean: 4.6, P50: 4, P95: 10, Max: 24},
+			TokensPerExample:         pipeline.Distribution{Min: 96, Mean: 819.5, P50: 702, P95: 2210, Max: 5120},
 			ExamplesOverMaxSeqLength: 14, MaxSeqLength: 4096,
 		},
 		Split: split,

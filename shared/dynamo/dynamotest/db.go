@@ -166,6 +166,31 @@ func (db *DB) Items() []map[string]types.AttributeValue {
 	return out
 }
 
+// Stored is what one index ("" for the table) holds: its entries and
+// their bytes.
+type Stored struct {
+	Index        string
+	Items, Bytes int
+}
+
+// Stored returns what the table and each index hold.
+func (db *DB) Stored() []Stored {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	var out []Stored
+	for _, ix := range append([]*index{&db.table}, db.indexes...) {
+		s := Stored{Index: ix.name}
+		for _, p := range ix.parts {
+			for _, e := range p.entries {
+				s.Items++
+				s.Bytes += ItemSize(e.item)
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
 // PartitionSize is the number of entries of index ("" for the table) in
 // the partition with hash key value pk.
 func (db *DB) PartitionSize(indexName, pk string) int {
