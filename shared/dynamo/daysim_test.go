@@ -20,7 +20,9 @@ var hotUntilTheLayoutChange = []struct {
 	what   string
 	reason string
 }{
-	{func(p capacity.PartitionPeak) bool { return p.Index == "active" && strings.HasPrefix(p.Partition, "JOB#") },
+	{func(p capacity.PartitionPeak) bool {
+		return p.Index == "active" && strings.HasPrefix(p.Partition, "JOB#")
+	},
 		"index active, pk JOB#<status>",
 		"one partition per status for every owner's jobs; every callback deletes and inserts the job there (active_sk holds the time it was last heard)"},
 	{func(p capacity.PartitionPeak) bool {
