@@ -184,8 +184,9 @@ func Finish(ctx context.Context, e *Env, w *Worker, fail bool) error {
 // Life runs a short slice of the workload on e: a dataset created and
 // validated, a job created, dispatched and trained (progress callbacks,
 // KeepCheckpoints+1 checkpoints, so that one is pruned), its adapter
-// uploaded and the job completed; a second job that fails; a
-// reconciliation pass. The same seed and start make the same calls.
+// uploaded and the job completed; a second job that fails; a third left
+// training; reconciliation passes. The same seed and start make the same
+// calls.
 func Life(ctx context.Context, e *Env, seed uint64) error {
 	p := &Population{Datasets: map[string]*pipeline.Dataset{}, ids: NewIDs(seed), rng: rand.New(rand.NewPCG(seed, 0x5eed))}
 	owner := Owner(0)
@@ -220,5 +221,9 @@ func Life(ctx context.Context, e *Env, seed uint64) error {
 			return err
 		}
 	}
-	return nil
+	w, err := p.Start(ctx, e, owner)
+	if err != nil {
+		return err
+	}
+	return progressAndCheckpoints(ctx, e, w, 1)
 }
