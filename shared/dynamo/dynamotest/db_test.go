@@ -206,8 +206,8 @@ func TestQueriesPageThroughIndexesInOrder(t *testing.T) {
 	var start map[string]types.AttributeValue
 	for {
 		out, err := db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("t"), IndexName: aws.String("all"),
-			KeyConditionExpression:   aws.String("(#g = :g) AND (#s < :s)"),
-			ExpressionAttributeNames: map[string]string{"#g": "gk", "#s": "gs"},
+			KeyConditionExpression:    aws.String("(#g = :g) AND (#s < :s)"),
+			ExpressionAttributeNames:  map[string]string{"#g": "gk", "#s": "gs"},
 			ExpressionAttributeValues: map[string]types.AttributeValue{":g": s("G"), ":s": s("2026-e")},
 			ScanIndexForward:          aws.Bool(false), Limit: aws.Int32(2), ExclusiveStartKey: start})
 		if err != nil {
