@@ -193,3 +193,15 @@ func FuzzSmallestIsThePrefixOfEveryShare(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSmallest is the validator's cost per example: a key and an
+// offer to the heap of the 200 smallest.
+func BenchmarkSmallest(b *testing.B) {
+	s := holdout.NewSmallest[[2]int64](holdout.MaxExamples)
+	b.ReportAllocs()
+	line := int64(0)
+	for b.Loop() {
+		line++
+		s.Add(holdout.KeyOf(0, line), [2]int64{line, line})
+	}
+}
