@@ -45,7 +45,7 @@ export function whenUnauthorized(fn) { onUnauthorized = fn; }
 
 // request calls the API; path starts with /v1/. It throws ApiError for an
 // HTTP error and a plain Error (with a hint) when the API cannot be reached.
-export async function request(method, path, { body, headers = {}, signal } = {}) {
+export async function request(method, path, { body, headers = {}, signal, signingIn = false } = {}) {
   const h = { Accept: 'application/json', ...headers };
   if (token) h.Authorization = `Bearer ${token}`;
   if (body !== undefined) h['Content-Type'] = 'application/json';
@@ -67,7 +67,7 @@ export async function request(method, path, { body, headers = {}, signal } = {})
   }
   if (!res.ok) {
     const e = (data && data.error) || {};
-    if (res.status === 401) onUnauthorized();
+    if (res.status === 401 && !signingIn) onUnauthorized();
     throw new ApiError(res.status, e.code || `http_${res.status}`, e.message || `HTTP ${res.status}`, e.details);
   }
   return data;

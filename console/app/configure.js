@@ -49,7 +49,10 @@ function form(ctx, datasets, models, presets, wanted) {
   const bounds = Object.fromEntries(presets.bounds.map((b) => [b.field, b]));
   const byName = Object.fromEntries(presets.presets.map((p) => [p.name, p]));
   let preset = byName[presets.default] ? presets.default : presets.presets[0].name;
-  let key = crypto.randomUUID();
+  // One Idempotency-Key per distinct job request: the same request sent
+  // twice (a double click, a retry after an error) makes one job.
+  const keys = new Map();
+  let lastEstimated = '';
   let estimate = null; // the last comparison shown
   let chosenGPU = null;
   let timer = null;
@@ -148,8 +151,14 @@ function form(ctx, datasets, models, presets, wanted) {
     return { body, bad: bad + b.bad, budget: b.budget };
   };
 
-  const changed = () => {
-    key = crypto.randomUUID(); // a new request: a new job
+  const changed = (e) => {
+    // The name and the budget change the job, not its estimate.
+    if (e && (e.target === nameInput || e.target === budgetInput)) {
+      if (e.target === budgetInput) readBudget();
+      return;
+    }
+    const { body, bad } = requestBody();
+    if (!bad && JSON.stringify(body) === lastEstimated && estimateBox.dataset.state === 'current') return; // a blur, not a change
     estimateBox.dataset.state = 'updating';
     estState.textContent = 'Updating the estimate…';
     clearTimeout(timer);
@@ -157,6 +166,7 @@ function form(ctx, datasets, models, presets, wanted) {
   };
 
   const refreshEstimate = async () => {
+    clearTimeout(timer);
     const { body, bad } = requestBody();
     if (inflight) inflight.abort();
     if (bad) {
@@ -170,6 +180,7 @@ function form(ctx, datasets, models, presets, wanted) {
     try {
       const res = await api.post('/v1/estimates', body, { signal: mine.signal });
       estimate = res.comparison;
+      lastEstimated = JSON.stringify(body);
       version++;
       replace(estBody, estimateTable(estimate));
       estimateBox.dataset.version = String(version);
@@ -204,7 +215,7 @@ function form(ctx, datasets, models, presets, wanted) {
           return h('tr', { 'data-gpu': e.gpu },
             h('td', {}, h('input', {
               type: 'radio', name: 'gpu', id, value: e.gpu, checked: e.gpu === chosenGPU,
-              onchange: () => { chosenGPU = e.gpu; key = crypto.randomUUID(); },
+              onchange: () => { chosenGPU = e.gpu; },
             }), ' ', h('label', { for: id }, e.gpu_name), ' ', marks),
             h('td', {}, `${seconds(e.duration_seconds.low)} – ${seconds(e.duration_seconds.high)}`, h('br'), h('span', { class: 'help' }, `expected ${seconds(e.duration_seconds.expected)}`)),
             h('td', { class: 'cost' }, `${usd(e.cost_usd.low)} – ${usd(e.cost_usd.high)}`, h('br'), h('span', { class: 'help' }, `expected ${usd(e.cost_usd.expected)}`)),
@@ -230,9 +241,10 @@ function form(ctx, datasets, models, presets, wanted) {
       (first ? first.input : budgetInput).focus();
       return;
     }
+    if (estimateBox.dataset.state === 'updating') await refreshEstimate(); // a change still in its debounce
     const est = estimate && (estimate.estimates || []).find((x) => x.gpu === chosenGPU);
     if (!est || estimateBox.dataset.state !== 'current') {
-      replace(createErr, h('p', { class: 'field-error', role: 'alert' }, 'Wait for the estimate, then choose a GPU.'));
+      replace(createErr, h('p', { class: 'field-error', role: 'alert' }, 'There is no estimate for this configuration yet: see the estimate’s message above, then try again.'));
       return;
     }
     const timeoutCost = est.execution_timeout_seconds * est.price_usd_per_second;
@@ -251,9 +263,11 @@ function form(ctx, datasets, models, presets, wanted) {
     const jobBody = { ...body, gpu_type: chosenGPU };
     if (nameInput.value.trim()) jobBody.name = nameInput.value.trim();
     if (budget !== null) jobBody.budget_usd = budget;
+    const sig = JSON.stringify(jobBody);
+    if (!keys.has(sig)) keys.set(sig, crypto.randomUUID());
     createBtn.disabled = true;
     try {
-      const job = await api.post('/v1/jobs', jobBody, { headers: { 'Idempotency-Key': key } });
+      const job = await api.post('/v1/jobs', jobBody, { headers: { 'Idempotency-Key': keys.get(sig) } });
       announce('Job created.');
       location.hash = `#/jobs/${encodeURIComponent(job.id)}`;
     } catch (err) {
@@ -263,9 +277,9 @@ function form(ctx, datasets, models, presets, wanted) {
     }
   };
 
-  const formEl = h('form', { class: 'configure', novalidate: true, onsubmit: submit, oninput: (e) => { if (e.target.name !== 'gpu') changed(); }, onchange: (e) => {
+  const formEl = h('form', { class: 'configure', novalidate: true, onsubmit: submit, oninput: (e) => { if (e.target.name !== 'gpu') changed(e); }, onchange: (e) => {
     if (e.target.name === 'preset') { preset = e.target.value; applyPreset(); }
-    if (e.target.name !== 'gpu') changed();
+    if (e.target.name !== 'gpu') changed(e);
   } },
   h('div', { class: 'field' }, h('label', { for: 'f-dataset' }, 'Dataset'), datasetSel),
   h('div', { class: 'field' }, h('label', { for: 'f-model' }, 'Base model'), modelSel),

@@ -53,7 +53,7 @@ function signInPage() {
     }
     api.setToken(t);
     try {
-      await api.get('/v1/presets');
+      await api.get('/v1/presets', { signingIn: true });
     } catch (e2) {
       api.signOut();
       err.textContent = e2.status === 401 ? 'That token was not accepted: copy it from the local stack’s banner.' : e2.message;
