@@ -53,7 +53,7 @@ func testCompletedJob(t *testing.T, device string, wantMeasurements int) {
 		t.Fatalf("started callback = %d, want 200", status)
 	}
 	completed := `{"final_loss":0.9,"steps":189,"train_seconds":640.5,"tokens_trained":1800000,"metrics":{"quantization":"nf4","device":"` + device + `",` +
-		`"micro_batches":564,"padded_tokens_seen":3892320,"seconds_per_micro_batch":1.1356,"tokens_per_second":5620.6,"load_seconds":141.2}}`
+		`"micro_batches":564,"padded_tokens_seen":3892320,"seconds_per_micro_batch":1.1356,"tokens_per_second":5620.6,"load_seconds":141.2,"eval_seconds":40.5}}`
 	for seq := int64(2); seq <= 3; seq++ { // a retry stores nothing twice
 		if status, ans := a.callback("alice", j.ID, 1, seq, contract.TypeCompleted, completed, nil); status != 200 {
 			t.Fatalf("completed callback = %d %+v, want 200", status, ans)
@@ -65,7 +65,8 @@ func testCompletedJob(t *testing.T, device string, wantMeasurements int) {
 		t.Fatal(err)
 	}
 	want := pipeline.Measurement{JobID: j.ID, Owner: "alice", Model: catalog.DefaultModelID, GPU: "h100-80gb", Quantization: "nf4",
-		MicroBatchTokens: 8192, MicroBatches: 564, PaddedTokens: 3_892_320, TrainSeconds: 640.5, SecondsPerMicroBatch: 1.1356,
+		// 640.5 s of training stage, 40.5 s of them evaluating.
+		MicroBatchTokens: 8192, MicroBatches: 564, PaddedTokens: 3_892_320, TrainSeconds: 600, EvalSeconds: 40.5, SecondsPerMicroBatch: 1.1356,
 		TokensPerSecond: 5620.6, LoadSeconds: 141.2}
 	if len(ms) != wantMeasurements {
 		t.Fatalf("ListMeasurements = %d measurements, want %d", len(ms), wantMeasurements)

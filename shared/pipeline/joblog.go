@@ -92,9 +92,11 @@ type Measurement struct {
 	// all epochs together.
 	MicroBatches int64 `json:"micro_batches"`
 	PaddedTokens int64 `json:"padded_tokens"`
-	// TrainSeconds is the training stage's time; SecondsPerMicroBatch is
-	// TrainSeconds / MicroBatches as the worker reported it.
+	// TrainSeconds is the training passes' time: the training stage's,
+	// less the evaluations it ran (EvalSeconds, which the estimate counts
+	// apart); SecondsPerMicroBatch is the worker's own figure.
 	TrainSeconds         float64 `json:"train_seconds"`
+	EvalSeconds          float64 `json:"eval_seconds,omitempty"`
 	SecondsPerMicroBatch float64 `json:"seconds_per_micro_batch"`
 	// TokensPerSecond is non-padding tokens per training second.
 	TokensPerSecond float64 `json:"tokens_per_second"`

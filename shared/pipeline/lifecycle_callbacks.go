@@ -274,6 +274,11 @@ func measurement(j *Job, p *contract.Completed, now time.Time) *Measurement {
 		TrainSeconds: p.TrainSeconds, SecondsPerMicroBatch: m.SecondsPerMicroBatch, TokensPerSecond: m.TokensPerSecond,
 		LoadSeconds: m.LoadSeconds, RecordedAt: now,
 	}
+	// The worker's training time includes its evaluations; the estimate
+	// times those apart, so calibration learns from the training passes.
+	if m.EvalSeconds > 0 && m.EvalSeconds < p.TrainSeconds {
+		out.TrainSeconds, out.EvalSeconds = p.TrainSeconds-m.EvalSeconds, m.EvalSeconds
+	}
 	if j.Estimate != nil {
 		out.MicroBatchTokens = j.Estimate.MicroBatchTokens
 	}
