@@ -16,7 +16,7 @@ LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 VENV        := $(CURDIR)/.cache/venv
 export PATH := $(VENV)/bin:$(CURDIR)/.cache/bin:$(PATH)
 
-.PHONY: run test test-go test-python setup setup-python setup-node lint build build-cli bench bench-load fuzz clean
+.PHONY: run test test-go test-python test-console setup setup-python setup-node lint build build-cli bench bench-load fuzz clean
 
 ## run: the local stack (API on 127.0.0.1:8080, state in .local/);
 ## BRIGHTRUN_GPU=local-worker trains with the real worker in .cache/venv
@@ -33,7 +33,8 @@ test-python: setup-python
 	$(VENV)/bin/python -m pytest -q gpu-image/tests
 
 ## setup: what the tests need, from the package registries, into .cache/ and
-## tools/tokref/node_modules; redone only when a pin changes (tools/setup.sh)
+## tools/*/node_modules, and Debian's chromium when no Chromium is installed;
+## redone only when a pin changes (tools/setup.sh)
 setup:
 	@tools/setup.sh
 
@@ -42,6 +43,12 @@ setup-python:
 
 setup-node:
 	@tools/setup.sh node
+
+## test-console: the web console's tests alone, the browser journey included
+## (screenshots in console/screenshots/)
+test-console:
+	@tools/setup.sh node browser
+	$(GO) test -count=1 -v ./console
 
 ## lint: gofmt and go vet must be clean
 lint:
