@@ -78,3 +78,36 @@ func getJSON(url string, v any) error {
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
+
+// jobs delete removes an ended job; a running one is refused with the
+// server's reason.
+func TestDeleteAJob(t *testing.T) {
+	id := readySample(t)
+	var stuck api.JobView
+	decode(t, cli(t, "jobs", "create", id, "--set", "lora_dropout="+dropoutStuck, "--json"), &stuck)
+	var done api.JobView
+	decode(t, cli(t, "jobs", "create", id, "--name", "to delete", "--json"), &done)
+	if r := cli(t, "jobs", "watch", done.ID, "--interval", "500ms"); r.code != 0 {
+		t.Fatalf("watch: want the job completed\n%s", r)
+	}
+	r := cli(t, "jobs", "delete", done.ID)
+	if r.code != 0 || !strings.Contains(r.stdout, "deleted "+done.ID) {
+		t.Fatalf("jobs delete of a completed job: want exit 0\n%s", r)
+	}
+	if r := cli(t, "jobs", "show", done.ID); r.code == 0 {
+		t.Errorf("jobs show after delete: want a failure (not found)\n%s", r)
+	}
+	waitStatus := func() string {
+		var j api.JobView
+		_ = getJSON(stack.URL()+"/v1/jobs/"+stuck.ID, &j)
+		return string(j.Status)
+	}
+	if st := waitStatus(); st == "completed" || st == "failed" || st == "cancelled" {
+		t.Fatalf("the stuck job is %s, want it still running", st)
+	}
+	r = cli(t, "jobs", "delete", stuck.ID)
+	if r.code != exitAPI || !strings.Contains(r.stderr, "cancel it") {
+		t.Errorf("jobs delete of a job that has not ended: want the API's exit status %d and the reason\n%s", exitAPI, r)
+	}
+	cli(t, "jobs", "cancel", stuck.ID)
+}

@@ -22,6 +22,7 @@ func (a *app) jobsCommand() *cobra.Command {
 		a.jobsListCommand(),
 		a.jobsShowCommand(),
 		a.jobsCancelCommand(),
+		a.jobsDeleteCommand(),
 		a.jobsWatchCommand(),
 		a.jobsDownloadCommand(),
 	)
@@ -276,6 +277,32 @@ func (a *app) jobsCancelCommand() *cobra.Command {
 			default:
 				fmt.Fprintf(a.stdout, "%s had already ended: %s\n", j.ID, j.Status)
 			}
+			return nil
+		},
+	}
+}
+
+func (a *app) jobsDeleteCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete ID",
+		Short: "Delete an ended job with its adapter files, checkpoints, events and metrics",
+		Long: `Delete a job that has ended (completed, failed or cancelled) and everything
+stored of it: the adapter files, the checkpoints, the events and the metric
+points. Download what you want to keep first. A job that has not ended is
+refused: cancel it, then delete it once it has ended.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.DeleteJob(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(map[string]any{"id": args[0], "deleted": true})
+			}
+			fmt.Fprintf(a.stdout, "deleted %s with its adapter files, checkpoints, events and metrics\n", args[0])
 			return nil
 		},
 	}

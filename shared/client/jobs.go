@@ -168,6 +168,12 @@ func (cl *Client) CancelJob(ctx context.Context, id string) (*api.JobView, error
 	return &out, nil
 }
 
+// DeleteJob removes an ended job with its adapter files, checkpoints,
+// events and metric points.
+func (cl *Client) DeleteJob(ctx context.Context, id string) error {
+	return cl.do(ctx, call{method: http.MethodDelete, path: "/v1/jobs/" + pathID(id), idempotent: true})
+}
+
 // ListEvents returns a page of a job's events, oldest first.
 func (cl *Client) ListEvents(ctx context.Context, id string, o ListOptions) (*EventList, error) {
 	var out EventList
