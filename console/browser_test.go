@@ -296,10 +296,19 @@ func TestADomainExpertTrainsAnAdapterInTheBrowser(t *testing.T) {
 	j.page("dataset-delete-refused")
 	j.run(chromedp.Navigate(j.url + "/#/jobs/" + second))
 	j.waitFor(`!!document.getElementById('cancel-job')`, "the second job's page again")
-	j.run(chromedp.Click(`#cancel-job`, chromedp.ByQuery))
-	j.waitFor(`!!document.querySelector('dialog[open]')`, "the cancel confirmation")
+	// With the keyboard alone: Enter opens the confirmation, Escape keeps
+	// the job (focus back on the button), Enter again, Tab to the
+	// confirming button, Enter.
+	j.run(chromedp.Focus(`#cancel-job`, chromedp.ByQuery), chromedp.KeyEvent(kb.Enter))
+	j.waitFor(`!!document.querySelector('dialog[open]') && document.activeElement.closest('dialog') !== null`, "the cancel confirmation, focused")
 	j.page("job-cancel-confirm")
-	j.run(chromedp.Click(`//dialog[@open]//button[contains(., 'Cancel the job')]`, chromedp.BySearch))
+	j.run(chromedp.KeyEvent(kb.Escape))
+	j.waitFor(`!document.querySelector('dialog') && document.activeElement?.id === 'cancel-job'`, "Escape closing the confirmation, focus back on Cancel")
+	j.run(chromedp.KeyEvent(kb.Enter))
+	j.waitFor(`document.activeElement?.textContent === 'Keep it as it is'`, "the confirmation again, its safe choice focused first")
+	j.run(chromedp.KeyEvent(kb.Tab))
+	j.waitFor(`document.activeElement?.textContent === 'Cancel the job'`, "Tab reaching the confirming button")
+	j.run(chromedp.KeyEvent(kb.Enter))
 	j.waitFor(`!!document.querySelector('#job-summary .status-cancelled')`, "the second job cancelled")
 	if status := j.text(`document.querySelector('#job-summary .progress-text')?.textContent || ''`); strings.Contains(status, "step 60 of 60") {
 		t.Errorf("the cancelled job shows %q: it ran to the end", status)
