@@ -52,10 +52,18 @@ const (
 	AuthCognito = "cognito"
 )
 
-// Handler serves the console: GET / (index.html), GET /assets/... (the
-// embedded files) and GET /config.json (cfg). Mount it at "/" of a mux
-// whose other routes are the API's.
-func Handler(cfg Config) http.Handler {
+// File is one thing the console serves: at Path on the local stack (and
+// on any Go server), as Key in the bucket CloudFront serves on AWS.
+type File struct {
+	Path        string // URL path: "/", "/config.json", "/assets/app/main.js"
+	Key         string // object key: "index.html", "config.json", "assets/app/main.js"
+	ContentType string
+	Body        []byte
+}
+
+// Site lists the console's files with cfg as its config.json: what Handler
+// serves and what tools/consolepublish uploads.
+func Site(cfg Config) []File {
 	if cfg.Auth == "" {
 		cfg.Auth = AuthToken
 	}
@@ -63,25 +71,10 @@ func Handler(cfg Config) http.Handler {
 	if err != nil {
 		panic(err) // a struct of strings always marshals
 	}
-	connect := "'self'"
-	if cfg.APIBase != "" {
-		connect += " " + cfg.APIBase
+	files := []File{
+		{Path: "/", Key: "index.html", ContentType: "text/html; charset=utf-8", Body: mustRead("index.html")},
+		{Path: "/config.json", Key: "config.json", ContentType: "application/json", Body: configJSON},
 	}
-	if cfg.Cognito != nil {
-		connect += " " + cfg.Cognito.Domain
-	}
-	// Presigned uploads and downloads go to the blob store (the same
-	// origin locally, S3 on AWS).
-	if cfg.APIBase != "" {
-		connect += " https://*.amazonaws.com"
-	}
-	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
-		"connect-src " + connect + "; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-
-	mux := http.NewServeMux()
-	index := mustRead("index.html")
-	mux.Handle("GET /{$}", asset(index, "text/html; charset=utf-8", csp))
-	mux.Handle("GET /config.json", asset(configJSON, "application/json", csp))
 	_ = fs.WalkDir(Files, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || p == "index.html" {
 			return err
@@ -93,9 +86,31 @@ func Handler(cfg Config) http.Handler {
 		if typ == "" {
 			typ = "text/plain; charset=utf-8"
 		}
-		mux.Handle("GET /assets/"+p, asset(mustRead(p), typ, csp))
+		files = append(files, File{Path: "/assets/" + p, Key: "assets/" + p, ContentType: typ, Body: mustRead(p)})
 		return nil
 	})
+	return files
+}
+
+// Handler serves the console: GET / (index.html), GET /assets/... (the
+// embedded files) and GET /config.json (cfg). Mount it at Paths of a mux
+// whose other routes are the API's.
+func Handler(cfg Config) http.Handler {
+	connect := "'self'"
+	if cfg.APIBase != "" || cfg.Cognito != nil {
+		// The API, presigned S3 URLs and the hosted UI, as on CloudFront.
+		connect += " https://*.amazonaws.com https://*.amazoncognito.com"
+	}
+	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
+		"connect-src " + connect + "; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	mux := http.NewServeMux()
+	for _, f := range Site(cfg) {
+		pattern := "GET " + f.Path
+		if f.Path == "/" {
+			pattern = "GET /{$}"
+		}
+		mux.Handle(pattern, asset(f.Body, f.ContentType, csp))
+	}
 	return mux
 }
 
