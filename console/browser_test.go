@@ -111,45 +111,7 @@ func TestADomainExpertTrainsAnAdapterInTheBrowser(t *testing.T) {
 	}
 	downloads := t.TempDir()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1280, 1000),
-		chromedp.Flag("disable-dev-shm-usage", true))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	// chromedp logs CDP events it does not model (the dialog's top layer):
-	// noise, not failures.
-	quiet := func(string, ...any) {}
-	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithErrorf(quiet), chromedp.WithLogf(quiet))
-	defer cancelBrowser()
-	ctx, cancel := context.WithTimeout(bctx, 6*time.Minute)
-	defer cancel()
-
-	j := &journey{t: t, ctx: ctx, url: stack.URL(), shots: shots, axe: string(axe)}
-	chromedp.ListenTarget(ctx, func(ev any) {
-		j.mu.Lock()
-		defer j.mu.Unlock()
-		switch e := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			j.problems = append(j.problems, "uncaught: "+e.ExceptionDetails.Error())
-		case *runtime.EventConsoleAPICalled:
-			if e.Type == runtime.APITypeError {
-				var parts []string
-				for _, a := range e.Args {
-					parts = append(parts, string(a.Value)+a.Description)
-				}
-				j.problems = append(j.problems, "console.error: "+strings.Join(parts, " "))
-			}
-		case *log.EventEntryAdded:
-			// The API's 4xx answers are the console's to explain (a wrong
-			// token, for one): the browser logs them all the same.
-			if e.Entry.Level == log.LevelError && !strings.Contains(e.Entry.Text, "the server responded with a status of 4") {
-				j.problems = append(j.problems, "browser log: "+e.Entry.Text+" "+e.Entry.URL)
-			}
-		}
-	})
-	j.run(log.Enable(), chromedp.ActionFunc(func(ctx context.Context) error {
-		return browser.SetDownloadBehavior(browser.SetDownloadBehaviorBehaviorAllow).WithDownloadPath(downloads).Do(ctx)
-	}))
+	j := startBrowser(t, exe, string(axe), stack.URL(), shots, downloads)
 
 	// Sign in, with the keyboard alone: the token field has the focus.
 	j.run(chromedp.Navigate(j.url + "/"))
@@ -262,7 +224,7 @@ func TestADomainExpertTrainsAnAdapterInTheBrowser(t *testing.T) {
 		t.Errorf("the page shows sha256 %s, the link carries %s", shown, want)
 	}
 	j.run(chromedp.Click(`#artifacts a[download="adapter_model.safetensors"]`, chromedp.ByQuery))
-	got := waitDownload(t, ctx, filepath.Join(downloads, "adapter_model.safetensors"))
+	got := waitDownload(t, j.ctx, filepath.Join(downloads, "adapter_model.safetensors"))
 	if got != want {
 		t.Errorf("the downloaded adapter's sha256 = %s, want %s", got, want)
 	}
@@ -341,6 +303,54 @@ func TestADomainExpertTrainsAnAdapterInTheBrowser(t *testing.T) {
 	}
 	j.mu.Unlock()
 	t.Logf("browser journey: %s (screenshots in %s)", time.Since(started).Round(time.Second), shots)
+}
+
+// startBrowser starts headless Chromium for a journey at url: screenshots
+// go to shots, downloads to downloads; console errors and uncaught
+// exceptions are kept as problems.
+func startBrowser(t *testing.T, exe, axe, url, shots, downloads string) *journey {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1280, 1000),
+		chromedp.Flag("disable-dev-shm-usage", true))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	// chromedp logs CDP events it does not model (the dialog's top layer):
+	// noise, not failures.
+	quiet := func(string, ...any) {}
+	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithErrorf(quiet), chromedp.WithLogf(quiet))
+	t.Cleanup(cancelBrowser)
+	ctx, cancel := context.WithTimeout(bctx, 6*time.Minute)
+	t.Cleanup(cancel)
+
+	j := &journey{t: t, ctx: ctx, url: url, shots: shots, axe: axe}
+	chromedp.ListenTarget(ctx, func(ev any) {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			j.problems = append(j.problems, "uncaught: "+e.ExceptionDetails.Error())
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.APITypeError {
+				var parts []string
+				for _, a := range e.Args {
+					parts = append(parts, string(a.Value)+a.Description)
+				}
+				j.problems = append(j.problems, "console.error: "+strings.Join(parts, " "))
+			}
+		case *log.EventEntryAdded:
+			// The API's 4xx answers are the console's to explain (a wrong
+			// token, for one): the browser logs them all the same.
+			if e.Entry.Level == log.LevelError && !strings.Contains(e.Entry.Text, "the server responded with a status of 4") {
+				j.problems = append(j.problems, "browser log: "+e.Entry.Text+" "+e.Entry.URL)
+			}
+		}
+	})
+	j.run(log.Enable(), chromedp.ActionFunc(func(ctx context.Context) error {
+		return browser.SetDownloadBehavior(browser.SetDownloadBehaviorBehaviorAllow).WithDownloadPath(downloads).Do(ctx)
+	}))
+
+	return j
 }
 
 // run runs actions, failing the test with a screenshot on error.

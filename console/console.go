@@ -96,10 +96,14 @@ func Site(cfg Config) []File {
 // embedded files) and GET /config.json (cfg). Mount it at Paths of a mux
 // whose other routes are the API's.
 func Handler(cfg Config) http.Handler {
+	// The page talks to its own origin, the API, the hosted UI's token
+	// endpoint and, with an API elsewhere, presigned S3 URLs.
 	connect := "'self'"
-	if cfg.APIBase != "" || cfg.Cognito != nil {
-		// The API, presigned S3 URLs and the hosted UI, as on CloudFront.
-		connect += " https://*.amazonaws.com https://*.amazoncognito.com"
+	if cfg.APIBase != "" {
+		connect += " " + cfg.APIBase + " https://*.amazonaws.com"
+	}
+	if cfg.Cognito != nil {
+		connect += " " + cfg.Cognito.Domain
 	}
 	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
 		"connect-src " + connect + "; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
