@@ -101,7 +101,7 @@ function uploader(done) {
       const id = await upload(file, {
         onPlan: (plan, resumed) => {
           how.textContent = plan.type === 'multipart'
-            ? `${resumed ? 'Resuming: ' : ''}${plan.parts.length} parts of ${bytes(plan.part_size)}, several at a time.`
+            ? `${resumed ? 'Resuming: ' : ''}${plan.parts.length} part${plan.parts.length === 1 ? '' : 's'} of up to ${bytes(plan.part_size)}, several at a time.`
             : 'One request, straight to storage.';
         },
         onProgress: (sent, total) => {
