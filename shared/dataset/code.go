@@ -21,6 +21,23 @@ const (
 	CodeLineTooLong      Code = "line_too_long"     // the line is over Options.MaxLineBytes
 )
 
+// Errors of the ShareGPT format (FormatShareGPT). A turn's index is its
+// message index: turn i becomes messages[i].
+const (
+	CodeShareGPTMissingConversations Code = "sharegpt_missing_conversations" // "conversations" is absent or not an array
+	CodeShareGPTEmptyConversations   Code = "sharegpt_empty_conversations"   // "conversations" is an empty array
+	CodeShareGPTInvalidTurn          Code = "sharegpt_invalid_turn"          // a turn is not an object
+	CodeShareGPTUnknownRole          Code = "sharegpt_unknown_role"          // from missing, not a string, or not human, gpt, system, user or assistant
+	CodeShareGPTInvalidValue         Code = "sharegpt_invalid_value"         // value missing, null or not a string
+)
+
+// Errors of the Alpaca format (FormatAlpaca).
+const (
+	CodeAlpacaMissingInstruction Code = "alpaca_missing_instruction" // "instruction" absent, null or not a string
+	CodeAlpacaMissingOutput      Code = "alpaca_missing_output"      // "output" absent, null or not a string
+	CodeAlpacaInvalidField       Code = "alpaca_invalid_field"       // "input" or "system" neither a string nor null
+)
+
 // Dataset-level errors, reported on line 0.
 const (
 	CodeEmptyFile      Code = "empty_file"       // no non-blank line at all
@@ -73,6 +90,14 @@ const (
 	chkMissingAssistant
 	chkInvalidWeight
 	chkLineTooLong
+	chkShareGPTMissingConversations
+	chkShareGPTEmptyConversations
+	chkShareGPTInvalidTurn
+	chkShareGPTUnknownRole
+	chkShareGPTInvalidValue
+	chkAlpacaMissingInstruction
+	chkAlpacaMissingOutput
+	chkAlpacaInvalidField
 	chkEmptyFile
 	chkTooFewExamples
 	chkUnknownKey
@@ -97,6 +122,16 @@ var checkCodes = [numChecks]Code{
 	chkMissingAssistant: CodeMissingAssistant,
 	chkInvalidWeight:    CodeInvalidWeight,
 	chkLineTooLong:      CodeLineTooLong,
+
+	chkShareGPTMissingConversations: CodeShareGPTMissingConversations,
+	chkShareGPTEmptyConversations:   CodeShareGPTEmptyConversations,
+	chkShareGPTInvalidTurn:          CodeShareGPTInvalidTurn,
+	chkShareGPTUnknownRole:          CodeShareGPTUnknownRole,
+	chkShareGPTInvalidValue:         CodeShareGPTInvalidValue,
+	chkAlpacaMissingInstruction:     CodeAlpacaMissingInstruction,
+	chkAlpacaMissingOutput:          CodeAlpacaMissingOutput,
+	chkAlpacaInvalidField:           CodeAlpacaInvalidField,
+
 	chkEmptyFile:        CodeEmptyFile,
 	chkTooFewExamples:   CodeTooFewExamples,
 	chkUnknownKey:       CodeUnknownKey,

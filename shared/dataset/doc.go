@@ -12,6 +12,18 @@
 // and summarises the dataset in a [Report]. A UTF-8 byte order mark, CRLF
 // line ends and blank lines are accepted.
 //
+// # Formats
+//
+// [Options.Format] reads ShareGPT ({"conversations": [{"from", "value"}]})
+// or Alpaca ({"instruction", "input", "output", "system"}) lines instead:
+// each line is converted to its conversation in the same pass, then
+// checked, counted and split exactly as a messages line with that
+// conversation is. Problems only a format can have get codes of their
+// own (sharegpt_*, alpaca_*); the others keep the common codes. With
+// [Options.Converted] set, the conversion is written out: one messages
+// line per input line, so line numbers (and the validation split) stay
+// the input's.
+//
 // # Decoding
 //
 // Lines are decoded by a hand-written scanner that accepts exactly what

@@ -1,6 +1,9 @@
 package dataset
 
-import "fmt"
+import (
+	"fmt"
+	"io"
+)
 
 // Limits and defaults of Options.
 const (
@@ -56,6 +59,15 @@ type Options struct {
 	// remembers. 0 means DefaultMaxUniqueExamples; a negative value turns
 	// duplicate detection off.
 	MaxUniqueExamples int
+	// Format is the shape of the lines; "" means FormatMessages.
+	Format Format
+	// Converted, when set, receives the messages form of the input, one
+	// line for each line read, in the same pass: an example's conversation
+	// as {"messages": [...]} (the keys the trainer reads, nothing else),
+	// and an empty line for a blank line or one with an error. Line
+	// numbers, and so the validation split, are the input's. Validate
+	// fails when writing to it fails.
+	Converted io.Writer
 	// Progress, when set, is called with the number of bytes read so far:
 	// about once per MiB and once at the end. It runs on Validate's
 	// goroutine, so it should return quickly.
@@ -68,6 +80,11 @@ const progressEvery = 1 << 20
 // withDefaults returns o with its zero fields set to the defaults, or an
 // error when a field is out of range.
 func (o Options) withDefaults() (Options, error) {
+	f, err := ParseFormat(string(o.Format))
+	if err != nil {
+		return o, err
+	}
+	o.Format = f
 	switch {
 	case o.MaxSeqLength == 0:
 		o.MaxSeqLength = DefaultMaxSeqLength

@@ -97,6 +97,11 @@ type lineParser struct {
 	b []byte
 	i int
 
+	// format and names say which keys the line's shape has; they are set
+	// once, before the first line.
+	format Format
+	names  *formatNames
+
 	// arena holds the decoded strings and number literals the spans point
 	// to.
 	arena []byte
@@ -105,9 +110,11 @@ type lineParser struct {
 	// top is the kind of the line's value; the rest is set only when it
 	// is an object.
 	top      valueKind
-	messages valueKind // kind of "messages", kindNone when absent
+	messages valueKind // kind of "messages" ("conversations"), kindNone when absent
 	msgs     []message
 	unknown  []unknownKey
+	// fields are an Alpaca line's instruction, input, output and system.
+	fields [numAlpacaFields]field
 
 	// errPos and errWhat describe the syntax error when parse fails.
 	errPos  int
@@ -118,10 +125,14 @@ type lineParser struct {
 // errPos and errWhat set, when b is not exactly one JSON value.
 func (p *lineParser) parse(b []byte) bool {
 	p.b, p.i = b, 0
+	if p.names == nil { // the zero parser reads the messages form
+		p.names = &messagesNames
+	}
 	p.arena = p.arena[:0]
 	p.top, p.messages = kindNone, kindNone
 	p.msgs = p.msgs[:0]
 	p.unknown = p.unknown[:0]
+	p.fields = [numAlpacaFields]field{}
 	p.errPos, p.errWhat = 0, ""
 
 	p.skipSpace()
@@ -143,7 +154,14 @@ func (p *lineParser) parse(b []byte) bool {
 		if !ok {
 			return false
 		}
-		if p.keyIs(s, e, escaped, "messages") {
+		f := -1
+		if p.format == FormatAlpaca {
+			f = p.alpacaField(s, e, escaped)
+		}
+		switch {
+		case f >= 0:
+			ok = p.stringField(&p.fields[f], 1)
+		case p.format != FormatAlpaca && p.keyIs(s, e, escaped, p.names.list):
 			// A repeated key replaces the earlier value, as in encoding/json.
 			p.msgs = p.msgs[:0]
 			p.unknown = dropMessageKeys(p.unknown)
@@ -153,7 +171,7 @@ func (p *lineParser) parse(b []byte) bool {
 			} else {
 				ok = p.skipValue(1)
 			}
-		} else {
+		default:
 			p.unknown = append(p.unknown, unknownKey{msg: -1, key: p.appendString(s, e, escaped)})
 			ok = p.skipValue(1)
 		}
@@ -231,10 +249,10 @@ func (p *lineParser) parseMessage(idx int) bool {
 		}
 		m := &p.msgs[idx]
 		switch {
-		case p.keyIs(s, e, escaped, "content"):
-			ok = p.stringField(&m.content)
-		case p.keyIs(s, e, escaped, "role"):
-			ok = p.stringField(&m.role)
+		case p.keyIs(s, e, escaped, p.names.content):
+			ok = p.stringField(&m.content, 3)
+		case p.keyIs(s, e, escaped, p.names.role):
+			ok = p.stringField(&m.role, 3)
 		case p.keyIs(s, e, escaped, "weight"):
 			ok = p.numberField(&m.weight)
 		default:
@@ -259,12 +277,13 @@ func (p *lineParser) parseMessage(idx int) bool {
 	}
 }
 
-// stringField scans a message value that should be a string into f.
-func (p *lineParser) stringField(f *field) bool {
+// stringField scans a value that should be a string into f; depth is the
+// nesting depth of the object it is in.
+func (p *lineParser) stringField(f *field, depth int) bool {
 	f.kind = kindOf(p.b[p.i])
 	if f.kind != kindString {
 		f.val = span{}
-		return p.skipValue(3)
+		return p.skipValue(depth)
 	}
 	s, e, escaped, ok := p.scanString()
 	if !ok {

@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -43,16 +44,36 @@ func Validate(ctx context.Context, r io.Reader, c chat.Counter, opts Options) (*
 		return nil, fmt.Errorf("validate dataset: options: %w", err)
 	}
 	v := newValidator(c, o)
+	var out *bufio.Writer
+	if o.Converted != nil {
+		out = bufio.NewWriterSize(o.Converted, 64<<10)
+	}
 	lr := newLineReader(ctx, r, o.MaxLineBytes, o.Progress)
 	for {
 		line, n, tooLong, ok := lr.next()
 		if !ok {
 			break
 		}
-		v.line(line, n, tooLong)
+		ex := v.line(line, n, tooLong)
+		if out != nil {
+			v.conv = v.conv[:0]
+			if ex {
+				v.conv = appendMessagesLine(v.conv, v.msgs)
+			} else {
+				v.conv = append(v.conv, '\n')
+			}
+			if _, err := out.Write(v.conv); err != nil {
+				return nil, fmt.Errorf("validate dataset: write converted line %d: %w", v.lines, err)
+			}
+		}
 	}
 	if lr.err != nil {
 		return nil, fmt.Errorf("validate dataset: line %d: %w", v.lines+1, lr.err)
+	}
+	if out != nil {
+		if err := out.Flush(); err != nil {
+			return nil, fmt.Errorf("validate dataset: write converted lines: %w", err)
+		}
 	}
 	return v.finish(lr.read), nil
 }
@@ -63,7 +84,10 @@ type validator struct {
 	opts    Options
 
 	p     lineParser
+	names *formatNames
 	msgs  []chat.Message
+	// conv is the converted line being written (Options.Converted).
+	conv  []byte
 	wts   []int
 	dedup *dedupSet
 	msgsH histogram
@@ -83,17 +107,20 @@ type validator struct {
 }
 
 func newValidator(c chat.Counter, o Options) *validator {
-	return &validator{counter: c, opts: o, dedup: newDedupSet(o.MaxUniqueExamples),
+	v := &validator{counter: c, opts: o, names: namesOf(o.Format), dedup: newDedupSet(o.MaxUniqueExamples),
 		heldOut: holdout.NewSmallest[[2]int64](holdout.MaxExamples), first: make([][2]int64, 0, holdout.MaxExamples)}
+	v.p.format, v.p.names = o.Format, v.names
+	return v
 }
 
-// line checks one line of n bytes, without its '\n'.
-func (v *validator) line(line []byte, n int64, tooLong bool) {
+// line checks one line of n bytes, without its '\n'. It reports whether
+// the line is an example; v.msgs then holds its conversation.
+func (v *validator) line(line []byte, n int64, tooLong bool) bool {
 	v.lines++
 	if tooLong {
 		v.nonBlank++
 		v.add(chkLineTooLong, -1, "line is %d bytes: over the %d-byte limit", n, v.opts.MaxLineBytes)
-		return
+		return false
 	}
 	if v.lines == 1 {
 		line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf"))
@@ -101,48 +128,61 @@ func (v *validator) line(line []byte, n int64, tooLong bool) {
 	line = bytes.TrimSuffix(line, []byte("\r"))
 	if isBlank(line) {
 		v.blank++
-		return
+		return false
 	}
 	v.nonBlank++
 	if !utf8.Valid(line) {
 		v.add(chkInvalidUTF8, -1, "line is not valid UTF-8 at byte %d", firstInvalid(line)+1)
-		return
+		return false
 	}
 	p := &v.p
 	if !p.parse(line) {
 		v.add(chkInvalidJSON, -1, "invalid JSON at byte %d: %s, found %s", p.errPos+1, p.errWhat, describeAt(line, p.errPos))
-		return
+		return false
 	}
 	if p.top != kindObject {
-		v.add(chkNotObject, -1, `line is %s: must be a JSON object with a "messages" array`, p.top)
-		return
+		v.add(chkNotObject, -1, "line is %s: must be %s", p.top, v.names.shape)
+		return false
 	}
 	before := v.errorCount
-	v.checkMessages()
-	if v.errorCount == before {
-		v.example()
+	if p.format == FormatAlpaca {
+		v.checkAlpaca()
+	} else {
+		v.checkMessages()
 	}
+	if v.errorCount != before {
+		return false
+	}
+	if p.format == FormatAlpaca {
+		v.alpacaMessages()
+	} else {
+		v.messages()
+	}
+	v.example()
+	return true
 }
 
-// checkMessages reports the issues of a line that is a JSON object.
+// checkMessages reports the issues of a line that is a JSON object with
+// a list of turns: "messages", or ShareGPT's "conversations".
 func (v *validator) checkMessages() {
 	p := &v.p
-	for _, k := range p.unknown {
-		if k.msg < 0 {
-			v.add(chkUnknownKey, -1, "unknown key %s is ignored", quote(p.str(k.key)))
-		}
+	nm := v.names
+	v.unknownLineKeys()
+	missing, empty, invalid := chkMissingMessages, chkEmptyMessages, chkInvalidMessage
+	if p.format == FormatShareGPT {
+		missing, empty, invalid = chkShareGPTMissingConversations, chkShareGPTEmptyConversations, chkShareGPTInvalidTurn
 	}
 	switch p.messages {
 	case kindArray:
 	case kindNone:
-		v.add(chkMissingMessages, -1, `line has no "messages" key`)
+		v.add(missing, -1, `line has no %q key`, nm.list)
 		return
 	default:
-		v.add(chkMissingMessages, -1, `"messages" is %s: must be an array`, p.messages)
+		v.add(missing, -1, `%q is %s: must be an array`, nm.list, p.messages)
 		return
 	}
 	if len(p.msgs) == 0 {
-		v.add(chkEmptyMessages, -1, `"messages" is an empty array`)
+		v.add(empty, -1, `%q is an empty array`, nm.list)
 		return
 	}
 	unknown := p.unknown
@@ -151,7 +191,7 @@ func (v *validator) checkMessages() {
 	for i := range p.msgs {
 		m := &p.msgs[i]
 		if m.kind != kindObject {
-			v.add(chkInvalidMessage, i, "messages[%d] is %s: must be an object", i, m.kind)
+			v.add(invalid, i, "%s[%d] is %s: must be an object", nm.list, i, m.kind)
 			prev = ""
 			continue
 		}
@@ -160,80 +200,136 @@ func (v *validator) checkMessages() {
 		v.checkWeight(i, m, role)
 		switch {
 		case role == roleSystem && i > 0:
-			v.add(chkSystemNotFirst, i, "messages[%d] is a system message: only messages[0] may be one", i)
+			v.add(chkSystemNotFirst, i, "%[1]s[%[2]d] is a system message: only %[1]s[0] may be one", nm.list, i)
 		case role == roleAssistant:
 			hasAssistant = true
 		}
 		if (role == roleUser || role == roleAssistant) && role == prev {
-			v.add(chkNonAlternating, i, "messages[%d] is a second %s message in a row", i, role)
+			v.add(chkNonAlternating, i, "%s[%d] is a second %s message in a row", nm.list, i, role)
 		}
 		prev = role
 		for len(unknown) > 0 && unknown[0].msg <= i {
 			if k := unknown[0]; k.msg == i {
-				v.add(chkUnknownKey, i, "messages[%d] has unknown key %s: it is ignored", i, quote(p.str(k.key)))
+				v.add(chkUnknownKey, i, "%s[%d] has unknown key %s: it is ignored", nm.list, i, quote(p.str(k.key)))
 			}
 			unknown = unknown[1:]
 		}
 	}
 	if !hasAssistant {
-		v.add(chkMissingAssistant, -1, "conversation has no assistant message")
+		if p.format == FormatShareGPT {
+			v.add(chkMissingAssistant, -1, `conversation has no "gpt" (assistant) turn`)
+		} else {
+			v.add(chkMissingAssistant, -1, "conversation has no assistant message")
+		}
 	}
 }
 
-// checkRole reports a bad role of messages[i] and returns the role, or ""
-// when it is not one of the three.
+// checkRole reports a bad role of messages[i] (from of conversations[i])
+// and returns its chat role, or "" when it has none.
 func (v *validator) checkRole(i int, m *message) string {
+	nm := v.names
+	c := chkInvalidRole
+	if v.p.format == FormatShareGPT {
+		c = chkShareGPTUnknownRole
+	}
 	switch m.role.kind {
 	case kindNone:
-		v.add(chkInvalidRole, i, "messages[%d] has no role", i)
+		v.add(c, i, "%s[%d] has no %s", nm.list, i, nm.role)
 		return ""
 	case kindString:
 	default:
-		v.add(chkInvalidRole, i, "messages[%d].role is %s: must be system, user or assistant", i, m.role.kind)
+		v.add(c, i, "%s[%d].%s is %s: must be %s", nm.list, i, nm.role, m.role.kind, nm.roles)
 		return ""
 	}
-	switch r := v.p.str(m.role.val); string(r) {
-	case roleSystem:
-		return roleSystem
-	case roleUser:
-		return roleUser
-	case roleAssistant:
-		return roleAssistant
-	default:
-		v.add(chkInvalidRole, i, "messages[%d].role is %s: must be system, user or assistant", i, quote(r))
-		return ""
+	r := v.p.str(m.role.val)
+	role := roleOf(v.p.format, r)
+	if role == "" {
+		v.add(c, i, "%s[%d].%s is %s: must be %s", nm.list, i, nm.role, quote(r), nm.roles)
 	}
+	return role
 }
 
 func (v *validator) checkContent(i int, m *message) {
+	nm := v.names
+	c := chkInvalidContent
+	if v.p.format == FormatShareGPT {
+		c = chkShareGPTInvalidValue
+	}
 	switch m.content.kind {
 	case kindString:
 		s := v.p.str(m.content.val)
 		switch {
 		case len(s) == 0:
-			v.add(chkEmptyContent, i, "messages[%d].content is empty", i)
+			v.add(chkEmptyContent, i, "%s[%d].%s is empty", nm.list, i, nm.content)
 		case isSpace(s):
-			v.add(chkEmptyContent, i, "messages[%d].content is only whitespace", i)
+			v.add(chkEmptyContent, i, "%s[%d].%s is only whitespace", nm.list, i, nm.content)
 		}
 	case kindNone:
-		v.add(chkInvalidContent, i, "messages[%d] has no content", i)
+		v.add(c, i, "%s[%d] has no %s", nm.list, i, nm.content)
 	case kindArray:
-		v.add(chkInvalidContent, i, "messages[%d].content is an array: must be a string (multimodal content is not supported)", i)
+		v.add(c, i, "%s[%d].%s is an array: must be a string (multimodal content is not supported)", nm.list, i, nm.content)
 	default:
-		v.add(chkInvalidContent, i, "messages[%d].content is %s: must be a string", i, m.content.kind)
+		v.add(c, i, "%s[%d].%s is %s: must be a string", nm.list, i, nm.content, m.content.kind)
 	}
 }
 
 func (v *validator) checkWeight(i int, m *message, role string) {
+	nm := v.names
 	switch {
 	case m.weight.kind == kindNone:
 	case role != roleAssistant && role != "":
-		v.add(chkInvalidWeight, i, "messages[%d].weight is set on a %s message: only assistant messages take one", i, role)
+		v.add(chkInvalidWeight, i, "%s[%d].weight is set on a %s message: only assistant messages take one", nm.list, i, role)
 	case m.weight.kind != kindNumber:
-		v.add(chkInvalidWeight, i, "messages[%d].weight is %s: must be the number 0 or 1", i, m.weight.kind)
+		v.add(chkInvalidWeight, i, "%s[%d].weight is %s: must be the number 0 or 1", nm.list, i, m.weight.kind)
 	default:
 		if lit := v.p.str(m.weight.val); !validWeight(lit) {
-			v.add(chkInvalidWeight, i, "messages[%d].weight is %s: must be 0 or 1", i, shorten(lit))
+			v.add(chkInvalidWeight, i, "%s[%d].weight is %s: must be 0 or 1", nm.list, i, shorten(lit))
+		}
+	}
+}
+
+// unknownLineKeys reports the keys of the line that the format has no use
+// for.
+func (v *validator) unknownLineKeys() {
+	p := &v.p
+	for _, k := range p.unknown {
+		if k.msg < 0 {
+			v.add(chkUnknownKey, -1, "unknown key %s is ignored", quote(p.str(k.key)))
+		}
+	}
+}
+
+// checkAlpaca reports the issues of an Alpaca line that is a JSON object.
+func (v *validator) checkAlpaca() {
+	p := &v.p
+	v.unknownLineKeys()
+	for i, k := range alpacaKeys {
+		f := p.fields[i]
+		required := i == alpacaInstruction || i == alpacaOutput
+		c := chkAlpacaInvalidField
+		switch i {
+		case alpacaInstruction:
+			c = chkAlpacaMissingInstruction
+		case alpacaOutput:
+			c = chkAlpacaMissingOutput
+		}
+		switch {
+		case f.kind == kindString && required:
+			s := p.str(f.val)
+			switch {
+			case len(s) == 0:
+				v.add(chkEmptyContent, -1, "%q is empty", k)
+			case isSpace(s):
+				v.add(chkEmptyContent, -1, "%q is only whitespace", k)
+			}
+		case f.kind == kindString:
+		case f.kind == kindNone && required:
+			v.add(c, -1, "line has no %q key", k)
+		case f.kind == kindNone || f.kind == kindNull && !required:
+		case required:
+			v.add(c, -1, "%q is %s: must be a string", k, f.kind)
+		default:
+			v.add(c, -1, "%q is %s: must be a string or null", k, f.kind)
 		}
 	}
 }
@@ -243,34 +339,63 @@ func validWeight(lit []byte) bool {
 	return ok
 }
 
-// example counts a valid line as an example: its tokens, its stats and
-// the warnings only a valid example can have.
-func (v *validator) example() {
+// messages sets v.msgs to the conversation of a valid line with a list
+// of turns.
+func (v *validator) messages() {
 	p := &v.p
-	v.examples++
 	// One string for the whole line; each content is a slice of it.
 	text := string(p.arena)
 	v.msgs = v.msgs[:0]
 	v.wts = append(v.wts[:0], make([]int, len(p.msgs))...)
-	trains := false
 	for i := range p.msgs {
 		m := &p.msgs[i]
-		msg := chat.Message{Content: text[m.content.val.off : m.content.val.off+m.content.val.n]}
-		switch string(p.str(m.role.val)) {
-		case roleSystem:
-			msg.Role = roleSystem
-		case roleUser:
-			msg.Role = roleUser
-		default:
-			msg.Role = roleAssistant
-			trains = trains || m.weight.kind == kindNone
-		}
+		msg := chat.Message{Role: roleOf(p.format, p.str(m.role.val)), Content: text[m.content.val.off : m.content.val.off+m.content.val.n]}
 		if m.weight.kind == kindNumber {
 			v.wts[i], _ = weightValue(p.str(m.weight.val))
 			msg.Weight = &v.wts[i]
-			trains = trains || v.wts[i] == 1
 		}
 		v.msgs = append(v.msgs, msg)
+	}
+}
+
+// alpacaMessages sets v.msgs to the conversation of a valid Alpaca line:
+// the system (when not blank), the instruction with the input (when not
+// blank) after a blank line, and the output.
+func (v *validator) alpacaMessages() {
+	p := &v.p
+	f := &p.fields
+	blank := func(i int) bool { return f[i].kind != kindString || isSpace(p.str(f[i].val)) }
+	// The user's content is built in the arena, so that one string holds
+	// every content.
+	user := f[alpacaInstruction].val
+	if !blank(alpacaInput) {
+		off := len(p.arena)
+		p.arena = append(p.arena, p.str(f[alpacaInstruction].val)...)
+		p.arena = append(p.arena, "\n\n"...)
+		p.arena = append(p.arena, p.str(f[alpacaInput].val)...)
+		user = span{off, len(p.arena) - off}
+	}
+	text := string(p.arena)
+	at := func(s span) string { return text[s.off : s.off+s.n] }
+	v.msgs = v.msgs[:0]
+	if !blank(alpacaSystem) {
+		v.msgs = append(v.msgs, chat.Message{Role: roleSystem, Content: at(f[alpacaSystem].val)})
+	}
+	v.msgs = append(v.msgs, chat.Message{Role: roleUser, Content: at(user)},
+		chat.Message{Role: roleAssistant, Content: at(f[alpacaOutput].val)})
+}
+
+// example counts a valid line, whose conversation v.msgs holds, as an
+// example: its tokens, its stats and the warnings only a valid example can
+// have.
+func (v *validator) example() {
+	v.examples++
+	trains := false
+	for _, m := range v.msgs {
+		if m.Role == roleAssistant && (m.Weight == nil || *m.Weight == 1) {
+			trains = true
+			break
+		}
 	}
 	if !trains {
 		v.add(chkNoTrainedTokens, -1, "every assistant message has weight 0: the example trains nothing")
