@@ -163,10 +163,18 @@ func (l *Lifecycle) finishByWorker(ctx context.Context, j *Job, o Outcome) (*Job
 // the callback moves it to ("" for none), taken only where the state
 // machine allows and forward. When the job is unchanged nothing is
 // written: a repeat or a late callback is acknowledged, and leaves even
-// the heartbeat alone.
+// the heartbeat alone. The first try starts from j as the caller read it
+// (a write conditional on its version), so a callback that changes the
+// job reads it once unless another writer came first.
 func (l *Lifecycle) record(ctx context.Context, j *Job, cb *contract.Callback, apply func(cur *Job) JobStatus) (*Job, error) {
 	for try := 0; try < maxUpdateTries; try++ {
-		cur, err := l.Store.GetJob(ctx, j.Owner, j.ID)
+		var cur *Job
+		var err error
+		if try == 0 {
+			cur, err = cloneJob(j)
+		} else {
+			cur, err = l.Store.GetJob(ctx, j.Owner, j.ID)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -185,6 +193,12 @@ func (l *Lifecycle) record(ctx context.Context, j *Job, cb *contract.Callback, a
 			return nil, fmt.Errorf("encode job %s: %w", j.ID, err)
 		}
 		if bytes.Equal(before, after) {
+			if try == 0 {
+				// Judged against the caller's read, which may be stale
+				// (a new run reset the progress, a cancel came): judge
+				// again against the stored job before leaving it alone.
+				continue
+			}
 			return cur, nil
 		}
 		now := l.now()
@@ -199,6 +213,19 @@ func (l *Lifecycle) record(ctx context.Context, j *Job, cb *contract.Callback, a
 		return cur, nil
 	}
 	return nil, Errorf(EUnavailable, "job %s is being changed by too many writers: try again", j.ID)
+}
+
+// cloneJob is a deep copy of j, which apply may change freely.
+func cloneJob(j *Job) (*Job, error) {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return nil, fmt.Errorf("copy job %s: %w", j.ID, err)
+	}
+	var c Job
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("copy job %s: %w", j.ID, err)
+	}
+	return &c, nil
 }
 
 // runKey names a run by its started callback's body.
