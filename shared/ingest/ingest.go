@@ -3,6 +3,15 @@
 // the object and the summary on the dataset record, and moves the dataset to
 // ready or invalid. The validate Lambda runs it for S3 ObjectCreated events;
 // the local stack runs it right after an upload completes.
+//
+// A dataset uploaded in another format than messages (ShareGPT, Alpaca)
+// is converted line by line in the validating pass, which measures the
+// converted file's size and sha256; when it is valid, a second pass over
+// the upload writes that file beside it (pipeline.ConvertedKey), checked
+// against the first pass's digest, and the record names it as the file
+// jobs train on. Two passes, not a temporary file: the function needs no
+// disk, and the second pass only parses (it counts no tokens), several
+// times faster than the first.
 package ingest
 
 import (
@@ -13,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"net/url"
@@ -83,6 +93,10 @@ func (v *Validator) HandleS3Event(ctx context.Context, ev events.S3Event) error 
 // dataset deleted meanwhile is left alone.
 func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo) error {
 	log := v.log().With("key", obj.Key, "etag", obj.ETag)
+	if pipeline.IsConvertedKey(obj.Key) {
+		log.InfoContext(ctx, "object is a converted dataset this function wrote: ignored")
+		return nil
+	}
 	owner, id, err := pipeline.ParseDatasetKey(obj.Key)
 	if err != nil {
 		log.InfoContext(ctx, "object is not a dataset upload: ignored")
@@ -114,7 +128,7 @@ func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo)
 	}
 
 	start := time.Now()
-	report, sum, err := v.validate(ctx, d, obj)
+	report, sum, converted, err := v.validate(ctx, d, obj)
 	if err != nil {
 		// Leave the dataset validating: the event is retried.
 		return err
@@ -131,6 +145,14 @@ func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo)
 			return err
 		}
 	}
+	if converted != nil && (reason != "" || !report.Valid) {
+		converted = nil // only a dataset that trains needs it
+	}
+	if converted != nil {
+		if err := v.storeConverted(ctx, d, obj, *converted); err != nil {
+			return err
+		}
+	}
 	var summary *pipeline.ValidationSummary
 	if report != nil {
 		if summary, err = summaryOf(report.Summary); err != nil {
@@ -142,6 +164,7 @@ func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo)
 			return errSuperseded
 		}
 		cur.Status, cur.Error, cur.UpdatedAt = pipeline.DatasetInvalid, reason, v.now()
+		cur.Converted = converted
 		if report != nil {
 			cur.Validation = summary
 			cur.ContentSHA256 = sum
@@ -157,11 +180,19 @@ func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo)
 		return nil
 	case pipeline.ErrorCode(err) == pipeline.ENotFound:
 		log.InfoContext(ctx, "dataset deleted while validating: report removed")
+		if converted != nil {
+			if err := v.Blobs.Delete(ctx, converted.Key); err != nil {
+				return err
+			}
+		}
 		return v.Blobs.Delete(ctx, pipeline.ReportKey(obj.Key))
 	case err != nil:
 		return err
 	}
-	attrs := []any{"status", final.Status, "seconds", time.Since(start).Seconds()}
+	attrs := []any{"status", final.Status, "format", d.Format, "seconds", time.Since(start).Seconds()}
+	if converted != nil {
+		attrs = append(attrs, "converted_key", converted.Key, "converted_bytes", converted.SizeBytes)
+	}
 	if report != nil {
 		attrs = append(attrs, "lines", report.Lines, "examples", report.Examples, "tokens_total", report.Tokens.Total,
 			"tokens_trained", report.Tokens.Trained, "errors", sumCounts(report.ErrorCounts))
@@ -186,22 +217,111 @@ func sumCounts(m map[dataset.Code]int64) int64 {
 
 // validate streams the object through the validator and a sha256. It
 // returns a nil report when the object's size is not the declared one.
-func (v *Validator) validate(ctx context.Context, d *pipeline.Dataset, obj pipeline.ObjectInfo) (*dataset.Report, string, error) {
+// For a dataset of another format than messages it also returns where
+// its converted file goes, with the size and sha256 that file will have.
+func (v *Validator) validate(ctx context.Context, d *pipeline.Dataset, obj pipeline.ObjectInfo) (*dataset.Report, string, *pipeline.StoredFile, error) {
+	opts, err := v.options(d)
+	if err != nil {
+		return nil, "", nil, err
+	}
 	rc, info, err := v.Blobs.Open(ctx, obj.Key)
 	if err != nil {
-		return nil, "", fmt.Errorf("open uploaded object: %w", err)
+		return nil, "", nil, fmt.Errorf("open uploaded object: %w", err)
 	}
 	defer rc.Close()
 	if info.Size != d.SizeBytes {
-		return nil, "", nil
+		return nil, "", nil, nil
+	}
+	var conv *digestWriter
+	if opts.Format != dataset.FormatMessages {
+		conv = &digestWriter{h: sha256.New()}
+		opts.Converted = conv
 	}
 	h := sha256.New()
-	report, err := dataset.Validate(ctx, io.TeeReader(rc, h), v.Counter, v.Options)
+	report, err := dataset.Validate(ctx, io.TeeReader(rc, h), v.Counter, opts)
 	if err != nil {
-		return nil, "", fmt.Errorf("validate: %w", err)
+		return nil, "", nil, fmt.Errorf("validate: %w", err)
 	}
-	return report, hex.EncodeToString(h.Sum(nil)), nil
+	var converted *pipeline.StoredFile
+	if conv != nil {
+		converted = &pipeline.StoredFile{Key: pipeline.ConvertedKey(d.ObjectKey), SizeBytes: conv.n, SHA256: hex.EncodeToString(conv.h.Sum(nil))}
+	}
+	return report, hex.EncodeToString(h.Sum(nil)), converted, nil
 }
+
+// options are the validator's options for the dataset's format.
+func (v *Validator) options(d *pipeline.Dataset) (dataset.Options, error) {
+	opts := v.Options
+	f, err := dataset.ParseFormat(string(d.Format))
+	if err != nil {
+		return opts, fmt.Errorf("dataset %s: %w", d.ID, err)
+	}
+	opts.Format = f
+	return opts, nil
+}
+
+// storeConverted writes the messages form of the upload to want.Key: a
+// second pass over the upload with the same conversion, streamed to the
+// store with the size the first pass measured. A digest other than the
+// first pass's fails it and removes what was written.
+func (v *Validator) storeConverted(ctx context.Context, d *pipeline.Dataset, obj pipeline.ObjectInfo, want pipeline.StoredFile) error {
+	opts, err := v.options(d)
+	if err != nil {
+		return err
+	}
+	// Only the conversion: no issue list, no duplicate detector, no counts.
+	opts.MaxIssues, opts.MaxUniqueExamples, opts.Progress = -1, -1, nil
+	rc, _, err := v.Blobs.Open(ctx, obj.Key)
+	if err != nil {
+		return fmt.Errorf("open uploaded object to convert: %w", err)
+	}
+	defer rc.Close()
+	pr, pw := io.Pipe()
+	conv := &digestWriter{h: sha256.New()}
+	opts.Converted = io.MultiWriter(pw, conv)
+	done := make(chan error, 1)
+	go func() {
+		_, err := dataset.Validate(ctx, rc, noTokens{}, opts)
+		if err == nil {
+			if sum := hex.EncodeToString(conv.h.Sum(nil)); conv.n != want.SizeBytes || sum != want.SHA256 {
+				err = fmt.Errorf("converted file is %d bytes with sha256 %s on the second pass, %d bytes with %s on the first", conv.n, sum, want.SizeBytes, want.SHA256)
+			}
+		}
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	_, err = v.Blobs.Put(ctx, want.Key, pr, want.SizeBytes)
+	pr.CloseWithError(errors.New("store stopped reading")) // unblocks the conversion if the store gave up
+	convErr := <-done
+	if err == nil && convErr != nil {
+		// The store took the bytes it was promised, but they are not the
+		// ones validated: remove them.
+		if derr := v.Blobs.Delete(ctx, want.Key); derr != nil {
+			convErr = errors.Join(convErr, derr)
+		}
+	}
+	if err = errors.Join(err, convErr); err != nil {
+		return fmt.Errorf("store converted dataset: %w", err)
+	}
+	return nil
+}
+
+// digestWriter counts and hashes what is written to it.
+type digestWriter struct {
+	h hash.Hash
+	n int64
+}
+
+func (w *digestWriter) Write(b []byte) (int, error) {
+	w.h.Write(b)
+	w.n += int64(len(b))
+	return len(b), nil
+}
+
+// noTokens is the counter of the converting pass, which counts nothing.
+type noTokens struct{}
+
+func (noTokens) Count([]chat.Message) (total, trained int) { return 0, 0 }
 
 func (v *Validator) storeReport(ctx context.Context, d *pipeline.Dataset, r *dataset.Report) error {
 	data, err := json.Marshal(r)

@@ -235,3 +235,100 @@ func TestObjectsThatAreNotDatasetsAreIgnored(t *testing.T) {
 		t.Errorf("event for a non-dataset key: %v, want it ignored", err)
 	}
 }
+
+// uploadAs is upload for a dataset declared in format.
+func (e *env) uploadAs(t *testing.T, id string, format pipeline.DatasetFormat, content []byte) events.S3Event {
+	t.Helper()
+	ev := e.upload(t, id, content, int64(len(content)), "")
+	if _, err := pipeline.UpdateDataset(context.Background(), e.store, "alice", id, func(d *pipeline.Dataset) error {
+		d.Format = format
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func TestAShareGPTUploadTrainsOnItsConvertedFile(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if err := e.v.HandleS3Event(ctx, e.uploadAs(t, "ds_sharegpt", pipeline.FormatShareGPT, readFile(t, "sample.sharegpt.jsonl"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.v.HandleS3Event(ctx, e.upload(t, "ds_messages", readFile(t, "sample.jsonl"), int64(len(readFile(t, "sample.jsonl"))), "")); err != nil {
+		t.Fatal(err)
+	}
+	d, m := e.get(t, "ds_sharegpt"), e.get(t, "ds_messages")
+	if d.Status != pipeline.DatasetReady || d.Converted == nil {
+		t.Fatalf("ShareGPT dataset after validation: status %s, converted %+v; want ready with a converted file", d.Status, d.Converted)
+	}
+	if m.Converted != nil {
+		t.Errorf("messages dataset's converted file = %+v, want none: its upload is trained on", m.Converted)
+	}
+	if d.Validation.Examples != m.Validation.Examples || d.Validation.Tokens != m.Validation.Tokens ||
+		!slicesEqual(d.Validation.Split.HeldOut, m.Validation.Split.HeldOut) {
+		t.Errorf("ShareGPT dataset's counts = %d examples, %+v; the messages file's %d, %+v",
+			d.Validation.Examples, d.Validation.Tokens, m.Validation.Examples, m.Validation.Tokens)
+	}
+	tf := d.TrainingFile()
+	if tf.Key != pipeline.ConvertedKey(d.ObjectKey) || tf.Key == d.ObjectKey {
+		t.Errorf("training file key = %s, want %s", tf.Key, pipeline.ConvertedKey(d.ObjectKey))
+	}
+	rc, info, err := e.blobs.Open(ctx, tf.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var got bytes.Buffer
+	if _, err := got.ReadFrom(rc); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(got.Bytes())
+	if info.Size != tf.SizeBytes || int64(got.Len()) != tf.SizeBytes || hex.EncodeToString(sum[:]) != tf.SHA256 {
+		t.Errorf("converted object is %d bytes with sha256 %x; the record says %d, %s", got.Len(), sum, tf.SizeBytes, tf.SHA256)
+	}
+	// The converted file is a messages dataset of the same conversations.
+	again, err := dataset.Validate(ctx, bytes.NewReader(got.Bytes()), e.v.Counter, dataset.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Valid || again.Examples != m.Validation.Examples || again.Tokens.Total != m.Validation.Tokens.Total || again.Tokens.Trained != m.Validation.Tokens.Trained {
+		t.Errorf("converted file validates as %d examples, %+v, valid %v; want %d, %+v", again.Examples, again.Tokens, again.Valid, m.Validation.Examples, m.Validation.Tokens)
+	}
+
+	// The converted object's own upload event is recognised and ignored.
+	if err := e.v.HandleS3Event(ctx, s3Event(t, info)); err != nil {
+		t.Errorf("event of the converted object: %v", err)
+	}
+	if after := e.get(t, "ds_sharegpt"); after.Version != d.Version {
+		t.Errorf("event of the converted object changed the dataset: version %d, was %d", after.Version, d.Version)
+	}
+}
+
+func TestAnInvalidAlpacaUploadHasNoConvertedFile(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	bad := append(readFile(t, "sample.alpaca.jsonl"), `{"instruction": "Say hi", "response": "hi"}`+"\n"...)
+	if err := e.v.HandleS3Event(ctx, e.uploadAs(t, "ds_alpaca", pipeline.FormatAlpaca, bad)); err != nil {
+		t.Fatal(err)
+	}
+	d := e.get(t, "ds_alpaca")
+	if d.Status != pipeline.DatasetInvalid || d.Converted != nil || d.Validation.ErrorCounts["alpaca_missing_output"] != 1 {
+		t.Fatalf("invalid Alpaca dataset: status %s, converted %+v, errors %v; want invalid, none, one alpaca_missing_output", d.Status, d.Converted, d.Validation.ErrorCounts)
+	}
+	if _, err := e.blobs.Stat(ctx, pipeline.ConvertedKey(d.ObjectKey)); pipeline.ErrorCode(err) != pipeline.ENotFound {
+		t.Errorf("Stat(converted key) = %v, want not found", err)
+	}
+}
+
+func slicesEqual(a, b [][2]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

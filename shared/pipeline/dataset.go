@@ -17,6 +17,30 @@ const (
 	DatasetInvalid        DatasetStatus = "invalid"
 )
 
+// DatasetFormat is the shape of an uploaded file's lines (package dataset
+// reads each of them).
+type DatasetFormat string
+
+const (
+	// FormatMessages is the trainer's own: {"messages": [{"role", "content"}]}.
+	FormatMessages DatasetFormat = "messages"
+	// FormatShareGPT is {"conversations": [{"from", "value"}]}.
+	FormatShareGPT DatasetFormat = "sharegpt"
+	// FormatAlpaca is {"instruction", "input", "output", "system"}.
+	FormatAlpaca DatasetFormat = "alpaca"
+)
+
+// ParseDatasetFormat checks a user-given format; "" is FormatMessages.
+func ParseDatasetFormat(s string) (DatasetFormat, error) {
+	switch f := DatasetFormat(s); f {
+	case "":
+		return FormatMessages, nil
+	case FormatMessages, FormatShareGPT, FormatAlpaca:
+		return f, nil
+	}
+	return "", Errorf(EInvalid, "format must be messages, sharegpt or alpaca, got %q", s)
+}
+
 // Dataset is one uploaded chat JSONL file and what validation found in it.
 type Dataset struct {
 	ID        string        `json:"id"`
@@ -24,6 +48,9 @@ type Dataset struct {
 	Name      string        `json:"name"`
 	Status    DatasetStatus `json:"status"`
 	SizeBytes int64         `json:"size_bytes"`
+	// Format is the shape of the uploaded file's lines; "" (a record
+	// made before formats) is FormatMessages.
+	Format DatasetFormat `json:"format,omitempty"`
 	// SHA256 is the hex digest the client declared, if any.
 	SHA256 string `json:"sha256,omitempty"`
 	// ObjectKey is where the file lives in the blob store.
@@ -36,6 +63,10 @@ type Dataset struct {
 	// ContentSHA256 is the hex sha256 of the stored object, computed while
 	// validating it.
 	ContentSHA256 string `json:"content_sha256,omitempty"`
+	// Converted is the file in the messages form, which validation writes
+	// for a valid dataset of another format: what a job trains on. Nil for
+	// a messages dataset, whose upload is trained on as it is.
+	Converted *StoredFile `json:"converted,omitempty"`
 	// Validation is the summary of the last validation: counts, tokens,
 	// stats. The full report (every issue) is a blob beside the object.
 	Validation *ValidationSummary `json:"validation,omitempty"`
@@ -46,6 +77,44 @@ type Dataset struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// Version increases on every write; stores use it for conditional writes.
 	Version int64 `json:"version"`
+}
+
+// StoredFile is an object the service wrote, with its size and digest.
+type StoredFile struct {
+	Key       string `json:"key"`
+	SizeBytes int64  `json:"size_bytes"`
+	SHA256    string `json:"sha256"`
+}
+
+// TrainingFile is the object a job downloads to train (or evaluate) on
+// the dataset: the converted file when there is one, else the upload, with
+// the size and sha256 the worker checks.
+func (d *Dataset) TrainingFile() StoredFile {
+	if d.Converted != nil {
+		return *d.Converted
+	}
+	return StoredFile{Key: d.ObjectKey, SizeBytes: d.SizeBytes, SHA256: d.ContentSHA256}
+}
+
+// ConvertedKey is where validation writes the messages form of the file
+// uploaded at datasetKey, beside it. It ends in .jsonl like the upload, so
+// that the download grants that cover datasets/*.jsonl cover it too; the
+// upload event that the write causes is recognised by IsConvertedKey and
+// ignored.
+func ConvertedKey(datasetKey string) string {
+	return strings.TrimSuffix(datasetKey, ".jsonl") + convertedSuffix
+}
+
+const convertedSuffix = ".messages.jsonl"
+
+// IsConvertedKey reports whether key is one ConvertedKey makes.
+func IsConvertedKey(key string) bool {
+	base, ok := strings.CutSuffix(key, convertedSuffix)
+	if !ok {
+		return false
+	}
+	_, _, err := ParseDatasetKey(base + ".jsonl")
+	return err == nil
 }
 
 // Dataset limits.
