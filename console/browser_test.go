@@ -199,6 +199,16 @@ func TestADomainExpertTrainsAnAdapterInTheBrowser(t *testing.T) {
 	if steps != "20" {
 		t.Errorf("with batch size 1 the estimate shows %s steps, want 20", steps)
 	}
+	// An evaluation share: the estimate names what it holds out.
+	v3 := j.estimateVersion()
+	j.run(chromedp.SendKeys(`#f-split`, "0.2"))
+	j.waitEstimate(v3, "after holding out 0.2 for evaluation")
+	if ev := j.text(`document.getElementById('evaluation').textContent`); !strings.Contains(ev, "8 examples held out (32 train)") {
+		t.Errorf("with 0.2 held out the estimate says %q, want 8 of the 40 examples held out", ev)
+	}
+	v3 = j.estimateVersion()
+	j.run(clear(`#f-split`), chromedp.SendKeys(`#f-split`, "0"))
+	j.waitEstimate(v3, "after holding out nothing")
 	for _, mark := range []string{"cheapest", "fastest"} {
 		if n := j.text(fmt.Sprintf(`String(document.querySelectorAll('#estimate-body .mark.%s').length)`, mark)); n != "1" {
 			t.Errorf("%s GPUs marked in the estimate, want 1 %s", n, mark)

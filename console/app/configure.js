@@ -94,6 +94,8 @@ function form(ctx, datasets, models, presets, wanted) {
     }));
 
   const nameInput = h('input', { id: 'f-name', name: 'name', type: 'text', maxlength: 200, autocomplete: 'off' });
+  const splitInput = h('input', { id: 'f-split', name: 'validation_split', type: 'number', min: 0, max: 0.5, step: 0.01, inputmode: 'decimal', 'aria-describedby': 'f-split-help f-split-err' });
+  const splitErr = h('p', { id: 'f-split-err', class: 'field-error' });
   const budgetInput = h('input', { id: 'f-budget', name: 'budget', type: 'number', min: 0.01, step: 0.01, inputmode: 'decimal', 'aria-describedby': 'f-budget-help f-budget-err' });
   const budgetErr = h('p', { id: 'f-budget-err', class: 'field-error' });
 
@@ -143,12 +145,22 @@ function form(ctx, datasets, models, presets, wanted) {
     return { budget: msg ? null : v, bad: msg ? 1 : 0 };
   };
 
+  const readSplit = () => {
+    const raw = splitInput.value.trim();
+    const v = Number(raw);
+    const msg = raw === '' || (Number.isFinite(v) && v >= 0 && v <= 0.5) ? '' : `${raw} is out of bounds: the share held out must be between 0 and 0.5.`;
+    setFieldError({ input: splitInput, err: splitErr }, msg);
+    return { split: raw === '' || msg ? null : v, bad: msg ? 1 : 0 };
+  };
+
   const requestBody = () => {
     const { overrides, bad } = readFields();
     const b = readBudget();
+    const sp = readSplit();
     const body = { dataset_id: datasetSel.value, base_model: modelSel.value, preset };
     if (Object.keys(overrides).length) body.hyperparameters = overrides;
-    return { body, bad: bad + b.bad, budget: b.budget };
+    if (sp.split !== null) body.validation_split = sp.split;
+    return { body, bad: bad + b.bad + sp.bad, budget: b.budget };
   };
 
   const changed = (e) => {
@@ -222,7 +234,15 @@ function form(ctx, datasets, models, presets, wanted) {
             h('td', { class: 'num' }, e.steps.total.toLocaleString('en-US')),
             h('td', {}, `${e.memory.required_gib} of ${e.memory.available_gib} GiB`));
         }))),
+      evaluation(fits.find((e) => e.gpu === chosenGPU)),
       notFit(c));
+  };
+
+  const evaluation = (e) => {
+    const ev = e && e.evaluation;
+    if (!ev || !ev.examples) return h('p', { id: 'evaluation', class: 'help' }, 'Evaluation: none (nothing held out).');
+    return h('p', { id: 'evaluation', class: 'help' },
+      `Evaluation: ${ev.examples} example${ev.examples === 1 ? '' : 's'} held out (${ev.training_examples} train), evaluated ${ev.evaluations} time${ev.evaluations === 1 ? '' : 's'}, about ${seconds(ev.seconds)} in all.`);
   };
 
   const notFit = (c) => {
@@ -285,6 +305,9 @@ function form(ctx, datasets, models, presets, wanted) {
   h('div', { class: 'field' }, h('label', { for: 'f-model' }, 'Base model'), modelSel),
   presetRadios,
   hpSet,
+  h('fieldset', {}, h('legend', {}, 'Evaluation'),
+    h('div', { class: 'field' }, h('label', { for: 'f-split' }, 'Share held out for evaluation (optional)'), splitInput,
+      h('p', { id: 'f-split-help', class: 'help' }, 'From 0 to 0.5: that share of the examples is not trained on and measures the evaluation loss. Empty: the default for this dataset’s size (0 evaluates nothing).'), splitErr)),
   h('fieldset', {}, h('legend', {}, 'Job'),
     h('div', { class: 'field' }, h('label', { for: 'f-name' }, 'Name (optional)'), nameInput),
     h('div', { class: 'field' }, h('label', { for: 'f-budget' }, 'Budget in US dollars (optional)'), budgetInput,

@@ -138,6 +138,7 @@ function jobSummary(j) {
       fact(j.cost ? 'Cost' : 'Cost so far', cost ? usd(cost.usd) : '—'),
       fact('Estimate', est ? `${usd(est.cost_usd.low)}–${usd(est.cost_usd.high)}, ${seconds(est.duration_seconds.expected)}` : '—'),
       fact('Budget', j.budget_usd != null ? usd(j.budget_usd) : 'none'),
+      fact('Evaluation', !j.validation ? 'none' : j.validation.dataset_id ? `on dataset ${j.validation.dataset_id}` : j.validation.split ? `${Math.round(j.validation.split * 100)} % held out` : 'none'),
       fact('GPU', j.gpu_type), fact('Preset', j.preset), fact('Model', j.base_model),
       fact('Dataset', h('a', { href: `#/datasets/${encodeURIComponent(j.dataset_id)}` }, j.dataset_id)),
       fact('Created', date(j.created_at))));
