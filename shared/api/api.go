@@ -18,11 +18,15 @@ type ErrorBody struct {
 
 // DatasetView is a dataset as the API shows it.
 type DatasetView struct {
-	ID         string                      `json:"id"`
-	Name       string                      `json:"name"`
-	Status     pipeline.DatasetStatus      `json:"status"`
-	SizeBytes  int64                       `json:"size_bytes"`
-	SHA256     string                      `json:"sha256,omitempty"`
+	ID        string                 `json:"id"`
+	Name      string                 `json:"name"`
+	Status    pipeline.DatasetStatus `json:"status"`
+	SizeBytes int64                  `json:"size_bytes"`
+	SHA256    string                 `json:"sha256,omitempty"`
+	// Format is the shape of the uploaded file's lines: messages,
+	// sharegpt or alpaca. Jobs train on the messages form of the others,
+	// converted while validating.
+	Format     pipeline.DatasetFormat      `json:"format"`
 	Validation *pipeline.ValidationSummary `json:"validation,omitempty"`
 	// DefaultSplit is how a job that does not choose its evaluation
 	// divides the dataset: the examples and tokens it holds out and those
@@ -38,8 +42,11 @@ type DatasetView struct {
 // split stay on the record: the view shows what they add up to.
 func ViewDataset(d *pipeline.Dataset) DatasetView {
 	v := DatasetView{
-		ID: d.ID, Name: d.Name, Status: d.Status, SizeBytes: d.SizeBytes, SHA256: d.SHA256,
+		ID: d.ID, Name: d.Name, Status: d.Status, SizeBytes: d.SizeBytes, SHA256: d.SHA256, Format: d.Format,
 		Validation: d.Validation, Error: d.Error, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
+	}
+	if v.Format == "" {
+		v.Format = pipeline.FormatMessages // a record made before formats
 	}
 	if d.Validation != nil {
 		if sp, ok := d.Validation.SplitOf(nil); ok {

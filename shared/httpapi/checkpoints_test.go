@@ -52,6 +52,7 @@ func TestAURLsCallbackIsAnsweredWithURLsOfTheCurrentAttemptOnly(t *testing.T) {
 	a := newTestAPI(t, httpapi.Config{})
 	a.handsOutURLs()
 	a.submittedJob("job_u")
+	a.readyDataset("alice", "ds_1", pipeline.DatasetReady)
 	cfg := []byte(`{"r":16}`)
 	tests := []struct {
 		name      string

@@ -21,6 +21,9 @@ type createDatasetRequest struct {
 	// SHA256 is optional, but when present it is a digest: an empty
 	// string is refused as the document says, not taken for "none".
 	SHA256 *string `json:"sha256,omitempty"`
+	// Format is the shape of the file's lines: messages (default),
+	// sharegpt or alpaca.
+	Format *string `json:"format,omitempty"`
 }
 
 func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner string) error {
@@ -50,11 +53,19 @@ func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner str
 			return pipeline.Errorf(pipeline.EInvalid, "sha256 must be 64 hex digits (or left out), got %q", *req.SHA256)
 		}
 	}
+	format := pipeline.FormatMessages
+	if req.Format != nil {
+		f, err := pipeline.ParseDatasetFormat(*req.Format)
+		if err != nil {
+			return err
+		}
+		format = f
+	}
 	now := s.now()
 	id := pipeline.NewID("ds", now)
 	d := &pipeline.Dataset{
 		ID: id, Owner: owner, Name: strings.TrimSpace(*req.Name), Status: pipeline.DatasetAwaitingUpload,
-		SizeBytes: *req.SizeBytes, SHA256: sha, ObjectKey: pipeline.DatasetKey(owner, id), CreatedAt: now, UpdatedAt: now,
+		SizeBytes: *req.SizeBytes, SHA256: sha, Format: format, ObjectKey: pipeline.DatasetKey(owner, id), CreatedAt: now, UpdatedAt: now,
 	}
 	up, err := s.planUpload(r, d)
 	if err != nil {
@@ -63,7 +74,7 @@ func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner str
 	if err := s.Store.CreateDataset(r.Context(), d); err != nil {
 		return fmt.Errorf("create dataset: %w", err)
 	}
-	s.log().InfoContext(r.Context(), "dataset created", "owner", owner, "dataset_id", id, "size_bytes", d.SizeBytes, "upload", up.Type)
+	s.log().InfoContext(r.Context(), "dataset created", "owner", owner, "dataset_id", id, "size_bytes", d.SizeBytes, "format", d.Format, "upload", up.Type)
 	if s.DatasetCreated != nil {
 		s.DatasetCreated(d)
 	}
@@ -278,7 +289,11 @@ func (s *Server) deleteDataset(w http.ResponseWriter, r *http.Request, owner str
 			return fmt.Errorf("abort multipart upload: %w", err)
 		}
 	}
-	for _, key := range []string{d.ObjectKey, pipeline.ReportKey(d.ObjectKey)} {
+	keys := []string{d.ObjectKey, pipeline.ReportKey(d.ObjectKey)}
+	if d.Converted != nil {
+		keys = append(keys, d.Converted.Key)
+	}
+	for _, key := range keys {
 		if err := s.Blobs.Delete(ctx, key); err != nil {
 			return fmt.Errorf("delete %s: %w", key, err)
 		}
