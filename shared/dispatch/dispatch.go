@@ -259,7 +259,8 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 	ttl := min(exec+queue, runpod.MaxTTL)
 	// URLs must outlive the queue wait and the run.
 	urlTTL := min(ttl, 7*24*time.Hour)
-	get, err := d.Blobs.PresignGet(ctx, ds.ObjectKey, urlTTL)
+	train := ds.TrainingFile() // the converted file of a ShareGPT or Alpaca upload
+	get, err := d.Blobs.PresignGet(ctx, train.Key, urlTTL)
 	if err != nil {
 		return runpod.RunRequest{}, fmt.Errorf("presign dataset download: %w", err)
 	}
@@ -294,7 +295,7 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 		Version: contract.Version, JobID: j.ID, Attempt: j.Attempt,
 		BaseModel: contract.BaseModel{ID: m.ID, VolumePath: m.WeightsFor(q).Path, Quantization: string(q), ChatRule: m.ChatRule,
 			LoRATargets: m.LoRATargetModules},
-		Dataset: contract.Dataset{URL: get.URL, SHA256: ds.ContentSHA256, SizeBytes: ds.SizeBytes, Format: contract.DatasetFormatChatJSONL,
+		Dataset: contract.Dataset{URL: get.URL, SHA256: train.SHA256, SizeBytes: train.SizeBytes, Format: contract.DatasetFormatChatJSONL,
 			Examples: ds.Validation.Examples, TokensTotal: ds.Validation.Tokens.Total, TokensTrained: ds.Validation.Tokens.Trained},
 		Hyperparameters: contract.Hyperparameters{LearningRate: h.LearningRate, BatchSize: h.BatchSize, GradientAccumulation: h.GradientAccumulation,
 			Epochs: h.Epochs, LoRARank: h.LoRARank, LoRAAlpha: h.LoRAAlpha, LoRADropout: h.LoRADropout, MaxSeqLength: h.MaxSeqLength, WarmupRatio: h.WarmupRatio,
@@ -346,13 +347,14 @@ func (d *Dispatcher) validation(ctx context.Context, j *pipeline.Job, urlTTL tim
 	if vd.Status != pipeline.DatasetReady || vd.Validation == nil || vd.ContentSHA256 == "" {
 		return nil, fmt.Errorf("validation dataset %s is %s: only a ready dataset can be evaluated on", vd.ID, vd.Status)
 	}
-	get, err := d.Blobs.PresignGet(ctx, vd.ObjectKey, urlTTL)
+	train := vd.TrainingFile()
+	get, err := d.Blobs.PresignGet(ctx, train.Key, urlTTL)
 	if err != nil {
 		return nil, fmt.Errorf("presign validation dataset download: %w", err)
 	}
 	examples, total, trained := vd.Validation.Examples, vd.Validation.Tokens.Total, vd.Validation.Tokens.Trained
 	return &contract.Validation{Dataset: &contract.ValidationDataset{
-		URL: get.URL, SHA256: vd.ContentSHA256, SizeBytes: vd.SizeBytes, Format: contract.DatasetFormatChatJSONL,
+		URL: get.URL, SHA256: train.SHA256, SizeBytes: train.SizeBytes, Format: contract.DatasetFormatChatJSONL,
 		Examples: &examples, TokensTotal: &total, TokensTrained: &trained,
 	}}, nil
 }

@@ -234,7 +234,12 @@ func (l *Lifecycle) AnswerURLs(ctx context.Context, owner string, cb *contract.C
 			case name != contract.FileDataset:
 				return j, nil, Errorf(EInvalid, "no file %s for this job's dataset", name)
 			}
-			sr, err := l.URLs.PresignGet(ctx, DatasetKey(j.Owner, id), URLTTL)
+			ds, err := l.Store.GetDataset(ctx, j.Owner, id)
+			if err != nil {
+				return nil, nil, fmt.Errorf("dataset %s: %w", id, err)
+			}
+			// The converted file of a ShareGPT or Alpaca upload.
+			sr, err := l.URLs.PresignGet(ctx, ds.TrainingFile().Key, URLTTL)
 			if err := add(name, sr, err); err != nil {
 				return nil, nil, err
 			}
