@@ -142,7 +142,8 @@ func TestACrashedLocalWorkerResumesFromItsCheckpoint(t *testing.T) {
 // URLs a Lambda signed once its role's session token expires (the
 // dispatch-time dataset and adapter URLs among them): the real worker asks
 // for fresh URLs for each checkpoint and the final upload, so the job
-// still completes with its adapter and checkpoints stored.
+// still completes with its adapter and checkpoints stored. The job holds
+// 10 % of its 40 examples out: evaluation loss points are in its series.
 func TestALocalJobWhoseURLsExpireMidRunStillUploads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a model on the CPU: skipped with -short")
@@ -165,13 +166,13 @@ func TestALocalJobWhoseURLsExpireMidRunStillUploads(t *testing.T) {
 	}
 	defer s.Close(context.Background())
 	ds := readyDataset(t, s)
-	j := createJob(t, s, ds, `,"preset":"fast","hyperparameters":{"batch_size":4,"gradient_accumulation":1,"epochs":2,"learning_rate":0.001}`)
+	j := createJob(t, s, ds, `,"preset":"fast","validation_split":0.1,"hyperparameters":{"batch_size":4,"gradient_accumulation":1,"epochs":2,"learning_rate":0.001}`)
 	waitFor(t, 5*time.Minute, func() bool {
 		j = getJob(t, s, j.ID)
 		return j.Progress != nil && j.Progress.Step >= 1 || j.Status == "completed" || j.Status == "failed"
 	}, "training to start")
-	if j.Status != "running" || j.Progress.Step >= 10 {
-		t.Fatalf("job %s at %+v: want it running before its first checkpoint (step 10)", j.Status, j.Progress)
+	if j.Status != "running" || j.Progress.Step >= 9 {
+		t.Fatalf("job %s at %+v: want it running before its first checkpoint (step 9: 36 examples trained, 4 held out)", j.Status, j.Progress)
 	}
 	if err := s.ExpireBlobCredentials(); err != nil {
 		t.Fatal(err)
@@ -190,6 +191,23 @@ func TestALocalJobWhoseURLsExpireMidRunStillUploads(t *testing.T) {
 	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/artifacts", "", &arts)
 	if len(arts.Artifacts) != 2 || len(arts.Checkpoints) < 2 {
 		t.Fatalf("artifacts = %+v, want the adapter's two files and the checkpoints of both epochs", arts)
+	}
+	var metrics struct {
+		Metrics []struct {
+			Step     int
+			EvalLoss *float64 `json:"eval_loss"`
+		}
+	}
+	call(t, "GET", s.URL()+"/v1/jobs/"+j.ID+"/metrics?limit=100", "", &metrics)
+	var evals []int
+	for _, p := range metrics.Metrics {
+		if p.EvalLoss != nil {
+			evals = append(evals, p.Step)
+		}
+	}
+	// About ten evaluations a run (every 2 of 18 steps), the last at step 18.
+	if len(evals) < 2 || evals[len(evals)-1] != 18 {
+		t.Errorf("evaluation loss at steps %v, want several, the last at step 18", evals)
 	}
 	resp, err := http.Get(arts.Artifacts[0].Download.URL)
 	if err != nil {

@@ -189,6 +189,7 @@ type simWorker struct {
 	seconds map[string]float64
 	step    int64
 	total   int64
+	eval    evaluation
 
 	mods           []wrapped    // the modules LoRA wraps
 	adapter        adapterFiles // the adapter, as checkpoints and the final upload carry it
@@ -288,7 +289,8 @@ func (w *simWorker) execute(ctx context.Context) (json.RawMessage, error) {
 	if w.adapter, err = buildAdapter(spec, mods); err != nil {
 		return nil, failure(contract.CodeInternal, "", "Saving the adapter failed (%v).", err)
 	}
-	w.total = spec.Hyperparameters.TotalSteps(spec.Dataset.Examples)
+	w.eval = evaluationOf(spec)
+	w.total = spec.Hyperparameters.TotalSteps(w.eval.trainExamples)
 	resume = w.checkResume(resume)
 	if err := w.pause(ctx); err != nil {
 		return nil, err
@@ -354,6 +356,7 @@ func (w *simWorker) execute(ctx context.Context) (json.RawMessage, error) {
 			Epochs:               h.Epochs,
 			Examples:             ds.Examples,
 			ExamplesUsed:         ds.Examples,
+			TrainExamples:        w.eval.trainExamples,
 			DatasetTokensTotal:   ds.TokensTotal,
 			DatasetTokensTrained: ds.TokensTrained,
 			TokensSeen:           ds.TokensTotal * int64(h.Epochs),
@@ -371,6 +374,17 @@ func (w *simWorker) execute(ctx context.Context) (json.RawMessage, error) {
 			CheckpointSeconds:    round(w.ckpt.seconds, 3),
 			ResumeSkipped:        w.resumeNote,
 		},
+	}
+	if w.eval.examples > 0 {
+		// Evaluations of the whole run (a resumed one's included): every
+		// due step up to the last.
+		var n int64
+		for s := int64(1); s <= w.total; s++ {
+			if w.eval.due(s, w.total) {
+				n++
+			}
+		}
+		completed.Metrics.EvalLoss, completed.Metrics.EvalExamples, completed.Metrics.Evaluations = tr.evalLoss, w.eval.examples, n
 	}
 	if tr.resumedFrom > 0 {
 		completed.Metrics.ResumedFromStep = tr.resumedFrom
@@ -493,6 +507,8 @@ type trainResult struct {
 	seconds, tokensPerSecond         float64 // seconds: the run's, earlier attempts included
 	resumedFrom                      int64   // the checkpoint's step, 0 when trained from step 0
 	runSeconds                       float64 // this run's own training seconds
+	evalLoss                         *float64
+	evaluations                      int64 // this run's
 }
 
 // train runs the steps: ceil(examples / (batch × accumulation)) per epoch,
@@ -505,7 +521,7 @@ type trainResult struct {
 func (w *simWorker) train(ctx context.Context, resume *resumePoint) (trainResult, error) {
 	spec, fault := w.spec, w.run.fault
 	h := spec.Hyperparameters
-	perEpoch := h.StepsPerEpoch(spec.Dataset.Examples)
+	perEpoch := h.StepsPerEpoch(w.eval.trainExamples)
 	total := w.total
 	warmup := int64(math.Ceil(h.WarmupRatio * float64(total)))
 	tokensPerStep := float64(spec.Dataset.TokensTotal) / float64(perEpoch)
@@ -570,8 +586,15 @@ func (w *simWorker) train(ctx context.Context, resume *resumePoint) (trainResult
 		sum += loss
 		count++
 		res.finalLoss, res.steps = loss, step
+		var evalLoss *float64
+		if w.eval.due(step, total) {
+			// Held-out loss: a little above the training loss, and falling.
+			v := round(loss*1.06+0.02+0.03*(noise(noiseSeed^0x5eed, step)-0.5), 4)
+			evalLoss = &v
+			res.evalLoss, res.evaluations = evalLoss, res.evaluations+1
+		}
 		now := time.Now()
-		if !sent || step == total || step-lastStep >= every || now.Sub(lastTime) >= everyT {
+		if !sent || step == total || step-lastStep >= every || now.Sub(lastTime) >= everyT || evalLoss != nil {
 			trained := now.Sub(start)
 			dt := (trained - lastTrain).Seconds()
 			tps := 0.0
@@ -592,6 +615,7 @@ func (w *simWorker) train(ctx context.Context, resume *resumePoint) (trainResult
 				ElapsedSeconds:  &elapsed,
 				ETASeconds:      &eta,
 				GradNorm:        &grad,
+				EvalLoss:        evalLoss,
 			})
 			lastStep, lastTime, lastTrain, sent = step, now, trained, true
 		}
