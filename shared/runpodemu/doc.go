@@ -83,6 +83,13 @@
 // callback listing each file's size and sha256. A checkpoint that cannot
 // be stored never fails the job.
 //
+// Evaluation follows gpu-image too: the spec's validation share (or the
+// default: none below 200 examples, else 10 %, at most max_examples) is
+// held out and the rest trained, or up to max_examples of a second
+// dataset are evaluated; the evaluation loss (a little above the training
+// loss) goes with the progress of every every_steps-th step (default:
+// about ten a run) and of the last, and into the completed metrics.
+//
 // At start the worker asks checkpoint_download: for the spec's resume
 // checkpoint, or, with no resume in the spec (RunPod running the same
 // attempt again after a crash), for the job's latest. It downloads the
