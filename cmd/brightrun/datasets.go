@@ -114,6 +114,9 @@ func printDataset(w io.Writer, d *api.DatasetView) {
 	tw := newTable(w)
 	fmt.Fprintf(tw, "  status\t%s\n", d.Status)
 	fmt.Fprintf(tw, "  size\t%s (%s bytes)\n", formatBytes(d.SizeBytes), formatCount(d.SizeBytes))
+	if d.Format != "" && d.Format != pipeline.FormatMessages {
+		fmt.Fprintf(tw, "  format\t%s (jobs train on its conversion to messages)\n", d.Format)
+	}
 	if d.SHA256 != "" {
 		fmt.Fprintf(tw, "  sha256\t%s\n", d.SHA256)
 	}

@@ -24,6 +24,7 @@ import (
 
 type uploadOptions struct {
 	name        string
+	format      dataset.Format
 	force       bool
 	noWait      bool
 	parallel    int
@@ -31,7 +32,10 @@ type uploadOptions struct {
 }
 
 func (a *app) uploadCommand() *cobra.Command {
-	var o uploadOptions
+	var (
+		o      uploadOptions
+		format string
+	)
 	c := &cobra.Command{
 		Use:   "upload FILE",
 		Short: "Validate a dataset locally, upload it, and wait for the server's validation",
@@ -48,18 +52,27 @@ again: finished parts are not sent twice. The state is kept in the user's
 cache folder (brightrun/uploads/<sha256>.json) until the upload completes.
 Upload URLs are valid for one hour; after that a rerun starts over.
 
+--format sharegpt or --format alpaca declares a file in one of those shapes:
+it is validated as such here and on the server, which converts it to the
+messages form that jobs train on.
+
 Exit status 0 when the dataset ends ready, 1 when it is invalid.`,
-		Example: "  brightrun datasets upload support-chats.jsonl --name \"support chats v2\"",
+		Example: "  brightrun datasets upload support-chats.jsonl --name \"support chats v2\"\n  brightrun datasets upload --format alpaca instructions.jsonl",
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.parallel < 1 || o.parallel > 32 {
 				return usagef(cmd, "--parallel must be within 1..32, got %d", o.parallel)
+			}
+			var err error
+			if o.format, err = dataset.ParseFormat(format); err != nil {
+				return usagef(cmd, "--%v", err)
 			}
 			return a.upload(cmd.Context(), args[0], o)
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&o.name, "name", "", "the dataset's name (default: the file's name)")
+	f.StringVar(&format, "format", string(dataset.FormatMessages), "the shape of the lines: messages, sharegpt or alpaca (jobs train on their conversion to messages)")
 	f.BoolVar(&o.force, "force", false, "upload even when local validation finds the file invalid")
 	f.BoolVar(&o.noWait, "no-wait", false, "do not wait for the server's validation")
 	f.IntVar(&o.parallel, "parallel", 4, "parts uploaded at a time (multipart uploads)")
@@ -79,7 +92,7 @@ func (a *app) upload(ctx context.Context, path string, o uploadOptions) error {
 	if info.Size() > pipeline.MaxDatasetBytes {
 		return failedf("%s is %s: datasets are limited to %s", path, formatBytes(info.Size()), formatBytes(pipeline.MaxDatasetBytes))
 	}
-	v, err := a.validateFile(ctx, path, dataset.Options{})
+	v, err := a.validateFile(ctx, path, dataset.Options{Format: o.format})
 	if err != nil {
 		return err
 	}
@@ -105,7 +118,7 @@ func (a *app) upload(ctx context.Context, path string, o uploadOptions) error {
 		name = filepath.Base(path)
 	}
 
-	st, d, err := a.resumeOrCreate(ctx, cl, path, name, v)
+	st, d, err := a.resumeOrCreate(ctx, cl, path, name, o.format, v)
 	if err != nil {
 		return err
 	}
@@ -254,7 +267,7 @@ func (st *uploadState) expired() bool {
 // resumeOrCreate finds the saved state of an earlier upload of this file
 // to this API and resumes it, or creates the dataset. When the earlier
 // upload had in fact finished, it returns that dataset and no state.
-func (a *app) resumeOrCreate(ctx context.Context, cl *client.Client, path, name string, v *validated) (*uploadState, *api.DatasetView, error) {
+func (a *app) resumeOrCreate(ctx context.Context, cl *client.Client, path, name string, format dataset.Format, v *validated) (*uploadState, *api.DatasetView, error) {
 	st, err := loadUploadState(v.sha256)
 	if err != nil {
 		a.note("warning: %v: starting a new upload", err)
@@ -272,6 +285,15 @@ func (a *app) resumeOrCreate(ctx context.Context, cl *client.Client, path, name 
 			st = nil
 		case err != nil:
 			return nil, nil, err
+		case string(d.Format) != string(format):
+			a.note("the earlier upload of this file (%s) was declared %s, not %s: starting over", st.DatasetID, d.Format, format)
+			if d.Status == pipeline.DatasetAwaitingUpload {
+				if err := cl.DeleteDataset(ctx, st.DatasetID); err != nil {
+					a.note("warning: could not delete the earlier dataset %s: %v", st.DatasetID, err)
+				}
+			}
+			st.remove()
+			st = nil
 		case d.Status != pipeline.DatasetAwaitingUpload:
 			a.note("this file was already uploaded as %s", d.ID)
 			st.remove()
@@ -295,7 +317,7 @@ func (a *app) resumeOrCreate(ctx context.Context, cl *client.Client, path, name 
 			return st, nil, nil
 		}
 	}
-	created, err := cl.CreateDataset(ctx, client.CreateDatasetRequest{Name: name, SizeBytes: v.info.Size(), SHA256: v.sha256})
+	created, err := cl.CreateDataset(ctx, client.CreateDatasetRequest{Name: name, SizeBytes: v.info.Size(), SHA256: v.sha256, Format: string(format)})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -26,7 +26,11 @@ var counter = sync.OnceValues(func() (chat.Counter, error) { return chat.Qwen3Co
 const issuesShown = 20
 
 func (a *app) validateCommand() *cobra.Command {
-	var maxSeq int
+	var (
+		maxSeq    int
+		format    string
+		converted string
+	)
 	c := &cobra.Command{
 		Use:   "validate FILE",
 		Short: "Check a chat JSONL dataset on this machine, as the server will",
@@ -34,17 +38,41 @@ func (a *app) validateCommand() *cobra.Command {
 Qwen3 token counts: every bad line with its line number, a stable code and a
 plain message, token totals and per-example statistics. Nothing is sent.
 
+--format reads ShareGPT ({"conversations": [{"from", "value"}]}) or Alpaca
+({"instruction", "input", "output", "system"}) lines: each is converted to the
+conversation the trainer sees, then checked and counted as that conversation,
+as the server does for a dataset uploaded with the same --format.
+--converted FILE writes that conversion (one messages line per line).
+
 Exit status 0 when the dataset is valid, 1 when it is not, 2 when the file
 cannot be read.`,
-		Example: "  brightrun validate chats.jsonl\n  brightrun validate chats.jsonl --json | jq .error_counts",
+		Example: "  brightrun validate chats.jsonl\n  brightrun validate chats.jsonl --json | jq .error_counts\n  brightrun validate --format sharegpt sharegpt.jsonl",
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if maxSeq != 0 && (maxSeq < dataset.MinSeqLength || maxSeq > dataset.MaxSeqLength) {
 				return usagef(cmd, "--max-seq-length must be within %d..%d, got %d", dataset.MinSeqLength, dataset.MaxSeqLength, maxSeq)
 			}
-			v, err := a.validateFile(cmd.Context(), args[0], dataset.Options{MaxSeqLength: maxSeq})
+			f, err := dataset.ParseFormat(format)
+			if err != nil {
+				return usagef(cmd, "--%v", err)
+			}
+			opts := dataset.Options{MaxSeqLength: maxSeq, Format: f}
+			var out *os.File
+			if converted != "" {
+				if out, err = os.Create(converted); err != nil {
+					return err
+				}
+				defer out.Close()
+				opts.Converted = out
+			}
+			v, err := a.validateFile(cmd.Context(), args[0], opts)
 			if err != nil {
 				return err
+			}
+			if out != nil {
+				if err := out.Close(); err != nil {
+					return err
+				}
 			}
 			if a.jsonOut {
 				if err := a.printJSON(v.report); err != nil {
@@ -60,6 +88,8 @@ cannot be read.`,
 		},
 	}
 	c.Flags().IntVar(&maxSeq, "max-seq-length", 0, fmt.Sprintf("the trainer's sequence length in tokens: longer examples are warned about (default %d)", dataset.DefaultMaxSeqLength))
+	c.Flags().StringVar(&format, "format", string(dataset.FormatMessages), "the shape of the lines: messages, sharegpt or alpaca")
+	c.Flags().StringVar(&converted, "converted", "", "write the conversion to the messages form (what jobs train on) to this file")
 	return c
 }
 

@@ -16,6 +16,9 @@ type CreateDatasetRequest struct {
 	// SHA256 is the file's hex digest: single uploads are bound to it and
 	// validation checks it.
 	SHA256 string `json:"sha256,omitempty"`
+	// Format is the shape of the file's lines: messages (when empty),
+	// sharegpt or alpaca.
+	Format string `json:"format,omitempty"`
 }
 
 // CreatedDataset is the answer of POST /v1/datasets: the dataset, awaiting
