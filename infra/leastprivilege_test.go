@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -656,6 +657,29 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 	s.expect(200, "GET", "/v1/datasets", alice, "", nil)
 	s.expect(200, "GET", "/v1/datasets/"+ds.Dataset.ID+"/report", alice, "", nil)
 
+	// A ShareGPT dataset: validate writes its messages form beside the
+	// upload, the file jobs train on; deleting the dataset removes it.
+	sharegpt, err := os.ReadFile(filepath.Join(root, "testdata", "datasets", "sample.sharegpt.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sg created
+	s.expect(201, "POST", "/v1/datasets", alice, fmt.Sprintf(`{"name":"sharegpt","size_bytes":%d,"format":"sharegpt"}`, len(sharegpt)), &sg)
+	if status, out, err := send(sg.Upload.Request, sharegpt); err != nil || status != 200 {
+		t.Fatalf("upload = %d %s %v, want 200", status, out, err)
+	}
+	u, _ = url.Parse(sg.Upload.Request.URL)
+	sgKey := strings.TrimPrefix(u.Path, "/"+s.bucket+"/")
+	if res, err := s.hosts["ValidateFunction"].invoke(s.s3Event(sgKey, int64(len(sharegpt)))); err != nil || res.err != "" {
+		t.Fatalf("validate = %v %s", err, res.err)
+	}
+	s.expect(200, "GET", "/v1/datasets/"+sg.Dataset.ID, alice, "", &got)
+	if got.Status != "ready" {
+		t.Fatalf("ShareGPT dataset after validation = %+v, want ready", got)
+	}
+	s.adminHead(ctx, pipeline.ConvertedKey(sgKey))
+	s.expect(204, "DELETE", "/v1/datasets/"+sg.Dataset.ID, alice, "", nil)
+
 	// A second dataset whose report is lost (deleted by hand): reading it
 	// is a 409 telling the user to upload again, which needs S3's 404 for
 	// the missing key, not its 403.
@@ -887,6 +911,15 @@ func (s *stack) crossCheck(t *testing.T) {
 		len(f.Requests), allowed, len(f.Requests)-allowed, f.Decisions, len(f.Principals), time.Since(started).Round(time.Millisecond), len(disagree))
 }
 
+// adminHead fails the test unless key holds an object (read as the admin).
+func (s *stack) adminHead(ctx context.Context, key string) {
+	s.t.Helper()
+	client := s3.NewFromConfig(s.moto.Config, func(o *s3.Options) { o.UsePathStyle = true })
+	if _, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)}); err != nil {
+		s.t.Fatalf("no object at %s: %v", key, err)
+	}
+}
+
 // adminDeleteReport removes a dataset's report behind the functions' backs.
 func (s *stack) adminDeleteReport(ctx context.Context, datasetKey string) {
 	s.t.Helper()
@@ -981,12 +1014,12 @@ func (s *stack) probes(ctx context.Context, jobID string) {
 			}
 			return err
 		},
-		"validate removes the report of a dataset deleted while validating": func() error {
+		"validate removes the report and the converted file of a dataset deleted while validating": func() error {
 			b, err := s3blob.New(s3.NewFromConfig(s.clientConfig(s.users["ValidateFunction"]), func(o *s3.Options) { o.UsePathStyle = true }), s3blob.Options{Bucket: s.bucket})
 			if err != nil {
 				return err
 			}
-			return b.Delete(ctx, "datasets/probe/ds_probe.report.json")
+			return errors.Join(b.Delete(ctx, "datasets/probe/ds_probe.report.json"), b.Delete(ctx, "datasets/probe/ds_probe.messages.jsonl"))
 		},
 	} {
 		if err := call(); err != nil {
