@@ -80,6 +80,17 @@ func TestUploadAFileInAnotherFormat(t *testing.T) {
 		t.Errorf("show --json = %+v, want alpaca, ready, and the local counts %+v", d, local.Tokens)
 	}
 
+	// The emulated worker downloads the dataset through the URLs it asks
+	// for, checks its size and sha256 against the spec and reads every line
+	// as messages: it trains only on the converted file.
+	t.Run("a job trains on the converted file", func(t *testing.T) {
+		var job api.JobView
+		decode(t, cli(t, "jobs", "create", id, "--name", "alpaca job", "--json"), &job)
+		r := cli(t, "jobs", "watch", job.ID, "--interval", "500ms")
+		if r.code != 0 || !strings.Contains(r.stdout, "completed") {
+			t.Fatalf("watch: want exit 0 and completed\n%s", r)
+		}
+	})
 	t.Run("an upload without the format is invalid", func(t *testing.T) {
 		r := cli(t, "datasets", "upload", alpacaFile, "--name", "alpaca as messages")
 		if r.code != 1 || !strings.Contains(r.stdout, "missing_messages") {
