@@ -69,9 +69,22 @@ func TestAnInterruptedMultipartUploadResumesAfterAReload(t *testing.T) {
 
 	j.run(chromedp.Reload())
 	j.waitFor(`document.querySelector('main h1')?.textContent === 'Datasets'`, "the datasets page after the reload, still signed in")
+	// The resumed upload of one part is quick: the page says it resumes
+	// for a moment only, so a MutationObserver keeps what it said.
+	var ok bool
+	j.eval(`(function(){
+		window.__resumed = false;
+		new MutationObserver(() => {
+			if (document.querySelector('.upload-status')?.textContent.includes('Resuming: 2 parts')) window.__resumed = true;
+		}).observe(document.body, {subtree: true, childList: true, characterData: true});
+		return true;
+	})()`, &ok)
 	j.run(chromedp.SetUploadFiles(`input[type=file]`, []string{big}, chromedp.ByQuery))
-	j.waitFor(`document.querySelector('.upload-status')?.textContent.includes('Resuming: 2 parts')`, "the upload resuming its plan of two parts")
 	j.waitFor(`/^#\/datasets\/ds_/.test(location.hash)`, "the dataset's page once the upload completed")
+	j.eval(`window.__resumed`, &ok)
+	if !ok {
+		t.Error("the second upload never said it resumed the plan of two parts")
+	}
 	j.waitFor(`['validating', 'ready'].includes(document.querySelector('main .status')?.textContent)`, "the resumed upload validating")
 
 	req, _ := http.NewRequest("GET", stack.URL()+"/v1/datasets", nil)
