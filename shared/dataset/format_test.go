@@ -395,3 +395,28 @@ func sumCodes(m map[Code]int64) int64 {
 	}
 	return n
 }
+
+// The converted file keeps every line number, blank lines included, so the
+// validation split (a function of line numbers) holds out the same
+// conversations of it as of the upload.
+func TestTheConvertedFileHoldsOutTheSameLines(t *testing.T) {
+	var in strings.Builder
+	for i := range 260 {
+		if i%7 == 3 {
+			in.WriteString("\r\n") // a blank line
+		}
+		if i%11 == 5 {
+			in.WriteString("   \n") // a blank line of spaces
+		}
+		in.WriteString(`{"conversations": [{"from": "human", "value": "Where is order ` + strings.Repeat("x", i) + `?"}, {"from": "gpt", "value": "It ships tomorrow."}]}` + "\n")
+	}
+	var conv bytes.Buffer
+	got := validate(t, in.String(), Options{Format: FormatShareGPT, Converted: &conv})
+	again := validate(t, conv.String(), Options{})
+	if !got.Valid || got.BlankLines == 0 || len(got.Split.HeldOut) != 200 {
+		t.Fatalf("Validate = valid %v, %d blank lines, %d held-out counts; want valid, some, 200", got.Valid, got.BlankLines, len(got.Split.HeldOut))
+	}
+	if got.Lines != again.Lines || got.BlankLines != again.BlankLines || !reflect.DeepEqual(got.Split, again.Split) {
+		t.Errorf("converted file: %d lines (%d blank), split %v; the upload %d (%d), %v", again.Lines, again.BlankLines, again.Split.HeldOut[:3], got.Lines, got.BlankLines, got.Split.HeldOut[:3])
+	}
+}

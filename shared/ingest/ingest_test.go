@@ -332,3 +332,24 @@ func slicesEqual(a, b [][2]int64) bool {
 	}
 	return true
 }
+
+func TestADatasetDeletedWhileValidatingLeavesNoConvertedFile(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ev := e.uploadAs(t, "ds_gone", pipeline.FormatShareGPT, readFile(t, "sample.sharegpt.jsonl"))
+	key := pipeline.DatasetKey("alice", "ds_gone")
+	// The user deletes the dataset while the validator reads it.
+	e.v.Options.Progress = func(int64) {
+		if err := e.store.DeleteDataset(ctx, "alice", "ds_gone"); err != nil && pipeline.ErrorCode(err) != pipeline.ENotFound {
+			t.Error(err)
+		}
+	}
+	if err := e.v.HandleS3Event(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{pipeline.ReportKey(key), pipeline.ConvertedKey(key)} {
+		if _, err := e.blobs.Stat(ctx, k); pipeline.ErrorCode(err) != pipeline.ENotFound {
+			t.Errorf("Stat(%s) = %v, want not found: the dataset was deleted", k, err)
+		}
+	}
+}
