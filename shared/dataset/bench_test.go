@@ -112,3 +112,50 @@ func BenchmarkWriteSynthetic(b *testing.B) {
 		}
 	}
 }
+
+// shareGPTBenchData is benchData's conversations as ShareGPT lines, made
+// once.
+var shareGPTBenchData = func() func(tb testing.TB) []byte {
+	var data []byte
+	return func(tb testing.TB) []byte {
+		tb.Helper()
+		if data == nil {
+			from := map[string]string{"system": "system", "user": "human", "assistant": "gpt"}
+			var buf bytes.Buffer
+			for line := range bytes.Lines(benchData(tb)) {
+				var ex struct {
+					Messages []chat.Message `json:"messages"`
+				}
+				if err := json.Unmarshal(line, &ex); err != nil {
+					tb.Fatalf("json.Unmarshal: %v", err)
+				}
+				turns := make([]map[string]any, len(ex.Messages))
+				for i, m := range ex.Messages {
+					turns[i] = map[string]any{"from": from[m.Role], "value": m.Content}
+					if m.Weight != nil {
+						turns[i]["weight"] = *m.Weight
+					}
+				}
+				out, _ := json.Marshal(map[string]any{"conversations": turns})
+				buf.Write(append(out, '\n'))
+			}
+			data = buf.Bytes()
+		}
+		return data
+	}
+}()
+
+// BenchmarkValidateShareGPT times BenchmarkValidate's conversations read
+// as ShareGPT and converted in the same pass (the conversion written to
+// io.Discard, as the first of ingest's two passes hashes it).
+func BenchmarkValidateShareGPT(b *testing.B) {
+	data := shareGPTBenchData(b)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := Validate(context.Background(), bytes.NewReader(data), noopCounter, Options{Format: FormatShareGPT, Converted: io.Discard})
+		if err != nil || !r.Valid {
+			b.Fatalf("Validate(synthetic, sharegpt) = valid %v, error %v; want valid", r != nil && r.Valid, err)
+		}
+	}
+}
