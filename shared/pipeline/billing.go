@@ -11,6 +11,13 @@ import (
 type Run struct {
 	Attempt int    `json:"attempt"`
 	RunID   string `json:"run_id,omitempty"` // the GPU provider's job id
+	// Key names the run by its worker's started callback (runKey); ""
+	// until that callback came (the run was opened by another callback
+	// or a report of the provider): the started callback adopts it.
+	Key string `json:"key,omitempty"`
+	// Retries is the provider's count of re-runs when this run was
+	// reported: a report with more is of a later run.
+	Retries int `json:"retries,omitempty"`
 	// StartedAt is when the worker said it started; EndedAt when the run
 	// was last known to end (a later run replaced it, or the job ended).
 	StartedAt time.Time  `json:"started_at"`
@@ -48,25 +55,71 @@ func (r Run) Billed(now time.Time) (seconds float64, final bool) {
 	return math.Max(0, math.Ceil(s-1e-9)), r.Final
 }
 
-// startRunRecord records a run of attempt that started at sent, ending
-// the job's open runs there: a re-run replaces a crashed one, a new
-// attempt a superseded one (at the last word of it, when that was
-// earlier).
-func (j *Job) startRunRecord(attempt int, runID string, sent time.Time) {
-	for i := range j.Runs {
-		r := &j.Runs[i]
-		if r.EndedAt == nil && !r.Final {
-			end := sent
-			if r.Attempt != attempt && j.HeartbeatAt != nil && j.HeartbeatAt.Before(end) && j.HeartbeatAt.After(r.StartedAt) {
-				end = *j.HeartbeatAt
-			}
-			r.EndedAt = &end
+// startRunRecord records the run of attempt named key whose worker said
+// at sent that it started. A run of the attempt opened before its started
+// callback came (by another callback, or by a report of the provider) is
+// that run: it is adopted. Otherwise the job's open runs end (a re-run
+// replaces a crashed run, a new attempt a superseded one) at the last
+// word heard of them, and the run is added.
+func (j *Job) startRunRecord(attempt int, key, runID string, sent time.Time) {
+	if r := j.lastRun(attempt); r != nil && r.Key == "" && (r.EndedAt == nil || !r.EndedAt.Before(sent)) {
+		r.Key = key
+		if sent.Before(r.StartedAt) {
+			r.StartedAt = sent
 		}
+		if r.RunID == "" {
+			r.RunID = runID
+		}
+		return
 	}
-	j.Runs = append(j.Runs, Run{Attempt: attempt, RunID: runID, StartedAt: sent})
+	j.endOpenRuns(sent)
+	j.Runs = append(j.Runs, Run{Attempt: attempt, Key: key, RunID: runID, StartedAt: sent})
 	if len(j.Runs) > maxRuns {
 		j.Runs = j.Runs[len(j.Runs)-maxRuns:]
 	}
+}
+
+// openRun opens a run for attempt from a callback sent at sent when the
+// attempt has none (its started callback was lost or is late): the time
+// it bills starts at the first word of it.
+func (j *Job) openRun(attempt int, sent time.Time) {
+	if r := j.lastRun(attempt); r != nil {
+		if r.Key == "" && r.EndedAt == nil && sent.Before(r.StartedAt) {
+			r.StartedAt = sent
+		}
+		return
+	}
+	j.endOpenRuns(sent)
+	j.Runs = append(j.Runs, Run{Attempt: attempt, RunID: j.RunPodID, StartedAt: sent})
+}
+
+// endOpenRuns ends the job's open runs at the last word heard of them (the
+// job's heartbeat, when it came after their start) or at t.
+func (j *Job) endOpenRuns(t time.Time) {
+	for i := range j.Runs {
+		r := &j.Runs[i]
+		if r.EndedAt != nil || r.Final {
+			continue
+		}
+		end := t
+		if j.HeartbeatAt != nil && j.HeartbeatAt.Before(end) && j.HeartbeatAt.After(r.StartedAt) {
+			end = *j.HeartbeatAt
+		}
+		if r.ReportedAt != nil && r.ReportedAt.After(end) && r.ReportedAt.Before(t) {
+			end = *r.ReportedAt
+		}
+		r.EndedAt = &end
+	}
+}
+
+// lastRun is the attempt's latest run, or nil.
+func (j *Job) lastRun(attempt int) *Run {
+	for i := len(j.Runs) - 1; i >= 0; i-- {
+		if j.Runs[i].Attempt == attempt {
+			return &j.Runs[i]
+		}
+	}
+	return nil
 }
 
 // reportRun records what the GPU provider reported at now of the current
@@ -74,22 +127,35 @@ func (j *Job) startRunRecord(attempt int, runID string, sent time.Time) {
 // A run the worker never said it started (its callbacks were lost) is
 // recorded from the report.
 func (j *Job) reportRun(r RunReport, now time.Time) {
+	run := j.lastRun(j.Attempt)
+	if r.Queued {
+		// No worker runs the attempt: it waits for one, or RunPod re-queued
+		// a crashed worker's run. An open run ended with its last word.
+		if run != nil && run.EndedAt == nil && !run.Final {
+			j.endOpenRuns(now)
+		}
+		return
+	}
 	if r.ExecutionSeconds <= 0 && r.DelaySeconds <= 0 {
 		return
 	}
 	exec, delay, final := r.ExecutionSeconds, r.DelaySeconds, r.State != RunPending && r.State != ""
-	var run *Run
-	for i := len(j.Runs) - 1; i >= 0; i-- {
-		if j.Runs[i].Attempt == j.Attempt {
-			run = &j.Runs[i]
-			break
+	started := now.Add(-time.Duration(exec * float64(time.Second)))
+	if run != nil && r.Retries > run.Retries && !run.Final {
+		// RunPod re-ran a crashed worker: the report is of the new run,
+		// which started exec ago; the crashed one ended before it.
+		if run.Key == "" && run.ReportedAt == nil {
+			run.Retries = r.Retries // opened by a callback of this very run
+		} else {
+			j.endOpenRuns(started)
+			run = nil
 		}
 	}
 	if run == nil {
 		if exec <= 0 {
 			return
 		}
-		j.Runs = append(j.Runs, Run{Attempt: j.Attempt, StartedAt: now.Add(-time.Duration(exec * float64(time.Second)))})
+		j.Runs = append(j.Runs, Run{Attempt: j.Attempt, StartedAt: started, Retries: r.Retries})
 		run = &j.Runs[len(j.Runs)-1]
 	}
 	if run.RunID == "" {
@@ -139,9 +205,13 @@ func Cost(j *Job, now time.Time) *JobCost {
 			c.DelaySeconds += math.Ceil(*r.DelaySeconds)
 		}
 	}
-	if len(j.Runs) == 0 && j.StartedAt != nil {
+	switch {
+	case len(j.Runs) == 0 && j.StartedAt != nil:
 		// A job recorded before runs were: the time since its first start.
 		c.BilledSeconds, c.Source = math.Max(0, math.Ceil(now.Sub(*j.StartedAt).Seconds())), BilledByWorker
+	case len(j.Runs) == 0 && j.RunPodID != "":
+		// Submitted, and nothing heard of a run yet: not RunPod's word.
+		c.Source = BilledByWorker
 	}
 	c.Runs = len(j.Runs)
 	c.USD = math.Round(c.BilledSeconds*c.PriceUSDPerSecond*100) / 100

@@ -82,3 +82,74 @@ func TestRunRecordsFollowStartsAndReports(t *testing.T) {
 		}
 	}
 }
+
+// The review's cases: runs opened by any word of them, re-runs told apart
+// by RunPod's retry count, a queued report that stops the bill, and a
+// late started callback that adopts the run a report opened.
+func TestRunsFollowReRunsLostAndLateCallbacks(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	newJob := func() *Job {
+		return &Job{Attempt: 1, RunPodID: "rp-1", Status: JobRunning, Estimate: &JobEstimate{PriceUSDPerSecond: 0.001}}
+	}
+	t.Run("a lost started callback: the first progress opens the run", func(t *testing.T) {
+		j := newJob()
+		j.openRun(1, at(10))
+		j.openRun(1, at(5)) // an earlier one, come later
+		j.Status = JobCompleted
+		j.recost(at(300))
+		if c := j.Cost; c.BilledSeconds != 295 || c.Source != BilledByWorker || j.CostSettled() {
+			t.Errorf("cost = %+v, settled %v; want 295 s from the callbacks, not settled", c, j.CostSettled())
+		}
+		j.reportRun(RunReport{State: RunCompleted, ExecutionSeconds: 290.5}, at(400))
+		j.recost(at(300))
+		if c := j.Cost; c.BilledSeconds != 291 || c.Source != BilledByProvider || !j.CostSettled() || len(j.Runs) != 1 {
+			t.Errorf("after RunPod's report: cost %+v, %d runs; want 291 s, RunPod's, settled, one run", c, len(j.Runs))
+		}
+	})
+	t.Run("no word of a run at all: nothing billed, and not RunPod's figure", func(t *testing.T) {
+		j := newJob()
+		j.Status = JobFailed
+		j.recost(at(100))
+		if c := j.Cost; c.BilledSeconds != 0 || c.Source == BilledByProvider || j.CostSettled() {
+			t.Errorf("cost = %+v, settled %v; want 0 s, not RunPod's, not settled", c, j.CostSettled())
+		}
+	})
+	t.Run("a crashed run re-queued stops billing at its last word", func(t *testing.T) {
+		j := newJob()
+		startRun(j, "run-a", at(0), at(0))
+		j.reportRun(RunReport{ExecutionSeconds: 100}, at(100))
+		hb := at(120)
+		j.HeartbeatAt = &hb // its last callback; then it crashed
+		j.reportRun(RunReport{Queued: true, Retries: 1}, at(200))
+		if c := Cost(j, at(3600)); c.BilledSeconds != 120 {
+			t.Errorf("an hour later, waiting for the re-run: %v s billed, want 120", c.BilledSeconds)
+		}
+	})
+	t.Run("a report of the re-run before its started callback is the re-run's", func(t *testing.T) {
+		j := newJob()
+		startRun(j, "run-a", at(0), at(0))
+		j.reportRun(RunReport{ExecutionSeconds: 1000}, at(1000))
+		j.reportRun(RunReport{ExecutionSeconds: 5, Retries: 1}, at(1015))
+		startRun(j, "run-b", at(1010), at(1016)) // the re-run's started callback, late
+		if len(j.Runs) != 2 || j.Runs[1].Key != "run-b" || j.Runs[1].Retries != 1 {
+			t.Fatalf("runs = %+v, want the crashed run and the re-run (adopted by its started callback)", j.Runs)
+		}
+		// The crashed run: 1000 s reported at 1000, ended at 1010; the re-run 5 s at 1015, on to 1100.
+		if c := Cost(j, at(1100)); c.BilledSeconds != 1010+90 {
+			t.Errorf("billed %v s at 1100, want %d", c.BilledSeconds, 1010+90)
+		}
+	})
+	t.Run("a run RunPod reported ended, then its late started callback: one run", func(t *testing.T) {
+		j := newJob()
+		j.reportRun(RunReport{State: RunCompleted, ExecutionSeconds: 600}, at(700))
+		j.Status, j.FinishedAt = JobCompleted, ptrTime(at(700))
+		j.recost(at(700))
+		startRun(j, "run-a", at(100), at(800))
+		if len(j.Runs) != 1 || j.Cost.BilledSeconds != 600 {
+			t.Errorf("runs %+v, billed %v; want one run of 600 s", j.Runs, j.Cost.BilledSeconds)
+		}
+	})
+}
+
+func ptrTime(t time.Time) *time.Time { return &t }

@@ -188,6 +188,11 @@ func (l *Lifecycle) record(ctx context.Context, j *Job, cb *contract.Callback, a
 		if to := apply(cur); to != "" && forward[to] > forward[cur.Status] && CanTransition(cur.Status, to) {
 			cur.Status = to
 		}
+		// Any word of a run bills it, its started callback lost or late.
+		cur.openRun(cb.Attempt, cb.SentAt)
+		if cur.Status.Terminal() && cur.FinishedAt != nil && cur.Cost != nil {
+			cur.recost(*cur.FinishedAt)
+		}
 		after, err := json.Marshal(cur)
 		if err != nil {
 			return nil, fmt.Errorf("encode job %s: %w", j.ID, err)
@@ -248,11 +253,11 @@ func startRun(j *Job, key string, sent, now time.Time) {
 	case j.RunKey == key:
 	case j.RunKey == "":
 		j.RunKey, j.RunStartedAt = key, &sent
-		j.startRunRecord(j.Attempt, j.RunPodID, sent)
+		j.startRunRecord(j.Attempt, key, j.RunPodID, sent)
 	case j.RunStartedAt != nil && sent.Before(*j.RunStartedAt):
 	default:
 		j.RunKey, j.RunStartedAt = key, &sent
-		j.startRunRecord(j.Attempt, j.RunPodID, sent)
+		j.startRunRecord(j.Attempt, key, j.RunPodID, sent)
 		if !j.Status.Terminal() {
 			j.Progress, j.Stage = nil, ""
 		}

@@ -31,6 +31,9 @@ type RunReport struct {
 	// provider bills); DelaySeconds its time queued and starting.
 	ExecutionSeconds float64
 	DelaySeconds     float64
+	// Queued: the run waits for a worker (not started yet, or re-queued
+	// after its worker crashed).
+	Queued bool
 	// Retries counts the provider's re-runs of a crashed worker.
 	Retries int
 	// Error is the provider's error of a failed run.
@@ -85,13 +88,15 @@ func (l *Lifecycle) MarkChecked(ctx context.Context, j *Job, r RunReport) {
 	}
 }
 
-// CostSettled reports whether j's cost rests on the GPU provider's
-// figures for its last run (or there is nothing to settle).
+// CostSettled reports whether j's cost rests on the GPU provider's final
+// figures for its current attempt's run (or there is nothing to settle:
+// no cost yet, or no run was ever submitted).
 func (j *Job) CostSettled() bool {
-	if j.Cost == nil || len(j.Runs) == 0 {
+	if j.Cost == nil || j.RunPodID == "" {
 		return true
 	}
-	return j.Runs[len(j.Runs)-1].Final
+	r := j.lastRun(j.Attempt)
+	return r != nil && r.Final
 }
 
 // SettleCost records the GPU provider's final figures of an ended job's

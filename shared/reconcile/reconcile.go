@@ -185,13 +185,20 @@ func (r *Reconciler) check(ctx context.Context, j *pipeline.Job) (bool, error) {
 	if j.Status.Terminal() {
 		// Ended by its worker's callback: its cost is settled with what
 		// RunPod bills, once RunPod reports it (the completion webhook).
-		if !j.CostSettled() {
-			if st, err := r.GPU.Status(ctx, j.RunPodID); err == nil && st.Status.Terminal() {
-				_, err = r.Jobs.SettleCost(ctx, j, report(st))
-				return false, err
-			}
+		if j.CostSettled() {
+			return false, nil
 		}
-		return false, nil
+		st, err := r.GPU.Status(ctx, j.RunPodID)
+		switch {
+		case errors.Is(err, runpod.ErrNotFound):
+			return false, nil // RunPod no longer knows the run: the callbacks' figure stays
+		case err != nil:
+			return false, fmt.Errorf("runpod status to settle the cost: %w", err) // the webhook is retried
+		case !st.Status.Terminal():
+			return false, nil
+		}
+		_, err = r.Jobs.SettleCost(ctx, j, report(st))
+		return false, err
 	}
 	log := r.log().With("job_id", j.ID, "run_id", j.RunPodID, "status", j.Status)
 	j, _, err := r.Jobs.EnforceBudget(ctx, j)
@@ -222,7 +229,7 @@ func (r *Reconciler) check(ctx context.Context, j *pipeline.Job) (bool, error) {
 
 // report is what RunPod's status says, in the domain's words.
 func report(st runpod.JobStatus) pipeline.RunReport {
-	rep := pipeline.RunReport{State: pipeline.RunPending, ExecutionSeconds: float64(st.ExecutionTime) / 1000,
+	rep := pipeline.RunReport{State: pipeline.RunPending, Queued: st.Status == runpod.StatusInQueue, ExecutionSeconds: float64(st.ExecutionTime) / 1000,
 		DelaySeconds: float64(st.DelayTime) / 1000, Retries: st.Retries, Error: st.Error}
 	switch st.Status {
 	case runpod.StatusCompleted:
