@@ -33,7 +33,9 @@ func (s *Server) callbackRefused(w http.ResponseWriter, r *http.Request, err err
 	case "":
 		return false
 	case pipeline.ENotFound:
-		s.callbackError(w, r, http.StatusNotFound, pipeline.ENotFound, "no such job", "stop")
+		// 410, not 404: a worker stops on 409 and 410 (and takes a 404 to
+		// a urls request for "no URLs here"): the job was deleted.
+		s.callbackError(w, r, http.StatusGone, pipeline.ENotFound, "no such job", "stop")
 	case pipeline.EConflict:
 		s.callbackError(w, r, http.StatusConflict, pipeline.EConflict, pipeline.ErrorMessage(err), "stop")
 	case pipeline.EInvalid:
@@ -86,7 +88,11 @@ func (s *Server) workerCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.Header.Get(contract.HeaderID)
 	if jobID, attempt, seq, perr := contract.ParseWebhookID(id); perr != nil || jobID != cb.JobID || attempt != cb.Attempt || seq != cb.Seq {
-		s.callbackError(w, r, http.StatusBadRequest, pipeline.EInvalid, "webhook-id does not match the body's job_id, attempt and seq", "")
+		status := http.StatusBadRequest
+		if cb.Type == contract.TypeURLs {
+			status = http.StatusUnprocessableEntity // a 400 would turn the worker's URL requests off
+		}
+		s.callbackError(w, r, status, pipeline.EInvalid, "webhook-id does not match the body's job_id, attempt and seq", "")
 		return
 	}
 	if req, ok := payload.(*contract.URLRequest); ok {

@@ -141,7 +141,7 @@ func TestBadCallbacksAreRefusedAndChangeNothing(t *testing.T) {
 			return contract.SignedHeaders(contract.DeriveSecret(master, "job_a"), contract.WebhookID("job_a", 2, 7), time.Now(), b)
 		}, 400, ""},
 		{"from a superseded attempt", "alice", 1, nil, 409, "stop"},
-		{"for another owner's URL", "bob", 2, nil, 404, "stop"},
+		{"for another owner's URL", "bob", 2, nil, 410, "stop"},
 	}
 	for _, tt := range tests {
 		t.Run("refuses a callback "+tt.name, func(t *testing.T) {

@@ -247,7 +247,7 @@ func newContractTest(t *testing.T) *contractTest {
 
 // statusCodes are the error codes each status may carry.
 var statusCodes = map[int][]string{
-	400: {pipeline.EInvalid}, 422: {pipeline.EInvalid}, 401: {pipeline.EUnauthorized}, 404: {pipeline.ENotFound},
+	400: {pipeline.EInvalid}, 422: {pipeline.EInvalid}, 401: {pipeline.EUnauthorized}, 404: {pipeline.ENotFound}, 410: {pipeline.ENotFound},
 	409: {pipeline.EConflict, pipeline.EPrecondition}, 413: {pipeline.ETooLarge},
 	500: {pipeline.EInternal}, 503: {pipeline.EUnavailable},
 }
@@ -627,7 +627,7 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	forged.Set("webhook-signature", "v1,"+strings.Repeat("A", 43)+"=")
 	c.do(x{method: "POST", path: workerURL("alice"), header: forged, body: body, status: 401}, nil)
 	c.do(x{method: "POST", path: "/v1/callbacks/worker?o=zz", header: h, body: body, status: 401, badRequest: true}, nil)
-	c.do(x{method: "POST", path: workerURL("bob"), header: h, body: body, status: 404}, nil)
+	c.do(x{method: "POST", path: workerURL("bob"), header: h, body: body, status: 410}, nil)
 	otherID := h.Clone()
 	otherID.Set("webhook-id", contract.WebhookID(first.ID, 2, 21))
 	otherID.Set("webhook-signature", contract.Sign(contract.DeriveSecret(master, first.ID), otherID.Get("webhook-id"), time.Now(), []byte(body)))

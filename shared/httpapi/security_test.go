@@ -518,7 +518,7 @@ func (a *testAPI) sweepCallbacks(t *testing.T, table *sweepTable) {
 		{"replayed after the window", "alice", 2, signAt("job_sweep", 2, 2, time.Now().Add(-contract.Tolerance-time.Minute)), 401},
 		{"dated after the window", "alice", 2, signAt("job_sweep", 2, 2, time.Now().Add(contract.Tolerance+time.Minute)), 401},
 		{"with a webhook-id of another seq", "alice", 2, signAt("job_sweep", 2, 3, time.Now()), 400},
-		{"to another owner's URL", "bob", 2, nil, 404},
+		{"to another owner's URL", "bob", 2, nil, 410},
 		{"from a superseded attempt", "alice", 1, nil, 409},
 	}
 	for _, r := range refused {

@@ -179,11 +179,12 @@ func (l *Lifecycle) deleteCheckpoints(ctx context.Context, j *Job, cs []Checkpoi
 	}
 }
 
-// URLSigner hands out presigned URLs and deletes objects.
+// URLSigner hands out presigned URLs, lists and deletes objects.
 type URLSigner interface {
 	PresignPut(ctx context.Context, key string, size int64, sha256Hex string, ttl time.Duration) (SignedRequest, error)
 	PresignGet(ctx context.Context, key string, ttl time.Duration) (SignedRequest, error)
 	Delete(ctx context.Context, key string) error
+	ListKeys(ctx context.Context, prefix string) ([]string, error)
 }
 
 // AnswerURLs answers a worker's urls callback of the job's current
@@ -235,6 +236,10 @@ func (l *Lifecycle) AnswerURLs(ctx context.Context, owner string, cb *contract.C
 				return j, nil, Errorf(EInvalid, "no file %s for this job's dataset", name)
 			}
 			ds, err := l.Store.GetDataset(ctx, j.Owner, id)
+			if ErrorCode(err) == ENotFound {
+				// Not "no such job" (which stops the worker): this request fails.
+				return j, nil, Errorf(EInvalid, "dataset %s of this job no longer exists", id)
+			}
 			if err != nil {
 				return nil, nil, fmt.Errorf("dataset %s: %w", id, err)
 			}
