@@ -36,6 +36,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Run("a multipart upload joins its parts in order", func(t *testing.T) { testMultipart(t, newHarness(t)) })
 	t.Run("a multipart upload refuses small parts, bad ETags and aborts cleanly", func(t *testing.T) { testMultipartRules(t, newHarness(t)) })
 	t.Run("a deleted object is gone", func(t *testing.T) { testDelete(t, newHarness(t)) })
+	t.Run("a folder lists its objects, and no other's", func(t *testing.T) { testListKeys(t, newHarness(t)) })
 	t.Run("a create URL writes once and never replaces an object", func(t *testing.T) { testCreateOnce(t, newHarness(t)) })
 }
 
@@ -295,6 +296,30 @@ func testDelete(t *testing.T, h Harness) {
 	must(t, h.Blobs.Delete(ctx, "datasets/alice/d.jsonl"))
 	wantNotFound(t, h, "datasets/alice/d.jsonl")
 	must(t, h.Blobs.Delete(ctx, "datasets/alice/d.jsonl"))
+}
+
+func testListKeys(t *testing.T, h Harness) {
+	ctx := context.Background()
+	for _, key := range []string{"checkpoints/61/job_1/attempt-1/step-00000010/a.json", "checkpoints/61/job_1/attempt-2/step-00000020/b.bin",
+		"checkpoints/61/job_10/attempt-1/step-00000010/a.json", "checkpoints/62/job_1/attempt-1/step-00000010/a.json"} {
+		req, err := h.Blobs.PresignPut(ctx, key, 3, "", time.Minute)
+		must(t, err)
+		if status, _ := do(t, h, req, content(3)); status != http.StatusOK {
+			t.Fatalf("PUT %s = %d, want 200", key, status)
+		}
+	}
+	got, err := h.Blobs.ListKeys(ctx, "checkpoints/61/job_1/")
+	must(t, err)
+	want := "[checkpoints/61/job_1/attempt-1/step-00000010/a.json checkpoints/61/job_1/attempt-2/step-00000020/b.bin]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("ListKeys(checkpoints/61/job_1/) = %v, want %s (not job_10's, not another owner's)", got, want)
+	}
+	if got, err := h.Blobs.ListKeys(ctx, "checkpoints/61/job_2/"); err != nil || len(got) != 0 {
+		t.Errorf("ListKeys of an empty folder = %v, %v; want none", got, err)
+	}
+	if _, err := h.Blobs.ListKeys(ctx, "checkpoints/61/job_1"); pipeline.ErrorCode(err) != pipeline.EInvalid {
+		t.Errorf("ListKeys without the trailing '/' = %v, want invalid (it would match job_10's too)", err)
+	}
 }
 
 func testCreateOnce(t *testing.T, h Harness) {

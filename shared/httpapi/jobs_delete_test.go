@@ -35,6 +35,11 @@ func TestDeletingAJobDeletesItsCheckpointsAdapterAndLog(t *testing.T) {
 	if _, err := a.blobs.Put(ctx, stray, strings.NewReader("partial"), 7); err != nil {
 		t.Fatal(err)
 	}
+	// Half a checkpoint, uploaded before a cancel: no record names it.
+	orphan := pipeline.CheckpointKey("alice", "job_d", 2, 30, "training_state.safetensors")
+	if _, err := a.blobs.Put(ctx, orphan, strings.NewReader("half"), 4); err != nil {
+		t.Fatal(err)
+	}
 	keep := pipeline.ArtifactKey("alice", "job_keep", 2, contract.ArtifactAdapterModel)
 	if _, err := a.blobs.Put(ctx, keep, strings.NewReader("other"), 5); err != nil {
 		t.Fatal(err)
@@ -62,7 +67,7 @@ func TestDeletingAJobDeletesItsCheckpointsAdapterAndLog(t *testing.T) {
 	if status := a.call("DELETE", "/v1/jobs/job_d", "alice-token", "", nil); status != 204 {
 		t.Fatalf("DELETE of the failed job = %d, want 204", status)
 	}
-	for _, k := range append(keys, stray) {
+	for _, k := range append(keys, stray, orphan) {
 		if _, err := a.blobs.Stat(ctx, k); pipeline.ErrorCode(err) != pipeline.ENotFound {
 			t.Errorf("%s after the delete: %v, want gone", k, err)
 		}

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -379,6 +380,40 @@ func (b *Blobs) Open(ctx context.Context, key string) (io.ReadCloser, pipeline.O
 		return nil, info, fmt.Errorf("open object: %w", err)
 	}
 	return f, info, nil
+}
+
+// ListKeys returns the keys of every object under prefix, in key order.
+func (b *Blobs) ListKeys(ctx context.Context, prefix string) ([]string, error) {
+	if prefix == "" || !strings.HasSuffix(prefix, "/") {
+		return nil, pipeline.Errorf(pipeline.EInvalid, "list a folder: the prefix must end with '/', got %q", prefix)
+	}
+	if err := checkKey(strings.TrimSuffix(prefix, "/")); err != nil {
+		return nil, err
+	}
+	root := filepath.Join(b.dir, "objects")
+	var keys []string
+	err := filepath.WalkDir(b.objectPath(strings.TrimSuffix(prefix, "/")), func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	slices.Sort(keys)
+	return keys, nil
 }
 
 // Delete removes the object at key; a missing object is not an error.

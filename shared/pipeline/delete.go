@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/brightrun/brightrun/shared/contract"
 )
@@ -27,7 +28,26 @@ func (l *Lifecycle) DeleteJob(ctx context.Context, owner, id string) error {
 	if l.Eraser == nil || l.URLs == nil {
 		return Errorf(EUnavailable, "this service cannot delete jobs")
 	}
-	for _, key := range jobObjectKeys(j) {
+	keys := jobObjectKeys(j)
+	// And what no record names: a checkpoint cut short by a cancel, one a
+	// worker uploaded after the job ended, one whose pruning failed.
+	for _, prefix := range JobObjectPrefixes(owner, j.ID) {
+		found, err := l.URLs.ListKeys(ctx, prefix)
+		if err != nil {
+			return fmt.Errorf("list the objects of job %s: %w", j.ID, err)
+		}
+		keys = append(keys, found...)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	if j.Status != JobCompleted && j.RunPodID != "" && l.Runs != nil {
+		// A failed job's run that RunPod still runs (a crash loop whose
+		// cancel failed) must not go on paying for a job that is gone.
+		if err := l.Runs.CancelRun(ctx, j.RunPodID); err != nil {
+			l.log().InfoContext(ctx, "cancel the deleted job's run", "job_id", j.ID, "run_id", j.RunPodID, "err", err)
+		}
+	}
+	for _, key := range keys {
 		if err := l.URLs.Delete(ctx, key); err != nil && ErrorCode(err) != ENotFound {
 			return fmt.Errorf("delete %s of job %s: %w", key, j.ID, err)
 		}

@@ -48,6 +48,13 @@ func ArtifactKey(owner, jobID string, attempt int, name string) string {
 	return fmt.Sprintf("adapters/%s/%s/attempt-%d/%s", hex.EncodeToString([]byte(owner)), jobID, attempt, name)
 }
 
+// JobObjectPrefixes are the folders of a job's objects: its adapter files
+// of every attempt and its checkpoints.
+func JobObjectPrefixes(owner, jobID string) []string {
+	o := hex.EncodeToString([]byte(owner))
+	return []string{fmt.Sprintf("adapters/%s/%s/", o, jobID), fmt.Sprintf("checkpoints/%s/%s/", o, jobID)}
+}
+
 // CheckpointKey is where the file name of the checkpoint at step, stored
 // by attempt, is uploaded: the attempt is in the key because two attempts
 // may store different bytes for one step.

@@ -140,6 +140,8 @@ type Blobs interface {
 	Stat(ctx context.Context, key string) (ObjectInfo, error)
 	Open(ctx context.Context, key string) (io.ReadCloser, ObjectInfo, error)
 	Delete(ctx context.Context, key string) error
+	// ListKeys returns the keys under prefix (a folder: it ends with '/').
+	ListKeys(ctx context.Context, prefix string) ([]string, error)
 }
 
 // CreateOnlyHeader makes a PUT conditional on the key holding no object.

@@ -324,6 +324,25 @@ func (b *Blobs) Open(ctx context.Context, key string) (io.ReadCloser, pipeline.O
 	return out.Body, pipeline.ObjectInfo{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: unquote(aws.ToString(out.ETag))}, nil
 }
 
+// ListKeys returns the keys of every object under prefix, in key order.
+func (b *Blobs) ListKeys(ctx context.Context, prefix string) ([]string, error) {
+	if prefix == "" || !strings.HasSuffix(prefix, "/") {
+		return nil, pipeline.Errorf(pipeline.EInvalid, "list a folder: the prefix must end with '/', got %q", prefix)
+	}
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{Bucket: aws.String(b.bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, translate(err, "list", prefix)
+		}
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys, nil
+}
+
 // Delete removes the object; deleting a missing object succeeds, as in S3.
 func (b *Blobs) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
