@@ -97,8 +97,10 @@ type Issue struct {
 	Severity Severity `json:"severity"`
 	// Line is the 1-based line number; 0 for dataset-level issues.
 	Line int64 `json:"line"`
-	// MessageIndex is the 0-based index in "messages" of the message at
-	// fault; nil when the issue is about the line as a whole.
+	// MessageIndex is the 0-based index in "messages" (a ShareGPT line's
+	// "conversations") of the message at fault; nil when the issue is
+	// about the line as a whole, and for every issue of an Alpaca line,
+	// whose message names the key at fault.
 	MessageIndex *int `json:"message_index,omitempty"`
 	// Message says what is wrong and where, in plain words, e.g.
 	// `messages[2].role is "bot": must be system, user or assistant`.
