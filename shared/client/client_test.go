@@ -173,6 +173,19 @@ func TestPut(t *testing.T) {
 			t.Errorf("Put error = %#v, want an expired AccessDenied", err)
 		}
 	})
+	t.Run("S3's 400 ExpiredToken (the signer's session expired) is expired; another 400 is not", func(t *testing.T) {
+		for code, want := range map[string]bool{"ExpiredToken": true, "InvalidArgument": false} {
+			cl, _ := serve(t, func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(400)
+				io.WriteString(w, `<?xml version="1.0"?><Error><Code>`+code+`</Code><Message>The provided token has expired.</Message></Error>`)
+			})
+			_, err := cl.Put(t.Context(), pipeline.SignedRequest{Method: "PUT", URL: cl.BaseURL + "/b"}, strings.NewReader("x"), 1)
+			var te *TransferError
+			if !errors.As(err, &te) || te.Code != code || te.Expired != want {
+				t.Errorf("%s: Put error = %#v, want expired %v", code, err, want)
+			}
+		}
+	})
 	t.Run("a URL past its expiry is not tried", func(t *testing.T) {
 		cl, n := serve(t, answer(200, ""))
 		_, err := cl.Put(t.Context(), pipeline.SignedRequest{Method: "PUT", URL: cl.BaseURL + "/b", ExpiresAt: time.Now().Add(-time.Minute)}, strings.NewReader("x"), 1)

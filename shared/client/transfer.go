@@ -140,7 +140,13 @@ func decodeTransferError(resp *http.Response) error {
 			e.Message = e.Message[:200] + "…"
 		}
 	}
-	// S3 says "Request has expired"; the local stack "the URL has expired".
-	e.Expired = resp.StatusCode == http.StatusForbidden && strings.Contains(strings.ToLower(e.Message), "expired")
+	// S3 says "Request has expired"; the local stack "the URL has expired";
+	// a URL whose signing session token expired is S3's 400 ExpiredToken.
+	switch e.Code {
+	case "ExpiredToken", "TokenRefreshRequired", "RequestExpired":
+		e.Expired = true
+	default:
+		e.Expired = resp.StatusCode == http.StatusForbidden && strings.Contains(strings.ToLower(e.Message), "expired")
+	}
 	return e
 }
