@@ -70,12 +70,22 @@ type trainerState struct {
 // emulator has no per-example lengths, so the dataset's counts stand in).
 func fingerprint(spec *contract.JobSpec) string {
 	h, bm, ds := spec.Hyperparameters, spec.BaseModel, spec.Dataset
+	// The held-out part by what it is, never by its presigned URL (a new
+	// attempt gets a new one).
+	ev := evaluationOf(spec)
+	validation := []any{ev.trainExamples, ev.examples, ev.everySteps}
+	if v := spec.Validation; v != nil && v.Dataset != nil {
+		validation = append(validation, v.Dataset.SHA256)
+	}
+	if v := spec.Validation; v != nil && v.Seed != nil {
+		validation = append(validation, *v.Seed)
+	}
 	doc := map[string]any{
 		"format":          checkpointFormat,
 		"base_model":      []any{bm.ID, bm.Quantization, bm.ChatRule, bm.LoRATargets},
 		"hyperparameters": []any{h.LearningRate, h.BatchSize, h.GradientAccumulation, h.Epochs, h.LoRARank, h.LoRAAlpha, h.LoRADropout, h.MaxSeqLength, h.WarmupRatio},
 		"dataset":         []any{ds.SHA256, ds.Examples, ds.TokensTotal, ds.TokensTrained},
-		"validation":      spec.Validation,
+		"validation":      validation,
 	}
 	b, _ := json.Marshal(doc) // map keys come out sorted
 	sum := sha256.Sum256(b)
