@@ -91,8 +91,11 @@ def parse_line(line: str) -> list[Message]:
             raise ValueError(f"{where}.content must be a string")
         weight = m.get("weight")
         if weight is not None:
-            if isinstance(weight, bool) or not isinstance(weight, int) or weight not in (0, 1):
+            # 0 or 1 however it is spelled (1, 1.0, 1e0, -0.0), as the
+            # control plane's validator accepts it.
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight not in (0, 1):
                 raise ValueError(f"{where}.weight must be 0 or 1, got {json.dumps(weight)}")
+            weight = int(weight)
         out.append(Message(role=role, content=content, weight=weight))
     return out
 
@@ -113,6 +116,8 @@ def read_jsonl_lines(path: Path) -> list[tuple[int, list[Message]]]:
         for lineno, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")
+                if lineno == 1 and line.startswith("\ufeff"):
+                    line = line[1:]  # a byte order mark, as the validator allows
             except UnicodeDecodeError:
                 nbad += 1
                 if len(bad) < MAX_REPORTED_LINES:

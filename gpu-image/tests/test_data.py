@@ -9,7 +9,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from brightrun_worker import errors
-from brightrun_worker.data import IGNORE_INDEX, Message, build, count, encode, read_jsonl, render
+from brightrun_worker.data import IGNORE_INDEX, Message, build, count, encode, read_jsonl, read_jsonl_lines, render
 from brightrun_worker.registry import CHAT_RULES
 from brightrun_worker.tiny import TOKENIZER
 
@@ -126,3 +126,17 @@ def test_read_jsonl_parses_weights(tmp_path: Path) -> None:
     p.write_text("\n\n")
     with pytest.raises(errors.WorkerError):
         read_jsonl(p)
+
+
+@pytest.mark.parametrize("spelling,want", [("1", 1), ("1.0", 1), ("1e0", 1), ("0.0", 0), ("-0.0", 0), ("0", 0)])
+def test_a_weight_of_0_or_1_however_spelled_is_read_as_the_validator_reads_it(tmp_path: Path, spelling: str, want: int) -> None:
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a","weight":' + spelling + "}]}\n")
+    (msgs,) = read_jsonl(p)
+    assert msgs[1].weight == want and isinstance(msgs[1].weight, int)
+
+
+def test_a_byte_order_mark_on_the_first_line_is_allowed_as_the_validator_allows_it(tmp_path: Path) -> None:
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(b'\xef\xbb\xbf{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]}\n')
+    assert read_jsonl_lines(p)[0][0] == 1 and read_jsonl(p)[0][1].content == "a"
