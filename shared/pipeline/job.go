@@ -195,7 +195,10 @@ type Artifact struct {
 // JobCost is what a job actually cost and took, beside its estimate.
 type JobCost struct {
 	// BilledSeconds sums the billed time of every run of every attempt
-	// (Run.Billed); Source says whether RunPod reported all of it.
+	// (Run.Billed): RunPod's execution time of each, the handler's time.
+	// RunPod also bills a flex worker's container start before the handler
+	// and its idle timeout after (seconds each, a few per run); those are
+	// not in it. Source says whether RunPod reported all of it.
 	BilledSeconds     float64 `json:"billed_seconds"`
 	PriceUSDPerSecond float64 `json:"price_usd_per_second"`
 	USD               float64 `json:"usd"`
