@@ -170,7 +170,9 @@ func (d *Dispatcher) HandleMessage(ctx context.Context, body []byte, receives in
 
 	req, err := d.runRequest(ctx, claimed)
 	if err != nil {
-		return d.failed(ctx, claimed, receives, false, "spec", err)
+		// A job that cannot run as it is fails now; a store or signer
+		// that failed (a throttle, an outage) is tried again.
+		return d.failed(ctx, claimed, receives, !unfit(err), "spec", err)
 	}
 	st, err := d.GPU.Run(ctx, req)
 	if err != nil {
@@ -236,7 +238,7 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 	// Only a ready dataset is trained on: one validating again, or invalid,
 	// may hold a file other than the one its record describes.
 	if ds.Status != pipeline.DatasetReady || ds.Validation == nil || ds.ContentSHA256 == "" {
-		return runpod.RunRequest{}, fmt.Errorf("dataset %s is %s: only a ready dataset can be trained on", ds.ID, ds.Status)
+		return runpod.RunRequest{}, pipeline.Errorf(pipeline.EPrecondition, "dataset %s is %s: only a ready dataset can be trained on", ds.ID, ds.Status)
 	}
 	m, err := d.Catalog.Model(j.BaseModel)
 	if err != nil {
@@ -319,7 +321,7 @@ func (d *Dispatcher) runRequest(ctx context.Context, j *pipeline.Job) (runpod.Ru
 		return runpod.RunRequest{}, err
 	}
 	if _, err := contract.ParseJobSpec(raw); err != nil {
-		return runpod.RunRequest{}, fmt.Errorf("job spec: %w", err)
+		return runpod.RunRequest{}, pipeline.Errorf(pipeline.EInvalid, "job spec: %v", err)
 	}
 	return runpod.RunRequest{
 		Input:   spec,
@@ -345,7 +347,7 @@ func (d *Dispatcher) validation(ctx context.Context, j *pipeline.Job, urlTTL tim
 		return nil, fmt.Errorf("validation dataset %s: %w", v.DatasetID, err)
 	}
 	if vd.Status != pipeline.DatasetReady || vd.Validation == nil || vd.ContentSHA256 == "" {
-		return nil, fmt.Errorf("validation dataset %s is %s: only a ready dataset can be evaluated on", vd.ID, vd.Status)
+		return nil, pipeline.Errorf(pipeline.EPrecondition, "validation dataset %s is %s: only a ready dataset can be evaluated on", vd.ID, vd.Status)
 	}
 	train := vd.TrainingFile()
 	get, err := d.Blobs.PresignGet(ctx, train.Key, urlTTL)
@@ -357,6 +359,17 @@ func (d *Dispatcher) validation(ctx context.Context, j *pipeline.Job, urlTTL tim
 		URL: get.URL, SHA256: train.SHA256, SizeBytes: train.SizeBytes, Format: contract.DatasetFormatChatJSONL,
 		Examples: &examples, TokensTotal: &total, TokensTrained: &trained,
 	}}, nil
+}
+
+// unfit reports whether a job spec could not be built because of the job
+// itself (its dataset gone or not ready, a model or GPU the catalog does
+// not know, a spec the contract refuses): trying again does not help.
+func unfit(err error) bool {
+	switch pipeline.ErrorCode(err) {
+	case pipeline.ENotFound, pipeline.EInvalid, pipeline.EPrecondition:
+		return true
+	}
+	return false
 }
 
 // microBatchTokens is the job spec's token budget per micro-batch: the one

@@ -521,3 +521,38 @@ func TestOnlyAReadyDatasetIsDispatched(t *testing.T) {
 		})
 	}
 }
+
+// flakyPresigner fails its first fails signings, as a signer whose
+// credentials are being refreshed does.
+type flakyPresigner struct {
+	dispatch.Presigner
+	fails int
+}
+
+func (p *flakyPresigner) PresignGet(ctx context.Context, key string, ttl time.Duration) (pipeline.SignedRequest, error) {
+	if p.fails > 0 {
+		p.fails--
+		return pipeline.SignedRequest{}, pipeline.Errorf(pipeline.EUnavailable, "the signer is unavailable: try again")
+	}
+	return p.Presigner.PresignGet(ctx, key, ttl)
+}
+
+// A store or signer failure while building the spec is tried again (the
+// message comes back), not a failed job; the job then dispatches.
+func TestATransientFailureBuildingTheSpecIsRetried(t *testing.T) {
+	e := newEnv(t)
+	e.d.Blobs = &flakyPresigner{Presigner: e.d.Blobs, fails: 1}
+	msg := e.job(t, "job_1", pipeline.JobQueued)
+	if err := e.d.HandleMessage(context.Background(), msg, 1); err == nil {
+		t.Fatalf("HandleMessage = nil, want an error (the message comes back)")
+	}
+	if j := e.get(t, "job_1"); j.Status == pipeline.JobFailed || len(e.gpu.runs) != 0 {
+		t.Fatalf("job %s %+v after a transient failure, %d runs; want it not failed, no run", j.Status, j.Error, len(e.gpu.runs))
+	}
+	if err := e.d.HandleMessage(context.Background(), msg, 2); err != nil {
+		t.Fatalf("the redelivery = %v, want the job dispatched", err)
+	}
+	if j := e.get(t, "job_1"); j.Status != pipeline.JobSubmitted || len(e.gpu.runs) != 1 {
+		t.Errorf("job %s, %d runs; want submitted once", j.Status, len(e.gpu.runs))
+	}
+}
