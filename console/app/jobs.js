@@ -212,6 +212,9 @@ function lossChart(el) {
       { label: 'evaluation loss', stroke: '#b45309', width: 0, paths: () => null, points: { show: true, size: 8, fill: '#b45309' } },
     ],
   });
+  // The curve follows the page's width.
+  const resized = new ResizeObserver(() => { if (plot) plot.setSize({ width: width(), height: 260 }); });
+  resized.observe(el);
   return {
     set(metrics) {
       if (typeof uPlot === 'undefined') return;
@@ -220,6 +223,9 @@ function lossChart(el) {
       if (!plot) plot = new uPlot(opts(), data, el); // eslint-disable-line no-undef
       else plot.setData(data);
     },
-    destroy() { if (plot) plot.destroy(); },
+    destroy() {
+      resized.disconnect();
+      if (plot) plot.destroy();
+    },
   };
 }
