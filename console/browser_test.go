@@ -109,6 +109,11 @@ func TestADomainExpertTrainsAnAdapterInTheBrowser(t *testing.T) {
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// This run's screenshots only: those of an earlier run go.
+	old, _ := filepath.Glob(filepath.Join(shots, "*.png"))
+	for _, f := range old {
+		os.Remove(f)
+	}
 	downloads := t.TempDir()
 
 	j := startBrowser(t, exe, string(axe), stack.URL(), shots, downloads)

@@ -124,6 +124,7 @@ func TestSigningInThroughTheHostedUIKeepsTheTokensInMemory(t *testing.T) {
 	j := startBrowser(t, exe, string(axe), site.URL, shots, t.TempDir())
 	j.run(chromedp.Navigate(site.URL + "/#/jobs"))
 	j.waitFor(`document.querySelector('main button.primary')?.textContent === 'Continue to sign-in'`, "the hosted UI sign-in page")
+	j.shotN = 90 // after the journey's screenshots
 	j.page("signin-hosted-ui")
 	j.run(chromedp.Click(`main button.primary`, chromedp.ByQuery))
 	j.waitFor(`document.querySelector('main h1')?.textContent === 'Jobs' && !!document.querySelector('#job-list .state.empty')`, "the jobs page (where the user was going), signed in")
