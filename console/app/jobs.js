@@ -93,6 +93,7 @@ export async function jobPage(main, ctx, id) {
     replace(summary, jobSummary(job));
     chart.set(metrics);
     chartBox.dataset.points = String(metrics.length);
+    chartBox.dataset.evalPoints = String(metrics.filter((m) => m.eval_loss != null).length);
     const last = metrics[metrics.length - 1];
     chartBox.setAttribute('aria-label', metrics.length
       ? `Loss curve: ${metrics.length} points, loss ${last.loss.toFixed(4)} at step ${last.step}${metrics.some((m) => m.eval_loss != null) ? ', with evaluation loss' : ''}`
