@@ -171,8 +171,22 @@ func TestADomainExpertTrainsAnAdapterInTheBrowser(t *testing.T) {
 		t.Errorf("the per-code counts lack invalid_json:\n%s", counts)
 	}
 	j.page("dataset-invalid")
+
+	// A ShareGPT file: the browser's check follows the chosen format and
+	// says which one the file looks like.
+	sharegpt := abs(t, "../testdata/datasets/sample.sharegpt.jsonl")
 	j.run(chromedp.Navigate(j.url + "/#/datasets"))
-	j.waitFor(`document.querySelectorAll('#dataset-list tbody tr').length === 2`, "both datasets listed")
+	j.waitFor(`!!document.getElementById('f-format')`, "the upload's format choice")
+	j.run(chromedp.SetUploadFiles(`input[type=file]`, []string{sharegpt}, chromedp.ByQuery))
+	j.waitFor(`document.querySelector('.upload-status [role=alert]')?.textContent.includes('It looks like ShareGPT: choose that format')`, "the check naming the file's format")
+	j.run(chromedp.Evaluate(`(() => { const s = document.getElementById('f-format'); s.value = 'sharegpt'; s.dispatchEvent(new Event('change')); })()`, nil))
+	j.run(chromedp.SetUploadFiles(`input[type=file]`, []string{sharegpt}, chromedp.ByQuery))
+	j.waitFor(`/^#\/datasets\/ds_/.test(location.hash) && document.querySelector('main .status')?.textContent === 'ready'`, "the ShareGPT dataset ready")
+	if facts := j.text(`document.querySelector('.facts').innerText`); !strings.Contains(facts, "ShareGPT") || !strings.Contains(facts, "40") {
+		t.Errorf("the ShareGPT dataset's facts %q lack its format or its 40 examples", facts)
+	}
+	j.run(chromedp.Navigate(j.url + "/#/datasets"))
+	j.waitFor(`document.querySelectorAll('#dataset-list tbody tr').length === 3`, "the three datasets listed")
 	j.page("datasets")
 
 	// Configure: preset fast, then one override; the estimate follows each.
@@ -307,13 +321,13 @@ func TestADomainExpertTrainsAnAdapterInTheBrowser(t *testing.T) {
 
 	// The invalid dataset goes, once confirmed.
 	j.run(chromedp.Navigate(j.url + "/#/datasets"))
-	j.waitFor(`document.querySelectorAll('#dataset-list tbody tr').length === 2`, "both datasets listed")
+	j.waitFor(`document.querySelectorAll('#dataset-list tbody tr').length === 3`, "the three datasets listed")
 	j.run(chromedp.Click(`//table//a[text()='bad.jsonl']`, chromedp.BySearch))
 	j.waitFor(`!!document.querySelector('button.danger')`, "the invalid dataset's delete button")
 	j.run(chromedp.Click(`button.danger`, chromedp.ByQuery))
 	j.waitFor(`!!document.querySelector('dialog[open]')`, "the delete confirmation")
 	j.run(chromedp.Click(`//dialog[@open]//button[contains(., 'Delete the dataset')]`, chromedp.BySearch))
-	j.waitFor(`location.hash === '#/datasets' && document.querySelectorAll('#dataset-list tbody tr').length === 1`, "the list without the deleted dataset")
+	j.waitFor(`location.hash === '#/datasets' && document.querySelectorAll('#dataset-list tbody tr').length === 2`, "the list without the deleted dataset")
 
 	j.mu.Lock()
 	for _, p := range j.problems {

@@ -2,7 +2,7 @@
 // validation as it happens) and the list; a dataset's page with its
 // statistics, the validation report and delete.
 import * as api from './api.js';
-import { check, upload } from './upload.js';
+import { check, upload, formats } from './upload.js';
 import { h, replace, loading, empty, failure, poll, confirm, announce, bytes, int, date, statusBadge, uid } from './ui.js';
 
 const busy = (s) => s === 'awaiting_upload' || s === 'validating';
@@ -40,7 +40,7 @@ function datasetTable(datasets) {
   return h('table', { class: 'list' },
     h('caption', { class: 'sr-only' }, 'Your datasets, newest first'),
     h('thead', {}, h('tr', {},
-      h('th', { scope: 'col' }, 'Name'), h('th', { scope: 'col' }, 'Status'),
+      h('th', { scope: 'col' }, 'Name'), h('th', { scope: 'col' }, 'Format'), h('th', { scope: 'col' }, 'Status'),
       h('th', { scope: 'col', class: 'num' }, 'Examples'), h('th', { scope: 'col', class: 'num' }, 'Tokens (total)'),
       h('th', { scope: 'col', class: 'num' }, 'Tokens (trained)'), h('th', { scope: 'col', class: 'num' }, 'Size'),
       h('th', { scope: 'col' }, 'Uploaded'))),
@@ -48,6 +48,7 @@ function datasetTable(datasets) {
       const v = d.validation || {};
       return h('tr', { 'data-id': d.id },
         h('td', {}, h('a', { href: `#/datasets/${encodeURIComponent(d.id)}` }, d.name)),
+        h('td', {}, (formats[d.format] || formats.messages).label),
         h('td', {}, statusBadge(d.status)),
         h('td', { class: 'num' }, int(v.examples)),
         h('td', { class: 'num' }, int(v.tokens && v.tokens.total)),
@@ -63,18 +64,25 @@ function uploader(done) {
   const inputID = uid('file');
   const input = h('input', { id: inputID, type: 'file', accept: '.jsonl,application/jsonl,application/x-ndjson', class: 'sr-only-focusable' });
   const status = h('div', { class: 'upload-status', 'aria-live': 'polite' });
+  const shape = h('p', { class: 'help', id: 'format-shape' });
+  const formatSel = h('select', { id: 'f-format', name: 'format', 'aria-describedby': 'format-shape' },
+    Object.entries(formats).map(([value, f]) => h('option', { value }, f.label)));
+  const showShape = () => { shape.textContent = `One conversation per line: ${formats[formatSel.value].shape}. Up to 500 MB.`; };
+  formatSel.addEventListener('change', showShape);
+  showShape();
   const zone = h('div', { class: 'dropzone' },
-    h('p', {}, 'Drop a chat JSONL file here, or '),
+    h('div', { class: 'field' }, h('label', { for: 'f-format' }, 'Format of the file'), formatSel),
+    h('p', {}, 'Drop a JSONL file here, or '),
     h('label', { for: inputID, class: 'button' }, 'Choose a file…'),
     input,
-    h('p', { class: 'help' }, 'One conversation per line: {"messages": [{"role": "user", "content": "…"}, {"role": "assistant", "content": "…"}]}. Up to 500 MB.'));
+    shape);
   const section = h('section', { class: 'upload', 'aria-label': 'Upload a dataset' }, zone, status);
 
   const start = async (file) => {
     replace(status, h('p', {}, `Checking the first lines of ${file.name}…`));
     let result;
     try {
-      result = await check(file);
+      result = await check(file, formatSel.value);
     } catch (err) {
       replace(status, failure(err, null, 'The file could not be read: pick it again.'));
       return;
@@ -82,7 +90,7 @@ function uploader(done) {
     if (result.problems.length > 0) {
       const go = h('button', { type: 'button', onclick: () => send(file) }, 'Upload anyway for the full report');
       replace(status, h('div', { class: 'state error', role: 'alert' },
-        h('p', {}, h('strong', {}, `${file.name} does not look like a chat dataset.`), ' What the first lines show:'),
+        h('p', {}, h('strong', {}, `${file.name} does not look like a ${formats[formatSel.value].label} dataset.`), ' What the first lines show:'),
         h('ul', { class: 'problems' }, result.problems.slice(0, 10).map((p) => h('li', {}, p.line ? `Line ${p.line}: ${p.message}` : p.message))),
         h('p', {}, 'Fix the file and pick it again, or upload it as it is to see every problem in the validation report.'),
         go));
@@ -99,6 +107,7 @@ function uploader(done) {
     replace(status, h('p', {}, `Uploading ${file.name} (${bytes(file.size)})`), h('div', { class: 'progress' }, bar, text), how);
     try {
       const id = await upload(file, {
+        format: formatSel.value,
         onPlan: (plan, resumed) => {
           how.textContent = plan.type === 'multipart'
             ? `${resumed ? 'Resuming: ' : ''}${plan.parts.length} part${plan.parts.length === 1 ? '' : 's'} of up to ${bytes(plan.part_size)}, several at a time.`
@@ -177,6 +186,7 @@ async function datasetDetails(d, ctx) {
       fact('Examples', int(v.examples)), fact('Lines', int(v.lines)),
       fact('Tokens (total)', int(t.total)), fact('Tokens (trained: the assistant’s)', int(t.trained)),
       fact('Size', bytes(d.size_bytes)), fact('Uploaded', date(d.created_at)),
+      fact('Format', (formats[d.format] || formats.messages).label),
       fact('Tokens per example', tpe.max !== undefined ? `${int(tpe.min)} to ${int(tpe.max)} (median ${int(tpe.p50)})` : '—'),
       fact('Longer than the limit', s.max_seq_length ? `${int(s.examples_over_max_seq_length)} over ${int(s.max_seq_length)} tokens` : '—')),
   ];

@@ -11,10 +11,40 @@ const checkBytes = 256 * 1024;
 const roles = new Set(['system', 'user', 'assistant']);
 const parallelParts = 4;
 
+// The formats the API takes, with what a line of each holds.
+export const formats = {
+  messages: { label: 'Chat messages', shape: '{"messages": [{"role": "user", "content": "…"}, {"role": "assistant", "content": "…"}]}' },
+  sharegpt: { label: 'ShareGPT', shape: '{"conversations": [{"from": "human", "value": "…"}, {"from": "gpt", "value": "…"}]}' },
+  alpaca: { label: 'Alpaca', shape: '{"instruction": "…", "input": "…", "output": "…"}' },
+};
+const sharegptFrom = new Set(['system', 'human', 'user', 'gpt', 'assistant']);
+
+// lineProblem says what is wrong with a parsed line in format, or ''.
+function lineProblem(v, format) {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return `This line is not a JSON object: it must look like ${formats[format].shape}.`;
+  const other = Object.keys(formats).find((f) => f !== format && (f === 'messages' ? Array.isArray(v.messages) : f === 'sharegpt' ? Array.isArray(v.conversations) : typeof v.instruction === 'string'));
+  const hint = other ? ` It looks like ${formats[other].label}: choose that format.` : '';
+  if (format === 'alpaca') {
+    if (typeof v.instruction !== 'string' || typeof v.output !== 'string') return `This line needs an "instruction" and an "output" text.${hint}`;
+    return '';
+  }
+  const key = format === 'messages' ? 'messages' : 'conversations';
+  const list = v[key];
+  if (!Array.isArray(list)) return `This line has no "${key}" list.${hint}`;
+  if (list.length === 0) return `The "${key}" list is empty.`;
+  const bad = list.findIndex((m) => (format === 'messages'
+    ? !m || typeof m !== 'object' || !roles.has(m.role) || typeof m.content !== 'string'
+    : !m || typeof m !== 'object' || !sharegptFrom.has(m.from) || typeof m.value !== 'string'));
+  if (bad < 0) return '';
+  return format === 'messages'
+    ? `Message ${bad + 1} needs a role (system, user or assistant) and a text content.`
+    : `Turn ${bad + 1} needs a "from" (human, gpt or system) and a text "value".`;
+}
+
 // check reads the start of the file and reports the most common mistakes:
-// lines that are not JSON, and lines without a "messages" list of
-// {role, content} messages. The server validates every line after upload.
-export async function check(file) {
+// lines that are not JSON, and lines that are not of the chosen format. The
+// server validates every line after upload.
+export async function check(file, format = 'messages') {
   const problems = [];
   if (!/\.jsonl$/i.test(file.name)) problems.push({ line: 0, message: `${file.name} does not end in .jsonl: the file must be JSON Lines, one conversation per line.` });
   if (file.size === 0) return { lines: 0, problems: [{ line: 0, message: 'The file is empty.' }] };
@@ -32,31 +62,24 @@ export async function check(file) {
       problems.push({ line, message: 'This line is not JSON: each line must be one complete JSON object.' });
       return;
     }
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) {
-      problems.push({ line, message: 'This line is not a JSON object: it must look like {"messages": [...]}.' });
-    } else if (!Array.isArray(v.messages)) {
-      problems.push({ line, message: 'This line has no "messages" list.' });
-    } else if (v.messages.length === 0) {
-      problems.push({ line, message: 'The "messages" list is empty.' });
-    } else {
-      const bad = v.messages.findIndex((m) => !m || typeof m !== 'object' || !roles.has(m.role) || typeof m.content !== 'string');
-      if (bad >= 0) problems.push({ line, message: `Message ${bad + 1} needs a role (system, user or assistant) and a text content.` });
-    }
+    const message = lineProblem(v, format);
+    if (message) problems.push({ line, message });
   });
   return { lines: lines.length, problems };
 }
 
-function resumeKey(file) {
-  return `brightrun.upload.${file.name}.${file.size}.${file.lastModified}`;
+function resumeKey(file, format) {
+  return `brightrun.upload.${format}.${file.name}.${file.size}.${file.lastModified}`;
 }
 
 // upload sends the file; onProgress(sent, total) follows the bytes. It
 // resolves to the dataset id.
-export async function upload(file, { onProgress = () => {}, onPlan = () => {} } = {}) {
-  const saved = await resumable(file);
+export async function upload(file, { format = 'messages', onProgress = () => {}, onPlan = () => {} } = {}) {
+  const key = resumeKey(file, format);
+  const saved = await resumable(key);
   let state = saved;
   if (!state) {
-    const created = await post('/v1/datasets', { name: file.name, size_bytes: file.size });
+    const created = await post('/v1/datasets', { name: file.name, size_bytes: file.size, format });
     state = { dataset_id: created.dataset.id, upload: created.upload, etags: {} };
   }
   onPlan(state.upload, !!saved);
@@ -65,7 +88,6 @@ export async function upload(file, { onProgress = () => {}, onPlan = () => {} } 
     onProgress(file.size, file.size);
     return state.dataset_id;
   }
-  const key = resumeKey(file);
   const save = () => localStorage.setItem(key, JSON.stringify(state));
   save();
   const sent = {};
@@ -105,8 +127,7 @@ export async function upload(file, { onProgress = () => {}, onPlan = () => {} } 
 
 // resumable returns the saved state of an unfinished multipart upload of
 // this very file, if its URLs are still valid and the dataset still waits.
-async function resumable(file) {
-  const key = resumeKey(file);
+async function resumable(key) {
   let state;
   try {
     state = JSON.parse(localStorage.getItem(key) || 'null');
