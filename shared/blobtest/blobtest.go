@@ -37,6 +37,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Run("a multipart upload refuses small parts, bad ETags and aborts cleanly", func(t *testing.T) { testMultipartRules(t, newHarness(t)) })
 	t.Run("a deleted object is gone", func(t *testing.T) { testDelete(t, newHarness(t)) })
 	t.Run("a folder lists its objects, and no other's", func(t *testing.T) { testListKeys(t, newHarness(t)) })
+	t.Run("a download URL names the file to save", func(t *testing.T) { testDownload(t, newHarness(t)) })
 	t.Run("a create URL writes once and never replaces an object", func(t *testing.T) { testCreateOnce(t, newHarness(t)) })
 }
 
@@ -296,6 +297,28 @@ func testDelete(t *testing.T, h Harness) {
 	must(t, h.Blobs.Delete(ctx, "datasets/alice/d.jsonl"))
 	wantNotFound(t, h, "datasets/alice/d.jsonl")
 	must(t, h.Blobs.Delete(ctx, "datasets/alice/d.jsonl"))
+}
+
+func testDownload(t *testing.T, h Harness) {
+	ctx := context.Background()
+	key := "adapters/61/job_1/attempt-1/adapter_config.json"
+	req, err := h.Blobs.PresignPut(ctx, key, 7, "", time.Minute)
+	must(t, err)
+	if status, _ := do(t, h, req, content(7)); status != http.StatusOK {
+		t.Fatalf("PUT = %d, want 200", status)
+	}
+	dl, err := h.Blobs.PresignDownload(ctx, key, "adapter_config.json", time.Minute)
+	must(t, err)
+	resp, err := h.Client.Get(dl.URL)
+	must(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if cd := resp.Header.Get("Content-Disposition"); resp.StatusCode != 200 || len(body) != 7 || cd != `attachment; filename="adapter_config.json"` {
+		t.Errorf("download = %d, %d bytes, Content-Disposition %q; want 200, 7 bytes, attachment naming the file", resp.StatusCode, len(body), cd)
+	}
+	if _, err := h.Blobs.PresignDownload(ctx, key, `a"; filename="evil.exe`, time.Minute); pipeline.ErrorCode(err) != pipeline.EInvalid {
+		t.Errorf("a download name with quotes = %v, want invalid", err)
+	}
 }
 
 func testListKeys(t *testing.T, h Harness) {

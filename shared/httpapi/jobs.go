@@ -219,7 +219,7 @@ func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request, owner str
 	}
 	out := []api.ArtifactView{}
 	for _, a := range j.Artifacts {
-		req, err := s.Blobs.PresignGet(r.Context(), a.Key, ArtifactURLTTL)
+		req, err := s.Blobs.PresignDownload(r.Context(), a.Key, a.Name, ArtifactURLTTL)
 		if err != nil {
 			return fmt.Errorf("presign artifact %s: %w", a.Name, err)
 		}
@@ -230,7 +230,7 @@ func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request, owner str
 		v := api.CheckpointView{ID: c.ID, Step: c.Step, TotalSteps: c.TotalSteps, Epoch: c.Epoch, Attempt: c.Attempt, Reason: c.Reason,
 			Partial: c.Partial, Loss: c.Loss, EvalLoss: c.EvalLoss, CreatedAt: c.CreatedAt, Files: []api.ArtifactView{}}
 		for _, f := range c.Files {
-			req, err := s.Blobs.PresignGet(r.Context(), f.Key, ArtifactURLTTL)
+			req, err := s.Blobs.PresignDownload(r.Context(), f.Key, f.Name, ArtifactURLTTL)
 			if err != nil {
 				return fmt.Errorf("presign checkpoint file %s: %w", f.Key, err)
 			}

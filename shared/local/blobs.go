@@ -135,6 +135,7 @@ func (b *Blobs) metaPath(key string) string {
 // signed operation parameters, in signing order.
 type op struct {
 	method, key, kind, upload, part, size, sha, expires string
+	filename                                            string // a download's name (Content-Disposition: attachment)
 }
 
 func (b *Blobs) sign(o op) string {
@@ -147,6 +148,9 @@ func (b *Blobs) sign(o op) string {
 func signWith(key []byte, o op) string {
 	m := hmac.New(sha256.New, key)
 	fmt.Fprintf(m, "%s\n%s\n%s\n%s\n%s\n%s\n%s\n%s", o.method, o.key, o.kind, o.upload, o.part, o.size, o.sha, o.expires)
+	if o.filename != "" {
+		fmt.Fprintf(m, "\n%s", o.filename)
+	}
 	return hex.EncodeToString(m.Sum(nil))
 }
 
@@ -170,6 +174,9 @@ func (b *Blobs) presign(o op, ttl time.Duration) (pipeline.SignedRequest, error)
 	}
 	if o.sha != "" {
 		q.Set("sha256", o.sha)
+	}
+	if o.filename != "" {
+		q.Set("filename", o.filename)
 	}
 	q.Set("expires", o.expires)
 	q.Set("signature", b.sign(o))
@@ -214,6 +221,15 @@ const MaxUnboundedPut = 32 << 30
 // PresignGet returns a GET URL for the object.
 func (b *Blobs) PresignGet(ctx context.Context, key string, ttl time.Duration) (pipeline.SignedRequest, error) {
 	return b.presign(op{method: http.MethodGet, key: key, kind: "get"}, ttl)
+}
+
+// PresignDownload is PresignGet for a browser: the answer names the file
+// (Content-Disposition: attachment), so it is saved, not opened.
+func (b *Blobs) PresignDownload(ctx context.Context, key, filename string, ttl time.Duration) (pipeline.SignedRequest, error) {
+	if !pipeline.SafeFileName(filename) {
+		return pipeline.SignedRequest{}, pipeline.Errorf(pipeline.EInvalid, "download name %q: letters, digits, '.', '_' or '-' only", filename)
+	}
+	return b.presign(op{method: http.MethodGet, key: key, kind: "get", filename: filename}, ttl)
 }
 
 type uploadMeta struct {
@@ -508,7 +524,7 @@ func (b *Blobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	key := strings.TrimPrefix(r.URL.Path, BlobsPath)
 	q := r.URL.Query()
 	o := op{method: r.Method, key: key, kind: q.Get("op"), upload: q.Get("upload"), part: q.Get("part"),
-		size: q.Get("size"), sha: q.Get("sha256"), expires: q.Get("expires")}
+		size: q.Get("size"), sha: q.Get("sha256"), expires: q.Get("expires"), filename: q.Get("filename")}
 	if r.Method == http.MethodHead {
 		o.method = http.MethodGet // a GET URL also allows HEAD, as in S3
 	}
@@ -532,6 +548,9 @@ func (b *Blobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case o.kind == "get" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		if o.filename != "" {
+			w.Header().Set("Content-Disposition", `attachment; filename="`+o.filename+`"`)
+		}
 		b.serveGet(w, r, key)
 	case (o.kind == "put" || o.kind == "create" || o.kind == "part") && r.Method == http.MethodPut:
 		b.servePut(w, r, o)

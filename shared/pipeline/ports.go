@@ -133,6 +133,9 @@ type Blobs interface {
 	// that the file validation checked cannot be replaced.
 	PresignCreate(ctx context.Context, key string, size int64, sha256Hex string, ttl time.Duration) (SignedRequest, error)
 	PresignGet(ctx context.Context, key string, ttl time.Duration) (SignedRequest, error)
+	// PresignDownload is PresignGet for a browser: the answer carries
+	// Content-Disposition: attachment with filename, so it is saved.
+	PresignDownload(ctx context.Context, key, filename string, ttl time.Duration) (SignedRequest, error)
 	CreateMultipart(ctx context.Context, key string) (uploadID string, err error)
 	PresignPart(ctx context.Context, key, uploadID string, part int, size int64, ttl time.Duration) (SignedRequest, error)
 	CompleteMultipart(ctx context.Context, key, uploadID string, parts []CompletedPart) (ObjectInfo, error)

@@ -212,6 +212,28 @@ func (b *Blobs) PresignGet(ctx context.Context, key string, ttl time.Duration) (
 	return signed(req, exp), nil
 }
 
+// PresignDownload is PresignGet for a browser: S3 answers with
+// Content-Disposition: attachment naming the file, so it is saved, not
+// opened.
+func (b *Blobs) PresignDownload(ctx context.Context, key, filename string, ttl time.Duration) (pipeline.SignedRequest, error) {
+	if err := checkKey(key); err != nil {
+		return pipeline.SignedRequest{}, err
+	}
+	if !pipeline.SafeFileName(filename) {
+		return pipeline.SignedRequest{}, pipeline.Errorf(pipeline.EInvalid, "download name %q: letters, digits, '.', '_' or '-' only", filename)
+	}
+	if err := checkTTL(ttl); err != nil {
+		return pipeline.SignedRequest{}, err
+	}
+	opt, exp := b.expiry(ttl)
+	req, err := b.presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key),
+		ResponseContentDisposition: aws.String(`attachment; filename="` + filename + `"`)}, opt)
+	if err != nil {
+		return pipeline.SignedRequest{}, fmt.Errorf("presign GET %s: %w", key, err)
+	}
+	return signed(req, exp), nil
+}
+
 // CreateMultipart starts a multipart upload to key.
 func (b *Blobs) CreateMultipart(ctx context.Context, key string) (string, error) {
 	if err := checkKey(key); err != nil {
