@@ -40,6 +40,13 @@ func (d *dedupSet) check(msgs []chat.Message, line int64) (first int64) {
 	if d.limit <= 0 {
 		return 0
 	}
+	return d.checkKey(d.key(msgs), line)
+}
+
+// key is the 128-bit hash of msgs' canonical form. It uses only the
+// seeds and d.canon, so the parts of a parallel validation compute keys
+// with copies of one set that share its seeds.
+func (d *dedupSet) key(msgs []chat.Message) [16]byte {
 	c := d.canon[:0]
 	for _, m := range msgs {
 		w := byte(2) // no weight
@@ -56,6 +63,11 @@ func (d *dedupSet) check(msgs []chat.Message, line int64) (first int64) {
 	var key [16]byte
 	binary.LittleEndian.PutUint64(key[:8], maphash.Bytes(d.seeds[0], c))
 	binary.LittleEndian.PutUint64(key[8:], maphash.Bytes(d.seeds[1], c))
+	return key
+}
+
+// checkKey is check for the conversation whose key is key.
+func (d *dedupSet) checkKey(key [16]byte, line int64) (first int64) {
 	if l, ok := d.seen[key]; ok {
 		return int64(l)
 	}

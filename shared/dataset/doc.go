@@ -24,6 +24,15 @@
 // line per input line, so line numbers (and the validation split) stay
 // the input's.
 //
+// # In parallel
+//
+// [ValidateAt] validates a file it can read at any offset (an
+// [io.ReaderAt]: a local file, ranged reads of an S3 object) in parts on
+// every core and merges them into exactly the report one pass gives: the
+// parts are cut at line boundaries, and what depends on the lines before
+// (line numbers, duplicates, the validation split) is settled in file
+// order by the merge.
+//
 // # Decoding
 //
 // Lines are decoded by a hand-written scanner that accepts exactly what

@@ -90,3 +90,21 @@ func (h *histogram) distribution() Distribution {
 		Max:  int64(h.max),
 	}
 }
+
+// merge adds the values of o to h: the result is the histogram of both
+// sets of values, exactly (the sum of integer values is exact in a
+// float64 up to 2^53).
+func (h *histogram) merge(o *histogram) {
+	if o.n == 0 {
+		return
+	}
+	for i, c := range o.counts {
+		h.counts[i] += c
+	}
+	if h.n == 0 || o.min < h.min {
+		h.min = o.min
+	}
+	h.max = max(h.max, o.max)
+	h.n += o.n
+	h.sum += o.sum
+}

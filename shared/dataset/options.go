@@ -68,6 +68,10 @@ type Options struct {
 	// numbers, and so the validation split, are the input's. Validate
 	// fails when writing to it fails.
 	Converted io.Writer
+	// Tee, when set, receives every byte of the input, in order, as it is
+	// read (a hash of the file, say): ValidateAt reads the input in parts,
+	// and this is how to see it whole without reading it twice.
+	Tee io.Writer
 	// Progress, when set, is called with the number of bytes read so far:
 	// about once per MiB and once at the end. It runs on Validate's
 	// goroutine, so it should return quickly.

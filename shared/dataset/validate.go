@@ -43,6 +43,9 @@ func Validate(ctx context.Context, r io.Reader, c chat.Counter, opts Options) (*
 	if err != nil {
 		return nil, fmt.Errorf("validate dataset: options: %w", err)
 	}
+	if o.Tee != nil {
+		r = io.TeeReader(r, o.Tee)
+	}
 	v := newValidator(c, o)
 	var out *bufio.Writer
 	if o.Converted != nil {
@@ -104,6 +107,15 @@ type validator struct {
 	issues                           []Issue
 	kept                             [2]int // issues listed, by severity: errors, warnings
 	truncated                        Truncated
+
+	// A part of a parallel validation (parallel.go) counts its lines from
+	// 1 but does not start the file: notFirst keeps it from taking a byte
+	// order mark for one. It records its examples (records) for the
+	// merge, which alone knows their line numbers in the file, instead of
+	// checking them for duplicates and the split.
+	notFirst bool
+	part     bool
+	records  []record
 }
 
 func newValidator(c chat.Counter, o Options) *validator {
@@ -122,7 +134,7 @@ func (v *validator) line(line []byte, n int64, tooLong bool) bool {
 		v.add(chkLineTooLong, -1, "line is %d bytes: over the %d-byte limit", n, v.opts.MaxLineBytes)
 		return false
 	}
-	if v.lines == 1 {
+	if v.lines == 1 && !v.notFirst {
 		line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf"))
 	}
 	line = bytes.TrimSuffix(line, []byte("\r"))
@@ -404,24 +416,43 @@ func (v *validator) example() {
 	v.tokens.Total += int64(total)
 	v.tokens.Trained += int64(trained)
 	counts := [2]int64{int64(total), int64(trained)}
-	v.heldOut.Add(holdout.KeyOf(0, v.lines), counts)
-	if len(v.first) < holdout.MaxExamples {
-		v.first = append(v.first, counts)
-	}
 	if total > v.opts.MaxSeqLength {
 		v.overMax++
 		v.add(chkExampleTooLong, -1, "conversation is %d tokens: over max_seq_length %d, the trainer will truncate it", total, v.opts.MaxSeqLength)
 	}
-	if first := v.dedup.check(v.msgs, v.lines); first > 0 {
-		v.add(chkDuplicateExample, -1, "conversation is the same as line %d", first)
+	if v.part {
+		r := record{line: v.lines, counts: counts}
+		if v.dedup.limit > 0 {
+			r.key = v.dedup.key(v.msgs)
+		}
+		v.records = append(v.records, r)
+	} else {
+		v.split(v.lines, counts)
+		if first := v.dedup.check(v.msgs, v.lines); first > 0 {
+			v.addAt(v.lines, chkDuplicateExample, -1, "conversation is the same as line %d", first)
+		}
 	}
 	v.msgsH.add(uint64(len(v.msgs)))
 	v.toksH.add(uint64(max(total, 0)))
 }
 
+// split offers the counts of the example on line to the validation
+// split's lists.
+func (v *validator) split(line int64, counts [2]int64) {
+	v.heldOut.Add(holdout.KeyOf(0, line), counts)
+	if len(v.first) < holdout.MaxExamples {
+		v.first = append(v.first, counts)
+	}
+}
+
 // add counts an issue on the current line and lists it while its
 // severity's list has room. msg is the message index, or -1.
 func (v *validator) add(c check, msg int, format string, args ...any) {
+	v.addAt(v.lines, c, msg, format, args...)
+}
+
+// addAt is add for an issue on line.
+func (v *validator) addAt(line int64, c check, msg int, format string, args ...any) {
 	v.counts[c]++
 	sev := c.severity()
 	s := 0
@@ -439,7 +470,7 @@ func (v *validator) add(c check, msg int, format string, args ...any) {
 		return
 	}
 	v.kept[s]++
-	is := Issue{Code: c.code(), Severity: sev, Line: v.lines, Message: fmt.Sprintf(format, args...)}
+	is := Issue{Code: c.code(), Severity: sev, Line: line, Message: fmt.Sprintf(format, args...)}
 	if msg >= 0 {
 		idx := msg
 		is.MessageIndex = &idx
