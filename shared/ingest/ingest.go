@@ -12,6 +12,10 @@
 // jobs train on. Two passes, not a temporary file: the function needs no
 // disk, and the second pass only parses (it counts no tokens), several
 // times faster than the first.
+//
+// Both passes read the object in parts on every core (dataset.ValidateAt)
+// when the blob store reads at any offset (RangeBlobs: ranged GETs on
+// S3), and stream it in one pass otherwise; the report is the same.
 package ingest
 
 import (
@@ -41,6 +45,15 @@ type Blobs interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// RangeBlobs is a blob store that also reads an object at any offset:
+// s3blob and local both do.
+type RangeBlobs interface {
+	OpenAt(ctx context.Context, key string) (interface {
+		io.ReaderAt
+		io.Closer
+	}, pipeline.ObjectInfo, error)
+}
+
 // Validator validates uploaded datasets.
 type Validator struct {
 	Store   pipeline.Store
@@ -50,6 +63,10 @@ type Validator struct {
 	Now     func() time.Time
 	// Options tune the dataset validator (zero: its defaults).
 	Options dataset.Options
+	// Parallel is how many parts of a dataset are validated at once when
+	// Blobs is a RangeBlobs; 0 means GOMAXPROCS (on Lambda, the vCPUs
+	// the memory setting buys).
+	Parallel int
 }
 
 func (v *Validator) now() time.Time {
@@ -224,21 +241,17 @@ func (v *Validator) validate(ctx context.Context, d *pipeline.Dataset, obj pipel
 	if err != nil {
 		return nil, "", nil, err
 	}
-	rc, info, err := v.Blobs.Open(ctx, obj.Key)
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("open uploaded object: %w", err)
-	}
-	defer rc.Close()
-	if info.Size != d.SizeBytes {
-		return nil, "", nil, nil
-	}
 	var conv *digestWriter
 	if opts.Format != dataset.FormatMessages {
 		conv = &digestWriter{h: sha256.New()}
 		opts.Converted = conv
 	}
 	h := sha256.New()
-	report, err := dataset.Validate(ctx, io.TeeReader(rc, h), v.Counter, opts)
+	opts.Tee = h
+	report, sizeOK, err := v.run(ctx, obj.Key, d.SizeBytes, v.Counter, opts)
+	if err == nil && !sizeOK {
+		return nil, "", nil, nil
+	}
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("validate: %w", err)
 	}
@@ -247,6 +260,34 @@ func (v *Validator) validate(ctx context.Context, d *pipeline.Dataset, obj pipel
 		converted = &pipeline.StoredFile{Key: pipeline.ConvertedKey(d.ObjectKey), SizeBytes: conv.n, SHA256: hex.EncodeToString(conv.h.Sum(nil))}
 	}
 	return report, hex.EncodeToString(h.Sum(nil)), converted, nil
+}
+
+// run validates the object at key with c and opts, in parts when the
+// blob store reads at any offset, in one stream otherwise. It reads
+// nothing and reports !sizeOK when the object is not size bytes.
+func (v *Validator) run(ctx context.Context, key string, size int64, c chat.Counter, opts dataset.Options) (r *dataset.Report, sizeOK bool, err error) {
+	if rb, ok := v.Blobs.(RangeBlobs); ok {
+		ra, info, err := rb.OpenAt(ctx, key)
+		if err != nil {
+			return nil, false, fmt.Errorf("open uploaded object: %w", err)
+		}
+		defer ra.Close()
+		if info.Size != size {
+			return nil, false, nil
+		}
+		r, err := dataset.ValidateAt(ctx, ra, info.Size, c, opts, v.Parallel)
+		return r, true, err
+	}
+	rc, info, err := v.Blobs.Open(ctx, key)
+	if err != nil {
+		return nil, false, fmt.Errorf("open uploaded object: %w", err)
+	}
+	defer rc.Close()
+	if info.Size != size {
+		return nil, false, nil
+	}
+	r, err = dataset.Validate(ctx, rc, c, opts)
+	return r, true, err
 }
 
 // options are the validator's options for the dataset's format.
@@ -271,17 +312,15 @@ func (v *Validator) storeConverted(ctx context.Context, d *pipeline.Dataset, obj
 	}
 	// Only the conversion: no issue list, no duplicate detector, no counts.
 	opts.MaxIssues, opts.MaxUniqueExamples, opts.Progress = -1, -1, nil
-	rc, _, err := v.Blobs.Open(ctx, obj.Key)
-	if err != nil {
-		return fmt.Errorf("open uploaded object to convert: %w", err)
-	}
-	defer rc.Close()
 	pr, pw := io.Pipe()
 	conv := &digestWriter{h: sha256.New()}
 	opts.Converted = io.MultiWriter(pw, conv)
 	done := make(chan error, 1)
 	go func() {
-		_, err := dataset.Validate(ctx, rc, noTokens{}, opts)
+		_, sizeOK, err := v.run(ctx, obj.Key, d.SizeBytes, noTokens{}, opts)
+		if err == nil && !sizeOK {
+			err = errors.New("the uploaded object changed size between the two passes")
+		}
 		if err == nil {
 			if sum := hex.EncodeToString(conv.h.Sum(nil)); conv.n != want.SizeBytes || sum != want.SHA256 {
 				err = fmt.Errorf("converted file is %d bytes with sha256 %s on the second pass, %d bytes with %s on the first", conv.n, sum, want.SizeBytes, want.SHA256)

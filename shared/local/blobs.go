@@ -720,3 +720,20 @@ func (b *Blobs) Put(ctx context.Context, key string, body io.Reader, size int64)
 		return nil
 	}, "", false)
 }
+
+// OpenAt opens the object for reads at any offset (the validator reads
+// a dataset in parts, in parallel); the caller closes it.
+func (b *Blobs) OpenAt(ctx context.Context, key string) (interface {
+	io.ReaderAt
+	io.Closer
+}, pipeline.ObjectInfo, error) {
+	info, err := b.Stat(ctx, key)
+	if err != nil {
+		return nil, info, err
+	}
+	f, err := os.Open(b.objectPath(key))
+	if err != nil {
+		return nil, info, fmt.Errorf("open object: %w", err)
+	}
+	return f, info, nil
+}
