@@ -4,7 +4,11 @@
 // the JavaScript reference tokenizer (@huggingface/tokenizers) on a sample
 // of the same data and prints the ratio. `make bench` runs it.
 //
-//	go run ./tools/benchvalidate [-mb 500] [-sample-mb 2] [-errors 0]
+// With -parallel 1,2 it then validates the same file with
+// dataset.ValidateAt on 1, then 2 cores (GOMAXPROCS), and prints each
+// run's MB/s, MB/s per core, and the speed-up over the first.
+//
+//	go run ./tools/benchvalidate [-mb 500] [-sample-mb 2] [-errors 0] [-parallel 1,2] [-runs 1]
 package main
 
 import (
@@ -40,6 +44,8 @@ func run(args []string, out io.Writer) error {
 	sampleMB := fs.Int("sample-mb", 2, "size of the sample the JS reference counts, in MB")
 	errorEvery := fs.Int("errors", 0, "put an error on every N-th line (0: none)")
 	keep := fs.String("file", "", "write the dataset here instead of a temporary file")
+	parallel := fs.String("parallel", "", "also time dataset.ValidateAt on these core counts, comma-separated (e.g. 1,2)")
+	runs := fs.Int("runs", 1, "with -parallel: time each core count this many times, alternating, and keep the best")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,6 +82,11 @@ func run(args []string, out io.Writer) error {
 	fmt.Fprintf(out, "validate+count (Go, 1 core): %d MB, %d lines, %d examples, %d tokens (%d trained) in %.2f s: %.1f MB/s\n",
 		rep.Bytes/1e6, rep.Lines, rep.Examples, rep.Tokens.Total, rep.Tokens.Trained, secs, goMBps)
 	fmt.Fprintf(out, "peak RSS: %s\n", peakRSS())
+	if *parallel != "" {
+		if err := timeParallel(out, f, *parallel, *runs, counter); err != nil {
+			return err
+		}
+	}
 
 	jsMBps, err := jsReference(path, int64(*sampleMB)*1e6)
 	if err != nil {
@@ -168,4 +179,42 @@ func jsReference(path string, size int64) (float64, error) {
 		return 0, fmt.Errorf("unexpected output %q", res)
 	}
 	return strconv.ParseFloat(string(m[1]), 64)
+}
+
+// timeParallel validates f with dataset.ValidateAt on each core count of
+// list, runs times in turn (so that a noisy neighbour slows every count
+// alike), and prints the best run of each and its speed-up over the
+// first count's.
+func timeParallel(out io.Writer, f *os.File, list string, runs int, counter chat.Counter) error {
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var cores []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-parallel %q: want core counts such as 1,2", list)
+		}
+		cores = append(cores, n)
+	}
+	best := make([]float64, len(cores))
+	for range max(runs, 1) {
+		for i, n := range cores {
+			prev := runtime.GOMAXPROCS(n)
+			start := time.Now()
+			rep, err := dataset.ValidateAt(context.Background(), f, info.Size(), counter, dataset.Options{}, n)
+			secs := time.Since(start).Seconds()
+			runtime.GOMAXPROCS(prev)
+			if err != nil {
+				return err
+			}
+			best[i] = max(best[i], float64(rep.Bytes)/1e6/secs)
+		}
+	}
+	for i, n := range cores {
+		fmt.Fprintf(out, "ValidateAt+count (Go, %d cores, best of %d): %.1f MB/s, %.1f MB/s per core, %.2f× the %d-core figure\n",
+			n, max(runs, 1), best[i], best[i]/float64(n), best[i]/best[0], cores[0])
+	}
+	return nil
 }
