@@ -68,7 +68,7 @@ func TestIntegerFieldsAcceptWholeNumbersWrittenWithAFraction(t *testing.T) {
 		{"size_bytes -0.0", "/v1/datasets", `{"name":"x","size_bytes":-0.0}`, 400, "at least 1"},
 		{"size_bytes 34.5", "/v1/datasets", `{"name":"x","size_bytes":34.5}`, 400, "size_bytes must be an integer"},
 		{"size_bytes 1e-3", "/v1/datasets", `{"name":"x","size_bytes":1e-3}`, 400, "size_bytes must be an integer"},
-		{"size_bytes 5.24288001e8", "/v1/datasets", `{"name":"x","size_bytes":5.24288001e8}`, 413, "500 MiB"},
+		{"size_bytes 5.368709121e9", "/v1/datasets", `{"name":"x","size_bytes":5.368709121e9}`, 413, "5 GiB"},
 		{"size_bytes beyond int64", "/v1/datasets", `{"name":"x","size_bytes":99999999999999999999.0}`, 400, "size_bytes"},
 		{"size_bytes 1e400", "/v1/datasets", `{"name":"x","size_bytes":1e400}`, 400, "size_bytes"},
 		{"a number inside a string stays a string", "/v1/datasets", `{"name":"34.0","size_bytes":"34.0"}`, 400, "size_bytes must be an integer"},
@@ -162,7 +162,7 @@ func TestCompleteUploadFollowsTheDocument(t *testing.T) {
 	}
 	part := func(n int, etag string) string { return fmt.Sprintf(`{"part_number":%d,"etag":%q}`, n, etag) }
 	parts := func(p ...string) string { return `{"parts":[` + strings.Join(p, ",") + `]}` }
-	many := make([]string, 101)
+	many := make([]string, 1025)
 	for i := range many {
 		many[i] = part(i+1, "e")
 	}
@@ -171,8 +171,8 @@ func TestCompleteUploadFollowsTheDocument(t *testing.T) {
 		status     int
 		message    string
 	}{
-		{"no parts", parts(), 400, "1 to 100 parts"},
-		{"101 parts", parts(many...), 400, "1 to 100 parts"},
+		{"no parts", parts(), 400, "1 to 1024 parts"},
+		{"1025 parts", parts(many...), 400, "1 to 1024 parts"},
 		{"part number 0", parts(part(0, etags[0])), 400, "part_number must be 1 to 10000"},
 		{"part number 10001", parts(part(10001, etags[0])), 400, "part_number must be 1 to 10000"},
 		{"an ETag with a space", parts(part(1, "a b")), 400, "printable ASCII"},

@@ -44,7 +44,7 @@ func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner str
 		return pipeline.Errorf(pipeline.EInvalid, "size_bytes must be at least 1, got %d", *req.SizeBytes)
 	case *req.SizeBytes > pipeline.MaxDatasetBytes:
 		return &pipeline.Error{Code: pipeline.ETooLarge,
-			Message: fmt.Sprintf("size_bytes is %d: datasets are limited to %d bytes (500 MiB)", *req.SizeBytes, pipeline.MaxDatasetBytes)}
+			Message: fmt.Sprintf("size_bytes is %d: datasets are limited to %d bytes (5 GiB)", *req.SizeBytes, pipeline.MaxDatasetBytes)}
 	}
 	var sha string
 	if req.SHA256 != nil {

@@ -132,7 +132,7 @@ func TestCreateDatasetRefusesBadRequests(t *testing.T) {
 		{"a missing size", `{"name":"x"}`, 400, "size_bytes is required"},
 		{"a size of zero", `{"name":"x","size_bytes":0}`, 400, "at least 1"},
 		{"a negative size", `{"name":"x","size_bytes":-5}`, 400, "at least 1"},
-		{"a size over the limit", `{"name":"x","size_bytes":524288001}`, 413, "500 MiB"},
+		{"a size over the limit", `{"name":"x","size_bytes":5368709121}`, 413, "5 GiB"},
 		{"a size of the wrong type", `{"name":"x","size_bytes":"12"}`, 400, "size_bytes must be an integer"},
 		{"a fractional size", `{"name":"x","size_bytes":1.5}`, 400, "size_bytes must be an integer"},
 		{"a bad sha256", `{"name":"x","size_bytes":1,"sha256":"xyz"}`, 400, "64 hex digits"},

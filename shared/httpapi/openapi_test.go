@@ -485,7 +485,7 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 		{`{"name":"x","size_bytes":0}`, 400},
 		{`{"name":"x","size_bytes":"12"}`, 400},
 		{`{"name":"x","size_bytes":1,"sha256":"xyz"}`, 400},
-		{`{"name":"x","size_bytes":524288001}`, 413},
+		{`{"name":"x","size_bytes":5368709121}`, 413},
 		{`{"name":"` + strings.Repeat("a", httpapi.MaxBodyBytes) + `","size_bytes":10}`, 413},
 	} {
 		c.do(x{method: "POST", path: "/v1/datasets", token: "alice-token", body: tc.body, status: tc.status, badRequest: true}, nil)

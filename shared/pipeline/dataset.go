@@ -119,9 +119,10 @@ func IsConvertedKey(key string) bool {
 
 // Dataset limits.
 const (
-	// MaxDatasetBytes is the largest dataset accepted (500 MiB, as the
-	// platform this replaces allowed).
-	MaxDatasetBytes = 500 << 20
+	// MaxDatasetBytes is the largest dataset accepted: 5 GiB, uploaded in
+	// parts (uploads from the multipart threshold on are), and validated
+	// in parts on every core of the validate function.
+	MaxDatasetBytes = 5 << 30
 	// MaxNameLength is the longest dataset or job name, in characters.
 	MaxNameLength = 200
 )
