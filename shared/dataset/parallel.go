@@ -76,11 +76,15 @@ func validateAt(ctx context.Context, r io.ReaderAt, size int64, c chat.Counter, 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make([]chan part, n)
+	reads := make([]chan read, n)
 	for i := range results {
 		results[i] = make(chan part, 1)
+		reads[i] = make(chan read, 1)
 	}
-	// window bounds the parts in flight: a part is taken once an earlier
-	// one has been merged.
+	// window bounds the parts in flight: a part is read once an earlier
+	// one has been merged. A part's range is read as soon as it is in the
+	// window, ahead of the goroutine that validates it, so that waiting
+	// for a ranged GET overlaps the validation of the parts before.
 	window := make(chan struct{}, 2*parallel)
 	jobs := make(chan int)
 	var wg sync.WaitGroup
@@ -94,6 +98,12 @@ func validateAt(ctx context.Context, r io.ReaderAt, size int64, c chat.Counter, 
 			case <-ctx.Done():
 				return
 			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				lo := int64(i) * partBytes
+				reads[i] <- readPart(r, lo, min(lo+partBytes, size))
+			}()
 			select {
 			case jobs <- i:
 			case <-ctx.Done():
@@ -107,7 +117,18 @@ func validateAt(ctx context.Context, r io.ReaderAt, size int64, c chat.Counter, 
 			defer wg.Done()
 			for i := range jobs {
 				lo := int64(i) * partBytes
-				results[i] <- validatePart(ctx, r, lo, min(lo+partBytes, size), size, c, m.dedup, o)
+				var rd read
+				select {
+				case rd = <-reads[i]:
+				case <-ctx.Done():
+					results[i] <- part{err: ctx.Err()}
+					continue
+				}
+				if rd.err != nil {
+					results[i] <- part{err: rd.err}
+					continue
+				}
+				results[i] <- validatePart(ctx, r, rd.buf, lo, min(lo+partBytes, size), size, c, m.dedup, o)
 			}
 		}()
 	}
@@ -150,18 +171,32 @@ func validateAt(ctx context.Context, r io.ReaderAt, size int64, c chat.Counter, 
 	return m.finish(size), nil
 }
 
-// validatePart validates the lines that start in [lo, hi) of the size
-// bytes of r: the first is the line after the first '\n' at lo-1 or
-// later (lo itself for the first part), the last may end past hi.
-func validatePart(ctx context.Context, r io.ReaderAt, lo, hi, size int64, c chat.Counter, dedup *dedupSet, o Options) part {
+// read is a part's range, read ahead.
+type read struct {
+	buf []byte
+	err error
+}
+
+// readPart reads [lo-1, hi) of r (from 0 for the first part): the part's
+// range and the byte before, which says whether a line starts at lo.
+func readPart(r io.ReaderAt, lo, hi int64) read {
 	from := max(lo-1, 0)
 	buf := make([]byte, hi-from)
 	if n, err := r.ReadAt(buf, from); n < len(buf) {
 		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return part{err: fmt.Errorf("read bytes %d to %d: %w", from, hi, err)}
+		return read{err: fmt.Errorf("read bytes %d to %d: %w", from, hi, err)}
 	}
+	return read{buf: buf}
+}
+
+// validatePart validates the lines that start in [lo, hi) of the size
+// bytes of r, of which buf holds [lo-1, hi) (readPart): the first is the
+// line after the first '\n' at lo-1 or later (lo itself for the first
+// part), the last may end past hi.
+func validatePart(ctx context.Context, r io.ReaderAt, buf []byte, lo, hi, size int64, c chat.Counter, dedup *dedupSet, o Options) part {
+	from := max(lo-1, 0)
 	v := newValidator(c, o)
 	v.part, v.notFirst = true, lo > 0
 	v.dedup = &dedupSet{seeds: dedup.seeds, limit: dedup.limit}

@@ -212,6 +212,7 @@ func timeParallel(out io.Writer, f *os.File, list string, runs int, counter chat
 			best[i] = max(best[i], float64(rep.Bytes)/1e6/secs)
 		}
 	}
+	defer fmt.Fprintf(out, "peak RSS (after ValidateAt): %s\n", peakRSS())
 	for i, n := range cores {
 		fmt.Fprintf(out, "ValidateAt+count (Go, %d cores, best of %d): %.1f MB/s, %.1f MB/s per core, %.2f× the %d-core figure\n",
 			n, max(runs, 1), best[i], best[i]/float64(n), best[i]/best[0], cores[0])
