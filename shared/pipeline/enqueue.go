@@ -30,8 +30,13 @@ func (l *Lifecycle) send(ctx context.Context, j *Job, requeue bool) (bool, error
 	if _, err := l.Queue.Send(ctx, Message{Body: body, Attributes: map[string]string{"job_id": j.ID}}); err != nil {
 		return false, fmt.Errorf("enqueue job %s: %w", j.ID, err)
 	}
+	moved := false
 	updated, err := UpdateJob(ctx, l.Store, j.Owner, j.ID, func(cur *Job) error {
-		if cur.Status != j.Status || cur.Attempt != j.Attempt {
+		moved = cur.Status != j.Status || cur.Attempt != j.Attempt
+		// A dispatcher may take the message and claim the job before this
+		// write: the first message is still recorded as sent (reconciliation
+		// reads Enqueued); a resend to a job that moved on is not counted.
+		if moved && (requeue || cur.Enqueued) {
 			return errMoved
 		}
 		now := l.now()
@@ -48,7 +53,7 @@ func (l *Lifecycle) send(ctx context.Context, j *Job, requeue bool) (bool, error
 		return false, fmt.Errorf("record job %s as enqueued: %w", j.ID, err)
 	}
 	*j = *updated
-	return true, nil
+	return !moved, nil
 }
 
 // RequeuePolicy says when reconciliation sends the message of a job that

@@ -351,3 +351,22 @@ func TestABudgetCountsBilledTimeNotTheQueue(t *testing.T) {
 		t.Errorf("job %s after $1.10 of execution, want cancel_requested", j.Status)
 	}
 }
+
+// The API enqueues a new job; a dispatcher takes the message and claims
+// the job before the API records the message as sent: it is recorded all
+// the same (reconciliation reads it), and nothing is sent twice.
+func TestAJobClaimedBeforeItsEnqueueIsRecordedIsStillRecordedAsSent(t *testing.T) {
+	e := newEnv(t)
+	e.job(t, "job_race", pipeline.JobQueued, 0, func(j *pipeline.Job) { j.RunPodID = "" })
+	queued := e.get(t, "job_race")
+	jobs := e.r.Jobs
+	if _, err := jobs.Claim(context.Background(), "alice", "job_race", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.Enqueue(context.Background(), queued); err != nil {
+		t.Fatal(err)
+	}
+	if j := e.get(t, "job_race"); !j.Enqueued || j.Status != pipeline.JobDispatching || j.Requeues != 0 {
+		t.Errorf("job = %s, enqueued %v, requeues %d; want dispatching, recorded as sent, no requeue", j.Status, j.Enqueued, j.Requeues)
+	}
+}
