@@ -73,8 +73,9 @@ type Options struct {
 	// and this is how to see it whole without reading it twice.
 	Tee io.Writer
 	// Progress, when set, is called with the number of bytes read so far:
-	// about once per MiB and once at the end. It runs on Validate's
-	// goroutine, so it should return quickly.
+	// about once per MiB and once at the end (ValidateAt: once per part
+	// merged, DefaultPartBytes). It runs on the calling goroutine, so it
+	// should return quickly.
 	Progress func(bytesRead int64)
 }
 
