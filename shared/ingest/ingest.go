@@ -63,6 +63,12 @@ type Validator struct {
 	Now     func() time.Time
 	// Options tune the dataset validator (zero: its defaults).
 	Options dataset.Options
+	// MaxConvertedBytes caps a converted dataset, the file jobs train
+	// on, as uploads are capped; 0 means pipeline.MaxDatasetBytes. A
+	// conversion can outgrow its upload (an Alpaca line gains the
+	// messages' keys), and a larger file is refused, with the reason,
+	// rather than written.
+	MaxConvertedBytes int64
 	// Parallel is how many parts of a dataset are validated at once when
 	// Blobs is a RangeBlobs; 0 means GOMAXPROCS (on Lambda, the vCPUs
 	// the memory setting buys).
@@ -156,6 +162,9 @@ func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo)
 		reason = fmt.Sprintf("the uploaded file is %d bytes, but %d were declared: create the dataset again to upload the right file", obj.Size, d.SizeBytes)
 	case d.SHA256 != "" && sum != d.SHA256:
 		reason = fmt.Sprintf("the uploaded file's sha256 is %s, but %s was declared: create the dataset again to upload the right file", sum, d.SHA256)
+	case converted != nil && converted.SizeBytes > v.maxConverted():
+		reason = fmt.Sprintf("converted to messages, the dataset is %d bytes: over the %d bytes a dataset may have; split the file and upload the parts as datasets of their own",
+			converted.SizeBytes, v.maxConverted())
 	}
 	if report != nil {
 		if err := v.storeReport(ctx, d, report); err != nil {
@@ -288,6 +297,13 @@ func (v *Validator) run(ctx context.Context, key string, size int64, c chat.Coun
 	}
 	r, err = dataset.Validate(ctx, rc, c, opts)
 	return r, true, err
+}
+
+func (v *Validator) maxConverted() int64 {
+	if v.MaxConvertedBytes > 0 {
+		return v.MaxConvertedBytes
+	}
+	return pipeline.MaxDatasetBytes
 }
 
 // options are the validator's options for the dataset's format.

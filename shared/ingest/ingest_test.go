@@ -321,6 +321,23 @@ func TestAnInvalidAlpacaUploadHasNoConvertedFile(t *testing.T) {
 	}
 }
 
+func TestADatasetThatOutgrowsTheCapWhenConvertedIsInvalid(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	data := readFile(t, "sample.alpaca.jsonl")
+	e.v.MaxConvertedBytes = int64(len(data)) // the messages form is larger
+	if err := e.v.HandleS3Event(ctx, e.uploadAs(t, "ds_alpaca", pipeline.FormatAlpaca, data)); err != nil {
+		t.Fatal(err)
+	}
+	d := e.get(t, "ds_alpaca")
+	if d.Status != pipeline.DatasetInvalid || d.Converted != nil || !strings.Contains(d.Error, "converted to messages") || d.Validation == nil || !d.Validation.Valid {
+		t.Fatalf("dataset over the cap once converted: status %s, converted %+v, error %q; want invalid with the reason, its report kept", d.Status, d.Converted, d.Error)
+	}
+	if _, err := e.blobs.Stat(ctx, pipeline.ConvertedKey(d.ObjectKey)); pipeline.ErrorCode(err) != pipeline.ENotFound {
+		t.Errorf("Stat(converted key) = %v, want not found", err)
+	}
+}
+
 func slicesEqual(a, b [][2]int64) bool {
 	if len(a) != len(b) {
 		return false
