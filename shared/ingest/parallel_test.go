@@ -7,6 +7,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/brightrun/brightrun/shared/dataset"
 	"github.com/brightrun/brightrun/shared/ingest"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
@@ -17,10 +18,17 @@ type streamOnly struct{ ingest.Blobs }
 
 func TestValidationInPartsStoresWhatOnePassStores(t *testing.T) {
 	ctx := context.Background()
+	// Three parts of dataset.DefaultPartBytes, with an error every 40th
+	// line.
+	var synthetic bytes.Buffer
+	if err := dataset.WriteSynthetic(&synthetic, 2*dataset.DefaultPartBytes+1<<20, 3, 40); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		file   string
 		format pipeline.DatasetFormat
 	}{
+		{"synthetic", pipeline.FormatMessages},
 		{"sample.jsonl", pipeline.FormatMessages},
 		{"bad.jsonl", pipeline.FormatMessages},
 		{"sample.sharegpt.jsonl", pipeline.FormatShareGPT},
@@ -33,7 +41,10 @@ func TestValidationInPartsStoresWhatOnePassStores(t *testing.T) {
 			}
 			parts.v.Parallel = 3
 			stream.v.Blobs = streamOnly{stream.blobs}
-			data := readFile(t, c.file)
+			data := synthetic.Bytes()
+			if c.file != "synthetic" {
+				data = readFile(t, c.file)
+			}
 			var got, want *pipeline.Dataset
 			for _, e := range []*env{parts, stream} {
 				if err := e.v.HandleS3Event(ctx, e.uploadAs(t, "ds_1", c.format, data)); err != nil {
