@@ -98,8 +98,10 @@ func (h *histogram) merge(o *histogram) {
 	if o.n == 0 {
 		return
 	}
-	for i, c := range o.counts {
-		h.counts[i] += c
+	// Only the buckets from o's smallest value to its largest can hold
+	// counts: a part with a few examples merges a few buckets.
+	for i := bucketOf(o.min); i <= bucketOf(o.max); i++ {
+		h.counts[i] += o.counts[i]
 	}
 	if h.n == 0 || o.min < h.min {
 		h.min = o.min
