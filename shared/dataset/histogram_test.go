@@ -59,3 +59,25 @@ func TestHistogramBucketsCoverEveryValue(t *testing.T) {
 		}
 	}
 }
+
+func TestMergedHistogramsAreTheHistogramOfAllTheValues(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var all, a, b, empty histogram
+	for i := range 5000 {
+		v := rng.Uint64N(1 << uint(1+rng.IntN(40)))
+		all.add(v)
+		if i%3 == 0 {
+			a.add(v)
+		} else {
+			b.add(v)
+		}
+	}
+	var m histogram
+	m.merge(&empty)
+	m.merge(&a)
+	m.merge(&empty)
+	m.merge(&b)
+	if m != all {
+		t.Errorf("merge(a, b).distribution() = %+v, want %+v (the histogram of every value)", m.distribution(), all.distribution())
+	}
+}
