@@ -68,11 +68,11 @@ build-cli:
 	$(GO) build -o $(BIN)/localstack ./cmd/localstack
 
 ## bench: Go benchmarks (validator, tokenizer, estimator), then validation
-## with exact token counts on a generated 500 MB file (MB/s on one core, peak
-## RSS) against the JavaScript reference tokenizer
+## with exact token counts on a generated 500 MB file (MB/s on one core and
+## on two, in parts, peak RSS) against the JavaScript reference tokenizer
 bench: setup-node
 	$(GO) test -run '^$$' -bench . -benchmem ./shared/...
-	$(GO) run ./tools/benchvalidate -mb $(or $(BENCH_MB),500)
+	$(GO) run ./tools/benchvalidate -mb $(or $(BENCH_MB),500) -parallel 1,2 -runs 3
 
 ## bench-load: the read API at 1000 req/s, job creation at 100 req/s, worker
 ## callbacks at 2000/s against a local stack (vegeta), with counts afterwards

@@ -129,7 +129,14 @@ func (a *app) validateFile(ctx context.Context, path string, opts dataset.Option
 		}
 	}
 	h := sha256.New()
-	report, err := dataset.Validate(ctx, io.TeeReader(f, h), c, opts)
+	var report *dataset.Report
+	if info.Mode().IsRegular() {
+		// A file is read in parts on every core, hashed in order.
+		opts.Tee = h
+		report, err = dataset.ValidateAt(ctx, f, info.Size(), c, opts, 0)
+	} else {
+		report, err = dataset.Validate(ctx, io.TeeReader(f, h), c, opts)
+	}
 	bar.Finish()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
