@@ -302,8 +302,8 @@ func (d Dataset) Validate() error {
 	return pipeline.Errorf(pipeline.EInvalid, "dataset statistics are inconsistent: %s", strings.Join(bad, "; "))
 }
 
-// Limits that keep the arithmetic far from overflow; a 500 MB dataset has
-// a few hundred million tokens.
+// Limits that keep the arithmetic far from overflow; a dataset at the
+// 5 GiB cap has a few billion tokens.
 const (
 	maxExamples = 1e10
 	maxTokens   = 1e13
