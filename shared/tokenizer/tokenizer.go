@@ -461,10 +461,22 @@ func align(orig string) (*alignment, string) {
 	it.InitString(norm.NFC, orig)
 	var b strings.Builder
 	n := 0
+	var pending []byte // output the iterator gave before consuming input
 	for !it.Done() {
 		p0 := it.Pos()
 		out := it.Next()
 		p1 := it.Pos()
+		if p1 == p0 && !it.Done() {
+			// A decomposition given in pieces (U+0F4D is U+0F4C U+0FB7 in
+			// NFC, given as two outputs, the first before any input is
+			// consumed): the pieces belong with the input consumed next.
+			pending = append(pending, out...)
+			continue
+		}
+		if len(pending) > 0 {
+			out = append(pending, out...)
+			pending = nil
+		}
 		in := orig[p0:p1]
 		k := 0
 		for k < len(out) && k < len(in) && out[k] == in[k] {
