@@ -170,6 +170,43 @@ def test_stop_request_ends_training_at_the_next_step(tiny_model_dir: Path, toy_d
     assert len(rec.steps) in (3, 4)
 
 
+def test_a_stop_is_honoured_before_the_next_micro_batch(tiny_model_dir: Path, toy_dataset: bytes, tmp_path: Path) -> None:
+    """A step of several micro-batches: a stop asked for during the step's
+    first micro-batch ends training before its second (not at the step's
+    end)."""
+    spec = make_spec(tiny_model_dir, toy_dataset, epochs=2, batch_size=4, gradient_accumulation=2, micro_batch_tokens=64)
+    examples, pad_id = examples_for(tiny_model_dir)
+    session = train.load_model(spec)
+    forwards: dict[str, Optional[int]] = {"n": 0, "after_step_1": None, "at_stop": None}
+
+    class StopMidStep(Recorder):
+        def stop_error(self) -> Optional[errors.WorkerError]:
+            n = forwards["n"]
+            if self.steps and forwards["after_step_1"] is None:
+                forwards["after_step_1"] = n
+            # Asked for once the first micro-batch of step 2 has run.
+            if forwards["at_stop"] is None and forwards["after_step_1"] is not None and n > forwards["after_step_1"]:
+                forwards["at_stop"] = n
+            if forwards["at_stop"] is not None:
+                return errors.WorkerError(errors.CANCELLED, "stop requested by the test")
+            return None
+
+    def count(module: Any, inputs: Any, output: Any) -> Any:
+        forwards["n"] = (forwards["n"] or 0) + 1
+        return output
+
+    session.model.base_model.model.lm_head.register_forward_hook(count)
+    rec = StopMidStep()
+    try:
+        with pytest.raises(errors.WorkerError) as ei:
+            train.fit(session, examples, spec, rec, tmp_path, pad_id=pad_id)
+    finally:
+        train.release(session)
+    assert ei.value.code == errors.CANCELLED
+    assert len(rec.steps) == 1, "step 2 was not finished"
+    assert forwards["at_stop"] is not None and forwards["n"] == forwards["at_stop"], "no micro-batch ran after the stop"
+
+
 def test_nan_loss_is_detected(tiny_model_dir: Path, toy_dataset: bytes, tmp_path: Path) -> None:
     spec = make_spec(tiny_model_dir, toy_dataset, epochs=5, learning_rate=4e-4)
     examples, pad_id = examples_for(tiny_model_dir)
