@@ -121,7 +121,8 @@ type completeRequest struct {
 
 func (s *Server) completeDataset(w http.ResponseWriter, r *http.Request, owner string) error {
 	var req completeRequest
-	if err := decodeJSON(w, r, &req); err != nil {
+	// 1,024 parts with their ETags do not fit the usual 64 KiB.
+	if err := decodeJSONUpTo(w, r, &req, MaxCompleteBodyBytes); err != nil {
 		return err
 	}
 	// The list is checked first: a retry is answered as the first time

@@ -369,3 +369,21 @@ func decodeBody(t *testing.T, resp *http.Response, out any) {
 		t.Fatalf("decode response: %v", err)
 	}
 }
+
+// A completion may list the most parts an upload has (1,024), each with
+// the longest ETag the document allows: it is read, not refused as too
+// large (the upload it names does not exist, so it is then not found).
+func TestACompletionOfTheMostPartsFitsItsBodyLimit(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{})
+	parts := make([]string, 1024)
+	for i := range parts {
+		parts[i] = fmt.Sprintf(`{"part_number": %d, "etag": "\"%s\""}`, i+1, strings.Repeat("f", 126))
+	}
+	body := `{"parts": [` + strings.Join(parts, ", ") + `]}`
+	if len(body) <= httpapi.MaxBodyBytes {
+		t.Fatalf("the body is %d bytes: the test wants one over the usual limit", len(body))
+	}
+	if status := a.call("POST", "/v1/datasets/ds_missing/complete", "alice-token", body, nil); status == 413 || status != 404 {
+		t.Errorf("POST complete with 1,024 parts (%d bytes) = %d, want 404 (read, and no such dataset)", len(body), status)
+	}
+}

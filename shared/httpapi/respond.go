@@ -61,8 +61,12 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	writeJSON(w, status, api.ErrorBody{Error: body})
 }
 
-// MaxBodyBytes bounds every JSON request body.
-const MaxBodyBytes = 64 << 10
+// MaxBodyBytes bounds every JSON request body but a multipart upload's
+// completion, which lists up to 1,024 parts (MaxCompleteBodyBytes).
+const (
+	MaxBodyBytes         = 64 << 10
+	MaxCompleteBodyBytes = 512 << 10
+)
 
 // decodeJSON reads exactly one JSON object into v, refusing unknown fields,
 // trailing data and bodies over MaxBodyBytes, with errors that say where.
@@ -73,7 +77,12 @@ const MaxBodyBytes = 64 << 10
 // are refused (Go would take either for an absent field, and so skip
 // whatever the caller meant to ask for: a digest check, a chosen model).
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	return decodeJSONUpTo(w, r, v, MaxBodyBytes)
+}
+
+// decodeJSONUpTo is decodeJSON with a body limit of its own.
+func decodeJSONUpTo(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		return decodeError(err)
 	}

@@ -350,8 +350,10 @@ func TestSecuritySweep(t *testing.T) {
 		bodies map[string]string
 		status int // 0: any 4xx
 	}{
-		{"a body over the limit", map[string]string{"": `{"name":"` + strings.Repeat("a", httpapi.MaxBodyBytes) + `"}`}, 413},
-		{"a body over the limit in whitespace", map[string]string{"": `{` + strings.Repeat(" ", httpapi.MaxBodyBytes) + `}`}, 413},
+		{"a body over the limit", map[string]string{"": `{"name":"` + strings.Repeat("a", httpapi.MaxBodyBytes) + `"}`,
+			"POST /v1/datasets/{id}/complete": `{"parts":"` + strings.Repeat("a", httpapi.MaxCompleteBodyBytes) + `"}`}, 413},
+		{"a body over the limit in whitespace", map[string]string{"": `{` + strings.Repeat(" ", httpapi.MaxBodyBytes) + `}`,
+			"POST /v1/datasets/{id}/complete": `{` + strings.Repeat(" ", httpapi.MaxCompleteBodyBytes) + `}`}, 413},
 		{"arrays nested 10,000 deep", map[string]string{"": deep("[", "]")}, 400},
 		{"objects nested 10,000 deep", map[string]string{"": deep(`{"a":`, "}")}, 400},
 		{"a field nested 10,000 deep", map[string]string{

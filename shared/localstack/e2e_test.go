@@ -141,7 +141,11 @@ func TestAJobRunsToAnAdapter(t *testing.T) {
 	var notes struct {
 		Notifications []struct{ Type, JobID string }
 	}
-	call(t, "GET", s.URL()+"/v1/notifications", "", &notes)
+	// The job's status is written before its notification: wait for it.
+	waitFor(t, 10*time.Second, func() bool {
+		call(t, "GET", s.URL()+"/v1/notifications", "", &notes)
+		return len(notes.Notifications) > 0
+	}, "the completion notice")
 	if len(metrics.Metrics) == 0 || len(events.Events) < 5 || len(notes.Notifications) != 1 || notes.Notifications[0].Type != "job_completed" {
 		t.Errorf("%d metric points, %d events, notifications %+v; want points, the event log and one job_completed", len(metrics.Metrics), len(events.Events), notes.Notifications)
 	}
