@@ -326,30 +326,19 @@ func (s *Store) UpdateDataset(ctx context.Context, d *pipeline.Dataset) error {
 
 // DeleteDataset removes the owner's dataset record.
 func (s *Store) DeleteDataset(ctx context.Context, owner, id string) error {
-	if err := checkStoredKey(datasetKind, owner, id); err != nil {
-		return err
-	}
-	expr, err := expression.NewBuilder().WithCondition(expression.AttributeExists(expression.Name(attrPK))).Build()
-	if err != nil {
-		return fmt.Errorf("build condition: %w", err)
-	}
-	_, err = s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName:                aws.String(s.table),
-		Key:                      key(datasetKind, owner, id),
-		ConditionExpression:      expr.Condition(),
-		ExpressionAttributeNames: expr.Names(),
-	})
-	var ccf *types.ConditionalCheckFailedException
-	if errors.As(err, &ccf) {
-		return notFound(datasetKind, id)
-	}
-	return s.translate(err, "delete dataset %s", id)
+	return s.deleteRecord(ctx, datasetKind, owner, id)
 }
 
 // DeleteJob removes the owner's job record (and with it its index
 // entries).
 func (s *Store) DeleteJob(ctx context.Context, owner, id string) error {
-	if err := checkStoredKey(jobKind, owner, id); err != nil {
+	return s.deleteRecord(ctx, jobKind, owner, id)
+}
+
+// deleteRecord deletes the owner's record of kind k, ENotFound when there
+// is none.
+func (s *Store) deleteRecord(ctx context.Context, k kind, owner, id string) error {
+	if err := checkStoredKey(k, owner, id); err != nil {
 		return err
 	}
 	expr, err := expression.NewBuilder().WithCondition(expression.AttributeExists(expression.Name(attrPK))).Build()
@@ -358,15 +347,15 @@ func (s *Store) DeleteJob(ctx context.Context, owner, id string) error {
 	}
 	_, err = s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                aws.String(s.table),
-		Key:                      key(jobKind, owner, id),
+		Key:                      key(k, owner, id),
 		ConditionExpression:      expr.Condition(),
 		ExpressionAttributeNames: expr.Names(),
 	})
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
-		return notFound(jobKind, id)
+		return notFound(k, id)
 	}
-	return s.translate(err, "delete job %s", id)
+	return s.translate(err, "delete %s %s", k.name, id)
 }
 
 // ListDatasets returns one page of the owner's datasets, newest first.

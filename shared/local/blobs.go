@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/brightrun/brightrun/shared/contract"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -226,7 +227,7 @@ func (b *Blobs) PresignGet(ctx context.Context, key string, ttl time.Duration) (
 // PresignDownload is PresignGet for a browser: the answer names the file
 // (Content-Disposition: attachment), so it is saved, not opened.
 func (b *Blobs) PresignDownload(ctx context.Context, key, filename string, ttl time.Duration) (pipeline.SignedRequest, error) {
-	if !pipeline.SafeFileName(filename) {
+	if !contract.ValidFileName(filename) {
 		return pipeline.SignedRequest{}, pipeline.Errorf(pipeline.EInvalid, "download name %q: letters, digits, '.', '_' or '-' only", filename)
 	}
 	return b.presign(op{method: http.MethodGet, key: key, kind: "get", filename: filename}, ttl)

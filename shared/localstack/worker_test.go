@@ -18,26 +18,7 @@ import (
 // BRIGHTRUN_GPU=local-worker: the real worker (gpu-image/) trains a tiny
 // Qwen3-Next on the CPU for a job submitted through the API.
 func TestTheLocalWorkerTrainsForReal(t *testing.T) {
-	if testing.Short() {
-		t.Skip("trains a model on the CPU: skipped with -short")
-	}
-	probe := exec.Command("python3", "-c", "import torch, transformers, peft, runpod")
-	if out, err := probe.CombinedOutput(); err != nil {
-		awstest.Unavailable(t, "the GPU worker's Python packages", fmt.Errorf("%v: %s", err, out), "run make setup-python and put .cache/venv/bin first on PATH (make test does both)")
-	}
-	s, err := localstack.Open(localstack.Config{
-		Addr: "127.0.0.1:0", DataDir: t.TempDir(), DevTokens: "dev:dev-token", GPU: "local-worker", WorkerDir: "../../gpu-image",
-		Log:                slog.New(slog.NewTextHandler(io.Discard, nil)),
-		DispatchVisibility: 5 * time.Minute, ReconcileEvery: time.Second,
-		Reconcile: reconcile.Reconciler{StaleAfter: 10 * time.Minute},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(context.Background())
+	s := startLocalWorker(t, 0)
 	ds := readyDataset(t, s)
 	j := createJob(t, s, ds, `,"preset":"fast","hyperparameters":{"batch_size":4,"gradient_accumulation":1,"epochs":2,"learning_rate":0.001}`)
 	waitFor(t, 5*time.Minute, func() bool { j = getJob(t, s, j.ID); return j.Status == "completed" || j.Status == "failed" }, "the local worker to train")
@@ -57,27 +38,7 @@ func TestTheLocalWorkerTrainsForReal(t *testing.T) {
 // the stored checkpoint: the job completes, and its metric series never
 // goes back to the steps the crashed run had done.
 func TestACrashedLocalWorkerResumesFromItsCheckpoint(t *testing.T) {
-	if testing.Short() {
-		t.Skip("trains a model on the CPU: skipped with -short")
-	}
-	probe := exec.Command("python3", "-c", "import torch, transformers, peft, runpod")
-	if out, err := probe.CombinedOutput(); err != nil {
-		awstest.Unavailable(t, "the GPU worker's Python packages", fmt.Errorf("%v: %s", err, out), "run make setup-python and put .cache/venv/bin first on PATH (make test does both)")
-	}
-	s, err := localstack.Open(localstack.Config{
-		Addr: "127.0.0.1:0", DataDir: t.TempDir(), DevTokens: "dev:dev-token", GPU: "local-worker", WorkerDir: "../../gpu-image",
-		Log:                slog.New(slog.NewTextHandler(io.Discard, nil)),
-		DispatchVisibility: 5 * time.Minute, ReconcileEvery: time.Second,
-		Reconcile:      reconcile.Reconciler{StaleAfter: 10 * time.Minute},
-		CrashAfterStep: 10,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(context.Background())
+	s := startLocalWorker(t, 10)
 	ds := readyDataset(t, s)
 	j := createJob(t, s, ds, `,"preset":"fast","hyperparameters":{"batch_size":4,"gradient_accumulation":1,"epochs":2,"learning_rate":0.001}`)
 	waitFor(t, 5*time.Minute, func() bool { j = getJob(t, s, j.ID); return j.Status == "completed" || j.Status == "failed" }, "the local worker to crash, resume and train")
@@ -145,26 +106,7 @@ func TestACrashedLocalWorkerResumesFromItsCheckpoint(t *testing.T) {
 // still completes with its adapter and checkpoints stored. The job holds
 // 10 % of its 40 examples out: evaluation loss points are in its series.
 func TestALocalJobWhoseURLsExpireMidRunStillUploads(t *testing.T) {
-	if testing.Short() {
-		t.Skip("trains a model on the CPU: skipped with -short")
-	}
-	probe := exec.Command("python3", "-c", "import torch, transformers, peft, runpod")
-	if out, err := probe.CombinedOutput(); err != nil {
-		awstest.Unavailable(t, "the GPU worker's Python packages", fmt.Errorf("%v: %s", err, out), "run make setup-python and put .cache/venv/bin first on PATH (make test does both)")
-	}
-	s, err := localstack.Open(localstack.Config{
-		Addr: "127.0.0.1:0", DataDir: t.TempDir(), DevTokens: "dev:dev-token", GPU: "local-worker", WorkerDir: "../../gpu-image",
-		Log:                slog.New(slog.NewTextHandler(io.Discard, nil)),
-		DispatchVisibility: 5 * time.Minute, ReconcileEvery: time.Second,
-		Reconcile: reconcile.Reconciler{StaleAfter: 10 * time.Minute},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(context.Background())
+	s := startLocalWorker(t, 0)
 	ds := readyDataset(t, s)
 	j := createJob(t, s, ds, `,"preset":"fast","validation_split":0.1,"hyperparameters":{"batch_size":4,"gradient_accumulation":1,"epochs":2,"learning_rate":0.001}`)
 	waitFor(t, 5*time.Minute, func() bool {
@@ -217,4 +159,34 @@ func TestALocalJobWhoseURLsExpireMidRunStillUploads(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Errorf("the adapter's download URL (signed after the expiry) = %d, want 200", resp.StatusCode)
 	}
+}
+
+// startLocalWorker starts a local stack whose GPU is the real worker
+// (BRIGHTRUN_GPU=local-worker), crashing once after crashAfterStep when
+// it is positive; the test is skipped with -short, and reports the
+// worker's Python packages missing as awstest does.
+func startLocalWorker(t *testing.T, crashAfterStep int) *localstack.Stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("trains a model on the CPU: skipped with -short")
+	}
+	probe := exec.Command("python3", "-c", "import torch, transformers, peft, runpod")
+	if out, err := probe.CombinedOutput(); err != nil {
+		awstest.Unavailable(t, "the GPU worker's Python packages", fmt.Errorf("%v: %s", err, out), "run make setup-python and put .cache/venv/bin first on PATH (make test does both)")
+	}
+	s, err := localstack.Open(localstack.Config{
+		Addr: "127.0.0.1:0", DataDir: t.TempDir(), DevTokens: "dev:dev-token", GPU: "local-worker", WorkerDir: "../../gpu-image",
+		Log:                slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DispatchVisibility: 5 * time.Minute, ReconcileEvery: time.Second,
+		Reconcile:      reconcile.Reconciler{StaleAfter: 10 * time.Minute},
+		CrashAfterStep: crashAfterStep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
 }

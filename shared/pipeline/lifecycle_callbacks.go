@@ -168,15 +168,12 @@ func (l *Lifecycle) finishByWorker(ctx context.Context, j *Job, o Outcome) (*Job
 // job reads it once unless another writer came first.
 func (l *Lifecycle) record(ctx context.Context, j *Job, cb *contract.Callback, apply func(cur *Job) JobStatus) (*Job, error) {
 	for try := 0; try < maxUpdateTries; try++ {
-		var cur *Job
-		var err error
-		if try == 0 {
-			cur, err = cloneJob(j)
-		} else {
-			cur, err = l.Store.GetJob(ctx, j.Owner, j.ID)
-		}
-		if err != nil {
-			return nil, err
+		cur := j
+		if try > 0 {
+			var err error
+			if cur, err = l.Store.GetJob(ctx, j.Owner, j.ID); err != nil {
+				return nil, err
+			}
 		}
 		if cur.Attempt != cb.Attempt {
 			return cur, superseded(cb.Attempt, cur)
@@ -184,6 +181,14 @@ func (l *Lifecycle) record(ctx context.Context, j *Job, cb *contract.Callback, a
 		before, err := json.Marshal(cur)
 		if err != nil {
 			return nil, fmt.Errorf("encode job %s: %w", j.ID, err)
+		}
+		if try == 0 {
+			// The caller's job stays as read: apply changes a copy of it,
+			// decoded from the encoding the comparison needs anyway.
+			cur = &Job{}
+			if err := json.Unmarshal(before, cur); err != nil {
+				return nil, fmt.Errorf("copy job %s: %w", j.ID, err)
+			}
 		}
 		if to := apply(cur); to != "" && forward[to] > forward[cur.Status] && CanTransition(cur.Status, to) {
 			cur.Status = to
@@ -218,19 +223,6 @@ func (l *Lifecycle) record(ctx context.Context, j *Job, cb *contract.Callback, a
 		return cur, nil
 	}
 	return nil, Errorf(EUnavailable, "job %s is being changed by too many writers: try again", j.ID)
-}
-
-// cloneJob is a deep copy of j, which apply may change freely.
-func cloneJob(j *Job) (*Job, error) {
-	b, err := json.Marshal(j)
-	if err != nil {
-		return nil, fmt.Errorf("copy job %s: %w", j.ID, err)
-	}
-	var c Job
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("copy job %s: %w", j.ID, err)
-	}
-	return &c, nil
 }
 
 // runKey names a run by its started callback's body.

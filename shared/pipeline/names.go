@@ -132,18 +132,3 @@ func IdempotentJobID(owner, key string) string {
 	sum := sha256.Sum256([]byte("brightrun/job/v1\x00" + owner + "\x00" + key))
 	return "job_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:16]))
 }
-
-// SafeFileName reports whether name is a plain file name that may go into
-// a Content-Disposition header unquoted of anything: 1 to 100 letters,
-// digits, '.', '_' or '-', not starting with '.'.
-func SafeFileName(name string) bool {
-	if name == "" || len(name) > 100 || name[0] == '.' {
-		return false
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
-}

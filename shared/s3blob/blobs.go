@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/brightrun/brightrun/shared/contract"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -219,7 +220,7 @@ func (b *Blobs) PresignDownload(ctx context.Context, key, filename string, ttl t
 	if err := checkKey(key); err != nil {
 		return pipeline.SignedRequest{}, err
 	}
-	if !pipeline.SafeFileName(filename) {
+	if !contract.ValidFileName(filename) {
 		return pipeline.SignedRequest{}, pipeline.Errorf(pipeline.EInvalid, "download name %q: letters, digits, '.', '_' or '-' only", filename)
 	}
 	if err := checkTTL(ttl); err != nil {
