@@ -34,38 +34,36 @@ var budgets = []capacity.Budget{
 	{Op: capacity.OpFailed, MaxWCU: 20},
 	{Op: capacity.OpCancel, MaxWCU: 16},
 	{Op: capacity.OpCancelled, MaxWCU: 20},
-	{Op: capacity.OpListJobs, MaxRCU: 5},
-	{Op: capacity.OpListJobsByStatus, MaxRCU: 5},
+	// A page of 20 running jobs also reads their live states (0.5 RCU
+	// each, one BatchGetItem): what keeps the callbacks at 2 WCU.
+	{Op: capacity.OpListJobs, MaxRCU: 15},
+	{Op: capacity.OpListJobsByStatus, MaxRCU: 15},
 	{Op: capacity.OpReconcileIdle, MaxWCU: 0.01, MaxRCU: 0.1},
 	{Op: capacity.OpReconcileChecked, MaxWCU: 8, MaxRCU: 2},
 }
 
-// overBudgetUntilTheLayoutChange are the operations the table's layout of
-// 2026-12 makes cost more than their budget: every write of a job writes
-// its whole document (checkpoints, runs, estimate: 2–7 KB) to the table
-// and again to each of four ALL-projected indexes, and active_sk holds the
-// time the job was last heard of, so every callback moves the job within
-// the one active partition of its status. To be fixed by the layout
-// change; remove an entry once its operation is within budget (the test
-// says when).
-var overBudgetUntilTheLayoutChange = map[string]string{
-	capacity.OpValidateDataset:  "the validation summary (split token counts) is written to the table and to by_created (ALL)",
-	capacity.OpCreateJob:        "the job is written to four ALL-projected indexes, then again when enqueued",
-	capacity.OpClaim:            "status change rewrites the whole job in four ALL-projected indexes",
-	capacity.OpRecordRun:        "status change rewrites the whole job in five indexes",
-	capacity.OpStarted:          "status change rewrites the whole job in four ALL-projected indexes",
-	capacity.OpStage:            "active_sk (last heard) changes: delete and insert in active; the job rewritten in three more indexes",
-	capacity.OpProgressFirst:    "active_sk (last heard) changes: delete and insert in active; the job rewritten in three more indexes",
-	capacity.OpProgress:         "active_sk (last heard) changes: delete and insert in active; the job (with its checkpoints) rewritten in three more indexes",
-	capacity.OpCheckpoint:       "active_sk (last heard) changes; the job (with its checkpoints) rewritten in four indexes",
-	capacity.OpStageUpload:      "status change rewrites the whole job (with its checkpoints) in four ALL-projected indexes",
-	capacity.OpArtifact:         "active_sk (last heard) changes; the job (with its checkpoints) rewritten in four indexes",
-	capacity.OpCompleted:        "the whole job (with its checkpoints) rewritten in by_created and moved in by_status",
-	capacity.OpFailed:           "the whole job rewritten in by_created and moved in by_status",
-	capacity.OpCancel:           "status change rewrites the whole job in four ALL-projected indexes",
-	capacity.OpCancelled:        "the whole job rewritten in by_created and moved in by_status",
-	capacity.OpReconcileIdle:    "the pass reads every active job's whole document through active_by_created (ALL)",
-	capacity.OpReconcileChecked: "recording a check rewrites the whole job in the table and four ALL-projected indexes",
+// overBudget are the operations that the layout of 2026-12-06 still lets
+// cost more than their budget, and why that is accepted: each happens a
+// handful of times in a job's life (the callbacks that come every few
+// seconds, progress above all, are within budget and touch no index),
+// and the job's document (2–7 KB with its checkpoints) is still written
+// whole to the table and to three ALL-projected indexes, which the job
+// lists (by_created, by_status) and reconciliation (active_by_created)
+// read whole. The test fails when an entry is no longer needed.
+var overBudget = map[string]string{
+	capacity.OpValidateDataset:  "the validation summary (split token counts) is written to the table and to by_created (ALL): once per dataset",
+	capacity.OpCreateJob:        "the job is written to three ALL-projected indexes, then again when enqueued: once per job",
+	capacity.OpRecordRun:        "status change moves the whole job in two ALL-projected indexes and rewrites it in a third: once per attempt",
+	capacity.OpStage:            "the job (with its checkpoints) is rewritten in three ALL-projected indexes: a few times per run",
+	capacity.OpCheckpoint:       "the checkpoint's files are recorded on the job, rewritten in three ALL-projected indexes: every 10 minutes of training",
+	capacity.OpStageUpload:      "status change moves the whole job (with its checkpoints) in two ALL-projected indexes: once per run",
+	capacity.OpArtifact:         "the artifact is recorded on the job, rewritten in three ALL-projected indexes: a few per run",
+	capacity.OpCompleted:        "the whole job (with its checkpoints) rewritten in by_created, moved in by_status: once per job",
+	capacity.OpFailed:           "the whole job rewritten in by_created and moved in by_status: once per job",
+	capacity.OpCancel:           "status change moves the whole job in two ALL-projected indexes: once per cancel",
+	capacity.OpCancelled:        "the whole job rewritten in by_created and moved in by_status: once per job",
+	capacity.OpReconcileIdle:    "the pass reads every unfinished job's document through active_by_created (ALL) and its live state: 1.5 RCU a job a minute, about $70 a month at 10,000 running jobs",
+	capacity.OpReconcileChecked: "recording a check (every 5 minutes a job) rewrites the whole job in the table and three ALL-projected indexes",
 }
 
 // TestEveryStoreOperationStaysWithinItsCapacityBudget measures each
@@ -90,10 +88,10 @@ func TestEveryStoreOperationStaysWithinItsCapacityBudget(t *testing.T) {
 				t.Fatalf("the model has no row %q", b.Op)
 			}
 			over := b.Check(r)
-			reason, excepted := overBudgetUntilTheLayoutChange[b.Op]
+			reason, excepted := overBudget[b.Op]
 			switch {
 			case excepted && len(over) == 0:
-				t.Errorf("%s is within its budget now: remove it from overBudgetUntilTheLayoutChange", b.Op)
+				t.Errorf("%s is within its budget now: remove it from overBudget", b.Op)
 			case excepted:
 				known = append(known, strings.Join(over, "; ")+" ("+reason+")")
 			default:
@@ -103,13 +101,13 @@ func TestEveryStoreOperationStaysWithinItsCapacityBudget(t *testing.T) {
 			}
 		})
 	}
-	for op := range overBudgetUntilTheLayoutChange {
+	for op := range overBudget {
 		if !hasBudget(op) {
-			t.Errorf("overBudgetUntilTheLayoutChange names %q, which has no budget", op)
+			t.Errorf("overBudget names %q, which has no budget", op)
 		}
 	}
 	if len(known) > 0 {
-		t.Logf("over budget, to be fixed by the layout change:\n  %s", strings.Join(known, "\n  "))
+		t.Logf("over budget, accepted:\n  %s", strings.Join(known, "\n  "))
 	}
 }
 

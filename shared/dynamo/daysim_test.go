@@ -2,43 +2,12 @@ package dynamo_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/brightrun/brightrun/shared/dynamo/capacity"
 )
-
-// hotUntilTheLayoutChange are the partitions the table's layout of
-// 2026-12 drives over DynamoDB's 1,000 write units per second per
-// partition key on a busy day, and why. To be fixed by the layout change;
-// remove an entry once its partitions stay under the limit (the test says
-// when).
-var hotUntilTheLayoutChange = []struct {
-	match  func(p capacity.PartitionPeak) bool
-	what   string
-	reason string
-}{
-	{func(p capacity.PartitionPeak) bool {
-		return p.Index == "active" && strings.HasPrefix(p.Partition, "JOB#")
-	},
-		"index active, pk JOB#<status>",
-		"one partition per status for every owner's jobs; every callback deletes and inserts the job there (active_sk holds the time it was last heard)"},
-	{func(p capacity.PartitionPeak) bool {
-		return p.Index == "active_by_created" && strings.HasPrefix(p.Partition, "JOB#")
-	},
-		"index active_by_created, pk JOB#<status>",
-		"one partition per status for every owner's jobs; every callback rewrites the whole job there (ALL projection)"},
-	{func(p capacity.PartitionPeak) bool {
-		busiest := capacity.Owner(0) // the head of the owners' Zipf law
-		return p.Index == "" && p.Partition == "OWNER#"+busiest ||
-			p.Index == "by_created" && p.Partition == "JOB#"+busiest ||
-			p.Index == "by_status" && strings.HasPrefix(p.Partition, "JOB#"+busiest+"#")
-	},
-		"the busiest owner's partitions (table OWNER#<owner>, by_created JOB#<owner>, by_status JOB#<owner>#running)",
-		"an owner running about 2,000 jobs: each callback rewrites the whole job (6 KB with its checkpoints) in the owner's table partition and in two ALL-projected indexes keyed by owner"},
-}
 
 // TestABusyDayKeepsEveryPartitionUnderItsWriteLimit drives the real store,
 // lifecycle and reconciler on the in-memory table with the busy
@@ -58,8 +27,10 @@ var hotUntilTheLayoutChange = []struct {
 // longer window.
 //
 // It asserts that no partition key, of the table or of an index, takes
-// more than 1,000 write units in any second, but for the named
-// partitions of the current layout, which it prints.
+// more than 1,000 write units in any second. (Before the layout of
+// 2026-12-06, the active index's JOB#running took 15,890 in its busiest
+// second, active_by_created's and the busiest owner's partitions over
+// 1,000 too: docs/capacity.md has the before and after.)
 func TestABusyDayKeepsEveryPartitionUnderItsWriteLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the busy day takes some seconds: skipped with -short")
@@ -79,28 +50,7 @@ func TestABusyDayKeepsEveryPartitionUnderItsWriteLimit(t *testing.T) {
 	if r.Created == 0 || r.Ended == 0 || r.Checked == 0 {
 		t.Errorf("created %d, ended %d, checked %d jobs in the window; want some of each", r.Created, r.Ended, r.Checked)
 	}
-	used := make([]bool, len(hotUntilTheLayoutChange))
-	var known []string
 	for _, p := range r.Over() {
-		excepted := false
-		for i, h := range hotUntilTheLayoutChange {
-			if h.match(p) {
-				used[i], excepted = true, true
-				known = append(known, fmt.Sprintf("%s: %.0f WCU in its busiest second, over the limit in %d of %d seconds (%s)",
-					p.Name(), p.PeakWCU, p.OverSeconds, int(day.Window/time.Second), h.reason))
-				break
-			}
-		}
-		if !excepted {
-			t.Errorf("%s takes %.0f WCU in second %d, over DynamoDB's %d per partition key", p.Name(), p.PeakWCU, p.Second, capacity.PartitionWCULimit)
-		}
-	}
-	for i, h := range hotUntilTheLayoutChange {
-		if !used[i] {
-			t.Errorf("%s stays under %d WCU a second now: remove it from hotUntilTheLayoutChange", h.what, capacity.PartitionWCULimit)
-		}
-	}
-	if len(known) > 0 {
-		t.Logf("over %d WCU a second, to be fixed by the layout change:\n  %s", capacity.PartitionWCULimit, strings.Join(known, "\n  "))
+		t.Errorf("%s takes %.0f WCU in second %d, over DynamoDB's %d per partition key", p.Name(), p.PeakWCU, p.Second, capacity.PartitionWCULimit)
 	}
 }

@@ -70,6 +70,9 @@ func (f fakeClient) BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInpu
 func (f fakeClient) TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
 	return nil, f.err
 }
+func (f fakeClient) BatchGetItem(context.Context, *dynamodb.BatchGetItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	return nil, f.err
+}
 
 // Errors the emulator does not produce on demand, translated as DynamoDB sends them.
 func TestAWSErrorsTranslate(t *testing.T) {

@@ -370,18 +370,58 @@ func (s *Store) ListMeasurements(ctx context.Context, model, gpu string, limit i
 }
 
 // ListJobsByStatus returns one page of every owner's jobs in a
-// non-terminal status, oldest created first (then by id). Terminal
-// statuses are refused with EInvalid: the index is sparse, holding only
-// jobs that can still change, which is all reconciliation looks at; an
-// owner's finished jobs are listed by ListJobs. It reads an eventually
-// consistent index: re-read a job with GetJob before acting on it.
+// non-terminal status, their live state merged. Terminal statuses are
+// refused with EInvalid: the index is sparse, holding only jobs that can
+// still change, which is all reconciliation and dispatch look at; an
+// owner's finished jobs are listed by ListJobs. The status's jobs are
+// spread over activeShards partitions (and, on a table written before
+// sharding, one more): a page walks them in turn, each oldest created
+// first. It reads an eventually consistent index: re-read a job with
+// GetJob before acting on it.
 func (s *Store) ListJobsByStatus(ctx context.Context, status pipeline.JobStatus, p pipeline.Page) ([]*pipeline.Job, string, error) {
 	if !status.Valid() || status.Terminal() {
 		return nil, "", pipeline.Errorf(pipeline.EInvalid, "status %q is not a non-terminal job status", status)
 	}
-	q := listQuery{index: indexActiveByCreated, hashAttr: attrActivePK, hash: activePK(status), rangeAttr: attrListSK,
-		scope: "status:" + string(status)}
-	return s.jobs(ctx, q, p)
+	p = p.Clamp()
+	parts := activeParts(status)
+	query := func(part string) listQuery {
+		return listQuery{index: indexActiveByCreated, hashAttr: attrActivePK, hash: part, rangeAttr: attrListSK,
+			scope: "status:" + string(status)}
+	}
+	first, cursor := 0, ""
+	if p.Cursor != "" {
+		first = -1
+		for i, part := range parts {
+			if _, err := s.cursor.decode(p.Cursor, query(part)); err == nil {
+				first, cursor = i, p.Cursor
+				break
+			}
+		}
+		if first < 0 {
+			return nil, "", errBadCursor
+		}
+	}
+	var items []map[string]types.AttributeValue
+	for i := first; i < len(parts); i++ {
+		q := query(parts[i])
+		got, next, err := s.query(ctx, q, pipeline.Page{Cursor: cursor, Limit: p.Limit - len(items)})
+		if err != nil {
+			return nil, "", err
+		}
+		cursor = ""
+		items = append(items, got...)
+		if next == "" && len(items) == p.Limit && len(got) > 0 && i < len(parts)-1 {
+			// Full at the end of a partition: go on after its last job.
+			next, err = s.cursor.encode(q, indexKey(got[len(got)-1], q))
+			if err != nil {
+				return nil, "", err
+			}
+		}
+		if next != "" {
+			return s.decodeJobs(ctx, items, next)
+		}
+	}
+	return s.decodeJobs(ctx, items, "")
 }
 
 // DeleteJobLog removes a job's events and metric points: every item of

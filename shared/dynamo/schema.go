@@ -17,12 +17,11 @@ import (
 //
 //	BillingMode: PAY_PER_REQUEST
 //	AttributeDefinitions (all S): pk, sk, list_pk, list_sk, status_pk,
-//	  active_pk, active_sk, runpod_pk
+//	  active_pk, runpod_pk
 //	KeySchema: pk HASH, sk RANGE
 //	GlobalSecondaryIndexes:
 //	  by_created         list_pk HASH, list_sk RANGE      Projection ALL
 //	  by_status          status_pk HASH, list_sk RANGE    Projection ALL
-//	  active             active_pk HASH, active_sk RANGE  Projection ALL
 //	  by_runpod          runpod_pk HASH                   Projection KEYS_ONLY
 //	  active_by_created  active_pk HASH, list_sk RANGE    Projection ALL
 //	TimeToLiveSpecification: AttributeName expires_at, Enabled true
@@ -35,10 +34,12 @@ import (
 //	job      pk OWNER#<owner>  sk JOB#<id>
 //	         list_pk JOB#<owner>  list_sk T(created_at)#<id>
 //	         status_pk JOB#<owner>#<status>
-//	         active_pk JOB#<status>  active_sk T(last heard)#<owner>#<id>
-//	           (only while the status is not terminal, which keeps active
-//	           and active_by_created sparse; last heard is the later of
-//	           heartbeat_at and updated_at)
+//	         active_pk JOB#<status>#<shard 00-15>
+//	           (only while the status is not terminal, which keeps
+//	           active_by_created sparse; the shard is a hash of owner and
+//	           id, so a status's jobs spread over 16 partitions; no time
+//	           in any index key, so only a transition moves a job in an
+//	           index)
 //	         runpod_pk <RunPod id>  (only once the job has one)
 //	reserved pk OWNER#<owner>  sk IDEMPOTENCY#<key>  expires_at <epoch s>
 //	           (idempotency keys: shape reserved, not written yet)
@@ -57,10 +58,14 @@ import (
 //	            both on attribute_not_exists(pk), so an id is stored once)
 //	metric    pk JOBLOG#<owner>#<job>  sk METRIC#<attempt %010d>#<step %010d>
 //	            (a repeat replaces: unconditional, BatchWriteItem)
+//	live      pk JOBLOG#<owner>#<job>  sk LIVE
+//	            (the job's latest point and heartbeat, live.go: written
+//	            by every progress callback of a running job instead of the
+//	            job item, only when newer)
 //	notification  pk OWNER#<owner>  sk NOTIFICATION#T(created_at)#<id>
 //
-// These items hold no version and no index attributes; each may hold
-// expires_at when the store is given a LogRetention.
+// These items hold no version and no index attributes; each but live may
+// hold expires_at when the store is given a LogRetention.
 //
 // What completed jobs measured (pipeline.Measurement) lives in a partition
 // per GPU type and model, across owners; a GPU id holding '#' is refused.
@@ -82,11 +87,13 @@ import (
 //   - an owner's datasets or jobs, newest first: Query by_created on
 //     list_pk, descending;
 //   - an owner's jobs of one status, newest first: Query by_status;
-//   - every owner's jobs of a non-terminal status not heard of since a
-//     cutoff, for reconciliation: Query active, active_sk < cutoff;
-//   - every owner's jobs of a non-terminal status, oldest created first,
-//     for reconciliation: Query active_by_created (sparse like active:
-//     terminal statuses are not listed);
+//   - every owner's jobs of a non-terminal status, for reconciliation and
+//     fair dispatch: Query active_by_created on each of the status's 16
+//     shards (and JOB#<status>, where a table written before sharding
+//     kept them until tools/dynmigrate moved them); terminal statuses are
+//     not listed;
+//   - a job's live state (live.go), with the job: GetItem pk
+//     JOBLOG#<owner>#<job>, sk LIVE, or BatchGetItem for a page of jobs;
 //   - a job's events, oldest first, or metric points by attempt and step:
 //     Query pk JOBLOG#<owner>#<job>, begins_with(sk, "EVENT#" or
 //     "METRIC#"), strongly consistent;
@@ -109,7 +116,6 @@ const (
 	attrListSK   = "list_sk"
 	attrStatusPK = "status_pk"
 	attrActivePK = "active_pk"
-	attrActiveSK = "active_sk"
 	attrRunPodPK = "runpod_pk"
 	attrVersion  = "version"
 	attrDoc      = "doc"
@@ -119,7 +125,6 @@ const (
 
 	indexByCreated = "by_created"
 	indexByStatus  = "by_status"
-	indexActive    = "active"
 	indexByRunPod  = "by_runpod"
 
 	indexActiveByCreated = "active_by_created"
@@ -147,12 +152,11 @@ func Schema(name string) *dynamodb.CreateTableInput {
 	return &dynamodb.CreateTableInput{
 		TableName:            aws.String(name),
 		BillingMode:          types.BillingModePayPerRequest,
-		AttributeDefinitions: str(attrPK, attrSK, attrListPK, attrListSK, attrStatusPK, attrActivePK, attrActiveSK, attrRunPodPK),
+		AttributeDefinitions: str(attrPK, attrSK, attrListPK, attrListSK, attrStatusPK, attrActivePK, attrRunPodPK),
 		KeySchema:            key(attrPK, attrSK),
 		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
 			{IndexName: aws.String(indexByCreated), KeySchema: key(attrListPK, attrListSK), Projection: all},
 			{IndexName: aws.String(indexByStatus), KeySchema: key(attrStatusPK, attrListSK), Projection: all},
-			{IndexName: aws.String(indexActive), KeySchema: key(attrActivePK, attrActiveSK), Projection: all},
 			{IndexName: aws.String(indexByRunPod), KeySchema: key(attrRunPodPK, ""), Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}},
 			{IndexName: aws.String(indexActiveByCreated), KeySchema: key(attrActivePK, attrListSK), Projection: all},
 		},

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,7 @@ type Client interface {
 	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
 	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+	BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
 }
 
 // Options configure a Store.
@@ -67,7 +69,10 @@ type Store struct {
 	retryDelay   time.Duration // the first wait before a batch is retried
 }
 
-var _ pipeline.Store = (*Store)(nil)
+var (
+	_ pipeline.Store        = (*Store)(nil)
+	_ pipeline.LiveRecorder = (*Store)(nil)
+)
 
 // New returns a store over the table.
 func New(client Client, opts Options) (*Store, error) {
@@ -109,9 +114,31 @@ func listSK(created time.Time, id string) string { return timeKey(created) + "#"
 func statusPK(owner string, s pipeline.JobStatus) string {
 	return jobKind.prefix + "#" + owner + "#" + string(s)
 }
-func activePK(s pipeline.JobStatus) string { return jobKind.prefix + "#" + string(s) }
-func activeSK(updated time.Time, owner, id string) string {
-	return timeKey(updated) + "#" + owner + "#" + id
+
+// activeShards is how many partitions the active_by_created index spreads
+// each unfinished status over: a job's shard is a hash of its owner and
+// id, so that no partition takes more than 1/16 of the writes of the jobs
+// of a status, however many run.
+const activeShards = 16
+
+// activePK is the active_by_created partition of owner's job id in status.
+func activePK(s pipeline.JobStatus, owner, id string) string {
+	h := fnv.New32a()
+	h.Write([]byte(owner))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	return fmt.Sprintf("%s#%s#%02d", jobKind.prefix, s, h.Sum32()%activeShards)
+}
+
+// activeParts are the partitions of status in active_by_created that a
+// reader walks: the one a table written before sharding uses (JOB#<status>,
+// empty once tools/dynmigrate has run), then the shards.
+func activeParts(s pipeline.JobStatus) []string {
+	parts := []string{jobKind.prefix + "#" + string(s)}
+	for i := 0; i < activeShards; i++ {
+		parts = append(parts, fmt.Sprintf("%s#%s#%02d", jobKind.prefix, s, i))
+	}
+	return parts
 }
 
 func key(k kind, owner, id string) map[string]types.AttributeValue {
@@ -181,12 +208,7 @@ func jobItem(j *pipeline.Job) (map[string]types.AttributeValue, error) {
 		attrStatusPK: statusPK(j.Owner, j.Status),
 	}
 	if !j.Status.Terminal() {
-		heard := j.UpdatedAt
-		if j.HeartbeatAt != nil && j.HeartbeatAt.After(heard) {
-			heard = *j.HeartbeatAt
-		}
-		attrs[attrActivePK] = activePK(j.Status)
-		attrs[attrActiveSK] = activeSK(heard, j.Owner, j.ID)
+		attrs[attrActivePK] = activePK(j.Status, j.Owner, j.ID)
 	}
 	if j.RunPodID != "" {
 		attrs[attrRunPodPK] = j.RunPodID
@@ -397,13 +419,20 @@ func (s *Store) CreateJob(ctx context.Context, j *pipeline.Job) error {
 	return err
 }
 
-// GetJob returns the owner's job.
+// GetJob returns the owner's job, its live state merged.
 func (s *Store) GetJob(ctx context.Context, owner, id string) (*pipeline.Job, error) {
 	item, err := s.get(ctx, jobKind, owner, id)
 	if err != nil {
 		return nil, err
 	}
-	return decodeJob(item)
+	j, err := decodeJob(item)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mergeLive(ctx, j); err != nil {
+		return nil, err
+	}
+	return j, nil
 }
 
 // UpdateJob writes j if the stored version is j.Version, and then
@@ -439,19 +468,6 @@ func (s *Store) ListJobs(ctx context.Context, owner string, f pipeline.JobFilter
 		q.index, q.hashAttr, q.hash = indexByStatus, attrStatusPK, statusPK(owner, f.Status)
 		q.scope = "jobs:" + string(f.Status)
 	}
-	return s.jobs(ctx, q, p)
-}
-
-// ListActiveJobs returns one page of all owners' jobs in a non-terminal
-// status that were last updated before cutoff, least recently updated
-// first: what reconciliation looks at. It reads an eventually consistent
-// index; re-read a job with GetJob before acting on it.
-func (s *Store) ListActiveJobs(ctx context.Context, status pipeline.JobStatus, cutoff time.Time, p pipeline.Page) ([]*pipeline.Job, string, error) {
-	if !status.Valid() || status.Terminal() {
-		return nil, "", pipeline.Errorf(pipeline.EInvalid, "status %q is not a non-terminal job status", status)
-	}
-	q := listQuery{index: indexActive, hashAttr: attrActivePK, hash: activePK(status), rangeAttr: attrActiveSK,
-		before: timeKey(cutoff), scope: "active:" + string(status)}
 	return s.jobs(ctx, q, p)
 }
 
@@ -503,6 +519,11 @@ func (s *Store) jobs(ctx context.Context, q listQuery, p pipeline.Page) ([]*pipe
 	if err != nil {
 		return nil, "", err
 	}
+	return s.decodeJobs(ctx, items, next)
+}
+
+// decodeJobs decodes a page of job items and merges their live states.
+func (s *Store) decodeJobs(ctx context.Context, items []map[string]types.AttributeValue, next string) ([]*pipeline.Job, string, error) {
 	out := make([]*pipeline.Job, 0, len(items))
 	for _, item := range items {
 		j, err := decodeJob(item)
@@ -510,6 +531,9 @@ func (s *Store) jobs(ctx context.Context, q listQuery, p pipeline.Page) ([]*pipe
 			return nil, "", err
 		}
 		out = append(out, j)
+	}
+	if err := s.mergeLives(ctx, out); err != nil {
+		return nil, "", err
 	}
 	return out, next, nil
 }

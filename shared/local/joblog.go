@@ -20,7 +20,7 @@ var (
 	bucketNotes                            = []byte("notifications")
 	bucketJobsGlobal                       = []byte("jobs_by_status_global")
 	bucketMeasurements                     = []byte("measurements")
-	jobLogBuckets                          = [][]byte{bucketEvents, bucketEventIDs, bucketMetrics, bucketNotes, bucketJobsGlobal, bucketMeasurements}
+	jobLogBuckets                          = [][]byte{bucketEvents, bucketEventIDs, bucketMetrics, bucketNotes, bucketJobsGlobal, bucketMeasurements, bucketLive}
 	_                  pipeline.JobLog     = (*Store)(nil)
 	_                  pipeline.JobScanner = (*Store)(nil)
 )
@@ -266,6 +266,9 @@ func (s *Store) ListJobsByStatus(ctx context.Context, status pipeline.JobStatus,
 		})
 		return err
 	})
+	if err == nil {
+		err = s.mergeLive(out...)
+	}
 	return out, next, err
 }
 
@@ -291,6 +294,9 @@ func (s *Store) DeleteJobLog(ctx context.Context, owner, jobID string) error {
 					return fmt.Errorf("delete the log of job %s: %w", jobID, err)
 				}
 			}
+		}
+		if err := tx.Bucket(bucketLive).Delete(recordKey(owner, jobID)); err != nil {
+			return fmt.Errorf("delete the live state of job %s: %w", jobID, err)
 		}
 		return nil
 	})

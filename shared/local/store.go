@@ -271,6 +271,9 @@ func (s *Store) GetJob(ctx context.Context, owner, id string) (*pipeline.Job, er
 	if err := s.get(jobs, owner, id, &j); err != nil {
 		return nil, err
 	}
+	if err := s.mergeLive(&j); err != nil {
+		return nil, err
+	}
 	return &j, nil
 }
 
@@ -302,6 +305,9 @@ func (s *Store) ListJobs(ctx context.Context, owner string, f pipeline.JobFilter
 		out = append(out, &j)
 		return nil
 	})
+	if err == nil {
+		err = s.mergeLive(out...)
+	}
 	return out, next, err
 }
 

@@ -112,7 +112,9 @@ func (m *Measurement) Usable() bool {
 
 // JobScanner finds jobs across owners, for reconciliation.
 type JobScanner interface {
-	// ListJobsByStatus returns jobs of every owner in a status, oldest first.
+	// ListJobsByStatus returns jobs of every owner in a status, each
+	// once, in no order a caller may rely on (a store may spread a
+	// status over partitions).
 	ListJobsByStatus(ctx context.Context, status JobStatus, p Page) ([]*Job, string, error)
 }
 

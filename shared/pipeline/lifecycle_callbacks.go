@@ -92,16 +92,25 @@ func (l *Lifecycle) applyCallback(ctx context.Context, j *Job, cb *contract.Call
 				return nil, fmt.Errorf("store metric point: %w", err)
 			}
 		}
-		return l.record(ctx, j, cb, func(cur *Job) JobStatus {
+		apply := func(cur *Job) JobStatus {
 			if olderRun(cur, cb) {
 				return ""
 			}
 			// Out of order: an older step never replaces a newer one.
-			if c := cur.Progress; c == nil || c.Attempt != pt.Attempt || pt.Step > c.Step || pt.Step == c.Step && pt.Time.After(c.Time) {
-				cur.Progress = &pt
+			if c := cur.Progress; c == nil || c.Attempt != pt.Attempt || pt.Newer(*c) {
+				p := pt
+				cur.Progress = &p
 			}
 			return JobRunning
-		})
+		}
+		// A point of a running job is live state, written apart from the
+		// job where the store keeps it so (one small item, no index).
+		if lr, ok := l.Store.(LiveRecorder); ok {
+			if done, ok, err := l.recordProgress(ctx, lr, j, cb, pt, apply); ok {
+				return done, err
+			}
+		}
+		return l.record(ctx, j, cb, apply)
 	case *contract.Artifact:
 		key := ArtifactKey(j.Owner, j.ID, cb.Attempt, p.Name)
 		info, err := l.Objects.Stat(ctx, key)

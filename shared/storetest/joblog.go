@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"sort"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ type FullStore interface {
 	pipeline.Store
 	pipeline.JobLog
 	pipeline.JobScanner
+	pipeline.LiveRecorder
 }
 
 // RunJobLog runs the suite of pipeline.JobLog and pipeline.JobScanner.
@@ -21,7 +23,8 @@ func RunJobLog(t *testing.T, newStore func(t *testing.T) FullStore) {
 	t.Run("events are kept in order and a repeated id is stored once", func(t *testing.T) { testEvents(t, newStore(t)) })
 	t.Run("metric points order by attempt and step and a repeat replaces", func(t *testing.T) { testMetrics(t, newStore(t)) })
 	t.Run("notifications are per owner and newest first", func(t *testing.T) { testNotifications(t, newStore(t)) })
-	t.Run("jobs by status span owners oldest first and follow updates", func(t *testing.T) { testJobsByStatus(t, newStore(t)) })
+	t.Run("jobs by status span owners, each once, and follow updates", func(t *testing.T) { testJobsByStatus(t, newStore(t)) })
+	t.Run("live state is merged into the job, never goes back, and leaves the version alone", func(t *testing.T) { testLive(t, newStore(t)) })
 	t.Run("measurements are per model and GPU, span owners, newest job first, and a repeat replaces", func(t *testing.T) {
 		testMeasurements(t, newStore(t))
 	})
@@ -121,8 +124,8 @@ func testJobsByStatus(t *testing.T, s FullStore) {
 	must(t, s.CreateJob(ctx, job("carol", 2, pipeline.JobQueued)))
 	list, _, err := s.ListJobsByStatus(ctx, pipeline.JobRunning, pipeline.Page{})
 	must(t, err)
-	if got := jobIDs(list); fmt.Sprint(got) != "[job_0001 job_0003]" {
-		t.Errorf("running jobs = %v, want [job_0001 job_0003] (oldest first, every owner)", got)
+	if got := sortedIDs(list); fmt.Sprint(got) != "[job_0001 job_0003]" {
+		t.Errorf("running jobs = %v, want [job_0001 job_0003] (every owner)", got)
 	}
 	j, err := s.GetJob(ctx, "carol", "job_0002")
 	must(t, err)
@@ -132,13 +135,99 @@ func testJobsByStatus(t *testing.T, s FullStore) {
 	must(t, err)
 	rest, _, err := s.ListJobsByStatus(ctx, pipeline.JobRunning, pipeline.Page{Cursor: next})
 	must(t, err)
-	if got := jobIDs(append(list, rest...)); fmt.Sprint(got) != "[job_0001 job_0002 job_0003]" {
+	if got := sortedIDs(append(list, rest...)); fmt.Sprint(got) != "[job_0001 job_0002 job_0003]" {
 		t.Errorf("running jobs after an update = %v, want [job_0001 job_0002 job_0003]", got)
 	}
 	queued, _, err := s.ListJobsByStatus(ctx, pipeline.JobQueued, pipeline.Page{})
 	must(t, err)
 	if len(queued) != 0 {
 		t.Errorf("queued jobs = %v, want none after the update", jobIDs(queued))
+	}
+}
+
+func sortedIDs(jobs []*pipeline.Job) []string {
+	ids := jobIDs(jobs)
+	sort.Strings(ids)
+	return ids
+}
+
+func testLive(t *testing.T, s FullStore) {
+	ctx := context.Background()
+	j := job("alice", 1, pipeline.JobRunning)
+	j.Attempt = 1
+	must(t, s.CreateJob(ctx, j))
+	point := func(attempt, step int, sec int) pipeline.Live {
+		at := base.Add(time.Duration(sec) * time.Second)
+		return pipeline.Live{Attempt: attempt, Progress: pipeline.MetricPoint{Attempt: attempt, Step: step, Loss: float64(step), Time: at}, HeardAt: at}
+	}
+	progress := func(what string) (step int, heard time.Time) {
+		t.Helper()
+		got, err := s.GetJob(ctx, "alice", j.ID)
+		must(t, err)
+		if got.Version != 1 {
+			t.Errorf("%s: version = %d, want 1 (live state is not a record update)", what, got.Version)
+		}
+		if got.Progress == nil || got.HeartbeatAt == nil {
+			t.Fatalf("%s: progress %v, heartbeat %v, want both", what, got.Progress, got.HeartbeatAt)
+		}
+		list, _, err := s.ListJobs(ctx, "alice", pipeline.JobFilter{}, pipeline.Page{})
+		must(t, err)
+		if len(list) != 1 || list[0].Progress == nil || list[0].Progress.Step != got.Progress.Step {
+			t.Errorf("%s: the owner's list shows another point than GetJob", what)
+		}
+		scan, _, err := s.ListJobsByStatus(ctx, pipeline.JobRunning, pipeline.Page{})
+		must(t, err)
+		if len(scan) != 1 || scan[0].HeartbeatAt == nil || !scan[0].HeartbeatAt.Equal(*got.HeartbeatAt) {
+			t.Errorf("%s: the scan by status shows another heartbeat than GetJob", what)
+		}
+		return got.Progress.Step, *got.HeartbeatAt
+	}
+	must(t, s.RecordLive(ctx, "alice", j.ID, point(1, 10, 10)))
+	if step, heard := progress("first point"); step != 10 || !heard.Equal(base.Add(10*time.Second)) {
+		t.Errorf("after step 10: step %d heard %v, want 10 at +10s", step, heard)
+	}
+	must(t, s.RecordLive(ctx, "alice", j.ID, point(1, 30, 30)))
+	must(t, s.RecordLive(ctx, "alice", j.ID, point(1, 20, 40))) // late: an older step
+	if step, heard := progress("a late older step"); step != 30 || !heard.Equal(base.Add(30*time.Second)) {
+		t.Errorf("after steps 30 then 20: step %d heard %v, want 30 at +30s", step, heard)
+	}
+	// A transition written from the job as read keeps the newer point.
+	cur, err := s.GetJob(ctx, "alice", j.ID)
+	must(t, err)
+	must(t, s.RecordLive(ctx, "alice", j.ID, point(1, 40, 50)))
+	cur.Status = pipeline.JobUploading
+	must(t, s.UpdateJob(ctx, cur))
+	got, err := s.GetJob(ctx, "alice", j.ID)
+	must(t, err)
+	if got.Progress == nil || got.Progress.Step != 40 {
+		t.Errorf("after an update from an older read: progress %v, want step 40", got.Progress)
+	}
+	// A live state of an earlier attempt shows nothing on the next one.
+	got.Attempt, got.Progress = 2, nil
+	must(t, s.UpdateJob(ctx, got))
+	must(t, s.RecordLive(ctx, "alice", j.ID, point(1, 50, 60)))
+	again, err := s.GetJob(ctx, "alice", j.ID)
+	must(t, err)
+	if again.Progress != nil {
+		t.Errorf("attempt 2 shows attempt 1's point %+v", again.Progress)
+	}
+	must(t, s.RecordLive(ctx, "alice", j.ID, point(2, 1, 70)))
+	again, err = s.GetJob(ctx, "alice", j.ID)
+	must(t, err)
+	if again.Progress == nil || again.Progress.Attempt != 2 || again.Progress.Step != 1 {
+		t.Errorf("attempt 2's first point: progress %+v, want attempt 2 step 1", again.Progress)
+	}
+	// Another owner sees none of it; the log's deletion takes it.
+	if _, err := s.GetJob(ctx, "bob", j.ID); pipeline.ErrorCode(err) != pipeline.ENotFound {
+		t.Errorf("GetJob(bob) = %v, want ENotFound", err)
+	}
+	if e, ok := s.(pipeline.JobEraser); ok {
+		must(t, e.DeleteJobLog(ctx, "alice", j.ID))
+		gone, err := s.GetJob(ctx, "alice", j.ID)
+		must(t, err)
+		if gone.Progress != nil && gone.Progress.Attempt == 2 {
+			t.Errorf("after DeleteJobLog the live point %+v is still merged", gone.Progress)
+		}
 	}
 }
 

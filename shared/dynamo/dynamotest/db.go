@@ -538,6 +538,46 @@ func (db *DB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, _ ...func(
 	return out, nil
 }
 
+// BatchGetItem reads up to 100 items of the table, each billed on its
+// own (rounded up per item, as DynamoDB bills a batch).
+func (db *DB) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	out := &dynamodb.BatchGetItemOutput{Responses: map[string][]map[string]types.AttributeValue{}}
+	n := 0
+	for table, ka := range in.RequestItems {
+		if err := db.checkTable(aws.String(table)); err != nil {
+			return nil, err
+		}
+		if ka.ProjectionExpression != nil || ka.AttributesToGet != nil {
+			return nil, unsupported("BatchGetItem with a projection")
+		}
+		n += len(ka.Keys)
+	}
+	if n == 0 || n > 100 {
+		return nil, validation("BatchGetItem takes 1 to 100 keys, got %d", n)
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	call := Call{API: "BatchGetItem"}
+	for table, ka := range in.RequestItems {
+		for _, k := range ka.Keys {
+			if err := db.checkKeyOnly(k); err != nil {
+				return nil, err
+			}
+			pk, rng, tkey, err := db.tableKey(k)
+			if err != nil {
+				return nil, err
+			}
+			item := db.get(pk, rng, tkey)
+			call.Reads = append(call.Reads, Read{Partition: pk, Bytes: ItemSize(item), Consistent: aws.ToBool(ka.ConsistentRead), Items: 1})
+			if item != nil {
+				out.Responses[table] = append(out.Responses[table], copyItem(item))
+			}
+		}
+	}
+	db.record(call)
+	return out, nil
+}
+
 // PutItem writes one item, under its condition.
 func (db *DB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
 	if err := db.checkTable(in.TableName); err != nil {
