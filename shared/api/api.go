@@ -104,9 +104,11 @@ type JobView struct {
 	Hyperparameters pipeline.Hyperparameters `json:"hyperparameters"`
 	Attempt         int                      `json:"attempt"`
 	Progress        *pipeline.MetricPoint    `json:"progress,omitempty"`
-	Validation      *pipeline.JobValidation  `json:"validation,omitempty"`
-	Estimate        *pipeline.JobEstimate    `json:"estimate,omitempty"`
-	Cost            *pipeline.JobCost        `json:"cost,omitempty"`
+	// Wait says where a queued job held by fair dispatch stands, and why.
+	Wait       *pipeline.JobWait       `json:"wait,omitempty"`
+	Validation *pipeline.JobValidation `json:"validation,omitempty"`
+	Estimate   *pipeline.JobEstimate   `json:"estimate,omitempty"`
+	Cost       *pipeline.JobCost       `json:"cost,omitempty"`
 	// CostSoFar is a running job's cost until now: every run's billed
 	// time (RunPod's figure where it reported one), at the estimate's price.
 	CostSoFar  *pipeline.JobCost  `json:"cost_so_far,omitempty"`
@@ -125,7 +127,7 @@ func ViewJob(j *pipeline.Job) JobView { return ViewJobAt(j, time.Now()) }
 func ViewJobAt(j *pipeline.Job, now time.Time) JobView {
 	return JobView{CostSoFar: pipeline.CostSoFar(j, now),
 		ID: j.ID, Name: j.Name, Status: j.Status, Stage: j.Stage, DatasetID: j.DatasetID, BaseModel: j.BaseModel,
-		GPUType: j.GPUType, Preset: j.Preset, Hyperparameters: j.Hyperparameters, Attempt: j.Attempt, Progress: j.Progress,
+		GPUType: j.GPUType, Preset: j.Preset, Hyperparameters: j.Hyperparameters, Attempt: j.Attempt, Progress: j.Progress, Wait: j.Wait,
 		Validation: j.Validation, Estimate: j.Estimate, Cost: j.Cost, BudgetUSD: j.BudgetUSD, Error: j.Error, StartedAt: j.StartedAt,
 		FinishedAt: j.FinishedAt, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/brightrun/brightrun/shared/dynamo"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/ingest"
+	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpod"
 	"github.com/brightrun/brightrun/shared/s3blob"
@@ -90,6 +91,9 @@ type App struct {
 	Catalog        *catalog.Catalog
 	CallbackSecret []byte // nil without Callbacks
 	PublicURL      string
+	// Fairness is fair dispatch's settings (pipeline.FairnessFromEnv; nil
+	// when turned off), used by the dispatch and reconcile functions.
+	Fairness *pipeline.Fairness
 	// Clients, for tests and set-up.
 	DynamoDB *dynamodb.Client
 	S3       *s3.Client
@@ -181,6 +185,9 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 		return nil, fmt.Errorf("AWS configuration: %w", err)
 	}
 	app := &App{Config: cfg, PublicURL: strings.TrimRight(publicURL, "/")}
+	if app.Fairness, err = pipeline.FairnessFromEnv(getenv); err != nil {
+		return nil, err
+	}
 	if app.Catalog, err = catalog.FromEnv(getenv); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
@@ -314,10 +321,10 @@ func (a *App) Validator() (*ingest.Validator, error) {
 // Dispatcher submits queued jobs (the dispatch function). maxAttempts
 // must equal the queue's redrive maxReceiveCount.
 func (a *App) Dispatcher(maxAttempts int) *dispatch.Dispatcher {
-	return a.Services(services.Options{MaxDispatchAttempts: maxAttempts}).Dispatcher
+	return a.Services(services.Options{MaxDispatchAttempts: maxAttempts, Fairness: a.Fairness}).Dispatcher
 }
 
 // Reconciler repairs jobs (the reconcile function).
 func (a *App) Reconciler() *reconcile.Reconciler {
-	return a.Services(services.Options{}).Reconciler
+	return a.Services(services.Options{Fairness: a.Fairness}).Reconciler
 }

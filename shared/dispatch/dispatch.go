@@ -71,8 +71,12 @@ type Dispatcher struct {
 	// callback interval. Defaults 10 steps, 30 s.
 	ProgressEverySteps   int
 	ProgressEverySeconds float64
-	Log                  *slog.Logger
-	Now                  func() time.Time
+	// Fair, when set, admits a job only in its fair turn (its owner's
+	// limit, the GPU slots, the owners' turns); a job not admitted is held
+	// queued with its place and reason, and its message dropped.
+	Fair *pipeline.FairDispatch
+	Log  *slog.Logger
+	Now  func() time.Time
 }
 
 func (d *Dispatcher) now() time.Time {
@@ -149,7 +153,24 @@ func (d *Dispatcher) HandleMessage(ctx context.Context, body []byte, receives in
 		return nil
 	}
 	log := d.log().With("owner", msg.Owner, "job_id", msg.JobID, "receives", receives)
-	claimed, err := d.Jobs.Claim(ctx, msg.Owner, msg.JobID, d.lease(ctx))
+	var claimed *pipeline.Job
+	var err error
+	claim := func() error {
+		claimed, err = d.Jobs.Claim(ctx, msg.Owner, msg.JobID, d.lease(ctx))
+		return nil // judged below
+	}
+	if d.Fair != nil {
+		admitted, ferr := d.Fair.Admit(ctx, msg.Owner, msg.JobID, claim)
+		if ferr != nil {
+			return fmt.Errorf("plan fair dispatch: %w", ferr)
+		}
+		if !admitted {
+			log.InfoContext(ctx, "job held by fair dispatch: it starts when its turn comes")
+			return nil
+		}
+	} else {
+		claim()
+	}
 	switch {
 	case pipeline.ErrorCode(err) == pipeline.ENotFound:
 		log.WarnContext(ctx, "queued job no longer exists: message dropped")

@@ -81,7 +81,14 @@ type Config struct {
 	DispatchVisibility, ReconcileEvery time.Duration
 	// Reconcile tunes reconciliation (StaleAfter, CheckEvery, MaxRetries).
 	Reconcile reconcile.Reconciler
-	Log       *slog.Logger
+	// Fairness turns on fair dispatch (nil: jobs start in arrival order,
+	// without limits). ConfigFromEnv turns it on: each owner's limit is
+	// BRIGHTRUN_OWNER_LIMIT (default 3), overridden per owner by
+	// BRIGHTRUN_OWNER_LIMITS ("alice=5,bob=1"), and BRIGHTRUN_MAX_IN_FLIGHT
+	// bounds the runs of every owner together (default: none);
+	// BRIGHTRUN_FAIR_DISPATCH=off turns it off.
+	Fairness *pipeline.Fairness
+	Log      *slog.Logger
 }
 
 // Defaults.
@@ -103,7 +110,13 @@ func ConfigFromEnv(getenv func(string) string) Config {
 	// Zero (the default) when unset or malformed.
 	every, _ := time.ParseDuration(getenv("BRIGHTRUN_RECONCILE_EVERY"))
 	stale, _ := time.ParseDuration(getenv("BRIGHTRUN_STALE_AFTER"))
+	fair, err := pipeline.FairnessFromEnv(getenv)
+	if err != nil {
+		slog.Warn("fair dispatch settings ignored: the defaults apply", "err", err)
+		fair = &pipeline.Fairness{}
+	}
 	return Config{
+		Fairness:         fair,
 		Getenv:           getenv,
 		Backend:          getenv("BRIGHTRUN_BACKEND"),
 		GPU:              getenv("BRIGHTRUN_GPU"),
@@ -246,7 +259,8 @@ func (s *Stack) buildServices(gpu services.GPU, publicURL string) error {
 	}
 	svc := services.Build(services.Ports{Store: s.Store, Blobs: s.Blobs, Queue: s.Queue, GPU: gpu, Catalog: s.catalog,
 		Auth: s.Tokens, Counter: counter, CallbackSecret: s.callbackSecret, PublicURL: publicURL, Log: s.log},
-		services.Options{API: s.Config.API, MaxDispatchAttempts: 5, Reconcile: s.Config.Reconcile})
+		services.Options{API: s.Config.API, MaxDispatchAttempts: 5, Reconcile: s.Config.Reconcile,
+			Fairness: s.Config.Fairness, ReleaseOnEnd: true})
 	s.Jobs, s.API, s.Validator, s.Dispatcher, s.Reconciler = svc.Jobs, svc.API, svc.Validator, svc.Dispatcher, svc.Reconciler
 	if s.localBlobs == nil {
 		// S3 (or its emulator) sends the stack no upload event: watch

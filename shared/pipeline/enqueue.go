@@ -40,7 +40,7 @@ func (l *Lifecycle) send(ctx context.Context, j *Job, requeue bool) (bool, error
 			return errMoved
 		}
 		now := l.now()
-		cur.Enqueued, cur.EnqueuedAt = true, &now
+		cur.Enqueued, cur.EnqueuedAt, cur.Wait = true, &now, nil
 		if requeue {
 			cur.Requeues++
 		}
@@ -110,6 +110,8 @@ func (l *Lifecycle) RepairUndispatched(ctx context.Context, j *Job, p RequeuePol
 		since = *j.EnqueuedAt
 	}
 	switch {
+	case j.Status == JobQueued && j.Wait != nil:
+		return RepairNone, nil // held by fair dispatch: FairDispatch.Release sends it
 	case j.Status == JobQueued && !j.Enqueued:
 		if now.Sub(j.CreatedAt) < p.EnqueueGrace {
 			return RepairNone, nil

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -52,6 +53,37 @@ func ParseOwnerLimits(s string) (map[string]int, error) {
 		out[strings.TrimSpace(owner)] = limit
 	}
 	return out, nil
+}
+
+// FairnessFromEnv reads fair dispatch's settings: BRIGHTRUN_OWNER_LIMIT
+// (each owner's jobs on GPUs at once, default DefaultOwnerLimit),
+// BRIGHTRUN_OWNER_LIMITS (per-owner overrides, "alice=5,bob=1") and
+// BRIGHTRUN_MAX_IN_FLIGHT (the runs of every owner together: the GPU
+// endpoint's worker maximum plus a small queue allowance; unset or 0: no
+// bound). BRIGHTRUN_FAIR_DISPATCH=off turns fair dispatch off (nil).
+func FairnessFromEnv(getenv func(string) string) (*Fairness, error) {
+	if getenv("BRIGHTRUN_FAIR_DISPATCH") == "off" {
+		return nil, nil
+	}
+	f := &Fairness{}
+	for _, v := range []struct {
+		name string
+		into *int
+	}{{"BRIGHTRUN_OWNER_LIMIT", &f.OwnerLimit}, {"BRIGHTRUN_MAX_IN_FLIGHT", &f.MaxInFlight}} {
+		if s := strings.TrimSpace(getenv(v.name)); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("%s must be a whole number ≥ 0, got %q", v.name, s)
+			}
+			*v.into = n
+		}
+	}
+	limits, err := ParseOwnerLimits(getenv("BRIGHTRUN_OWNER_LIMITS"))
+	if err != nil {
+		return nil, fmt.Errorf("BRIGHTRUN_OWNER_LIMITS: %w", err)
+	}
+	f.OwnerLimits = limits
+	return f, nil
 }
 
 // InFlight are the statuses of a job that holds (or is about to hold) a

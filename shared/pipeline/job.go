@@ -101,6 +101,11 @@ type Job struct {
 	Enqueued   bool       `json:"enqueued"`
 	EnqueuedAt *time.Time `json:"enqueued_at,omitempty"`
 	Requeues   int        `json:"requeues,omitempty"`
+	// Wait is set while fair dispatch holds the queued job back (its
+	// owner's limit, no free GPU slot, other owners' turns): where it
+	// stands and why. Its message is dropped meanwhile (Enqueued is
+	// false), and FairDispatch.Release sends it again when its turn comes.
+	Wait *JobWait `json:"wait,omitempty"`
 	// LeaseUntil is when the dispatcher's claim of the current attempt
 	// lapses. Until then the job is that dispatcher's: another delivery of
 	// its message leaves it alone. A dispatcher that stopped (crashed,

@@ -42,8 +42,11 @@ type Lifecycle struct {
 	// the job is cancelled; otherwise the worker learns of the cancel from
 	// its next callback's answer, and reconciliation cancels the run.
 	Runs RunCanceller
-	Log  *slog.Logger
-	Now  func() time.Time
+	// Ended, when set, is told of every job that Finish ended, after the
+	// write (fair dispatch starts the held jobs whose turn came).
+	Ended func(ctx context.Context, j *Job)
+	Log   *slog.Logger
+	Now   func() time.Time
 }
 
 // ObjectReader reads stored objects.
@@ -279,6 +282,9 @@ func (l *Lifecycle) Finish(ctx context.Context, j *Job, o Outcome) (*Job, bool, 
 		l.notify(ctx, done, "job_completed", completedNotice(done, o.Steps, o.FinalLoss))
 	case JobFailed:
 		l.notify(ctx, done, "job_failed", failedNotice(done))
+	}
+	if l.Ended != nil {
+		l.Ended(ctx, done)
 	}
 	return done, true, nil
 }

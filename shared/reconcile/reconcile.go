@@ -53,8 +53,11 @@ type Reconciler struct {
 	// MaxRetries is how many times RunPod may re-run a crashing worker
 	// before the job is cancelled (default 2).
 	MaxRetries int
-	Log        *slog.Logger
-	Now        func() time.Time
+	// Fair, when set, starts the jobs fair dispatch held whose turn came
+	// (a slot freed), once a pass.
+	Fair *pipeline.FairDispatch
+	Log  *slog.Logger
+	Now  func() time.Time
 }
 
 func (r *Reconciler) now() time.Time {
@@ -74,8 +77,9 @@ func (r *Reconciler) log() *slog.Logger {
 // Report counts what one pass did.
 type Report struct {
 	Checked, Repaired, Enqueued, Cancelled int
-	// Requeued counts jobs whose queue message was gone and sent again.
-	Requeued int
+	// Requeued counts jobs whose queue message was gone and sent again;
+	// Released the jobs held by fair dispatch whose turn came.
+	Requeued, Released int
 }
 
 // active are the statuses in which a job has (or may have) a RunPod run.
@@ -144,6 +148,13 @@ func (r *Reconciler) Run(ctx context.Context) (Report, error) {
 		})
 		if err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if r.Fair != nil && r.Jobs.Queue != nil {
+		n, err := r.Fair.Release(ctx)
+		rep.Released = n
+		if err != nil {
+			errs = append(errs, fmt.Errorf("start held jobs: %w", err))
 		}
 	}
 	return rep, errors.Join(errs...)

@@ -70,6 +70,14 @@ type Options struct {
 	// Reconcile tunes reconciliation (StaleAfter, CheckEvery, EnqueueGrace,
 	// MaxRetries); its ports are ignored.
 	Reconcile reconcile.Reconciler
+	// Fairness, when set, turns on fair dispatch: the dispatcher admits a
+	// queued job only in its turn within its owner's limit and the GPU
+	// slots (pipeline.FairDispatch), and reconciliation starts held jobs
+	// whose turn came. ReleaseOnEnd also starts them the moment a job ends
+	// (the local stack; on AWS each release reads every unfinished job, so
+	// the reconcile schedule does it once a minute).
+	Fairness     *pipeline.Fairness
+	ReleaseOnEnd bool
 }
 
 // Services are the pipeline's services over one set of ports.
@@ -109,6 +117,20 @@ func Build(p Ports, o Options) *Services {
 		s.API.Runs = s.Reconciler
 		s.Dispatcher = &dispatch.Dispatcher{Jobs: jobs, Blobs: p.Blobs, GPU: p.GPU, Catalog: p.Catalog, PublicURL: p.PublicURL,
 			CallbackSecret: p.CallbackSecret, MaxAttempts: o.MaxDispatchAttempts, Log: log, Now: p.Now}
+	}
+	if o.Fairness != nil && p.Store != nil {
+		fair := &pipeline.FairDispatch{Jobs: jobs, Scanner: p.Store, Fairness: *o.Fairness}
+		s.Reconciler.Fair = fair
+		if s.Dispatcher != nil {
+			s.Dispatcher.Fair = fair
+		}
+		if o.ReleaseOnEnd {
+			jobs.Ended = func(ctx context.Context, j *pipeline.Job) {
+				if _, err := fair.Release(ctx); err != nil {
+					log.WarnContext(ctx, "start held jobs after a job ended", "job_id", j.ID, "err", err)
+				}
+			}
+		}
 	}
 	if p.Counter != nil {
 		s.Validator = &ingest.Validator{Store: p.Store, Blobs: p.Blobs, Counter: p.Counter, Log: log, Now: p.Now}
