@@ -728,13 +728,29 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 	if n := s.deliver(ctx); n != 1 {
 		t.Fatalf("the jobs queue held %d messages, want the new job's", n)
 	}
+	// While it runs, its progress is live state beside the record: the
+	// lists, the dataset's deletion check and a reconcile pass read it
+	// with the job (BatchGetItem).
+	seenRunning := false
 	if !waitUntil(ctx, 60*time.Second, func() bool {
 		var j jobView
 		s.expect(200, "GET", "/v1/jobs/"+job.ID, alice, "", &j)
 		job.Status = j.Status
+		if j.Status == "running" && !seenRunning {
+			seenRunning = true
+			s.expect(200, "GET", "/v1/jobs", alice, "", nil)
+			s.expect(409, "DELETE", "/v1/datasets/"+ds.Dataset.ID, alice, "", nil)
+			if res, err := s.hosts["ReconcileFunction"].invoke(map[string]any{"version": "0", "id": "proof-running", "detail-type": "Scheduled Event",
+				"source": "aws.events", "time": time.Now().UTC().Format(time.RFC3339), "detail": map[string]any{}}); err != nil || res.err != "" {
+				t.Errorf("reconcile while a job runs = %v %s", err, res.err)
+			}
+		}
 		return j.Status == "completed" || j.Status == "failed" || j.Status == "cancelled"
 	}) || job.Status != "completed" {
 		t.Fatalf("job %s ended %q, want completed; the gateway saw:\n%s", job.ID, job.Status, iamproof.Summary(iamproof.Denied(s.gw.Log())))
+	}
+	if !seenRunning {
+		t.Errorf("job %s was never seen running: the reads of its live state were not exercised", job.ID)
 	}
 	// RunPod's completion webhook comes after the last callback.
 	waitUntil(ctx, 10*time.Second, func() bool { return len(s.runpod.Webhooks()) > 0 })

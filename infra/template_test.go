@@ -594,6 +594,10 @@ var envValues = map[string]func(m *tmpl, t *testing.T, fn, v string) bool{
 	"RUNPOD_ENDPOINT_ID":              func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref RunPodEndpointId" },
 	"BRIGHTRUN_RUNPOD_URL":            func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref RunPodApiUrl" },
 	"BRIGHTRUN_MAX_DISPATCH_ATTEMPTS": func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref MaxDispatchAttempts" },
+	// Fair dispatch: the dispatch function admits, reconciliation releases.
+	"BRIGHTRUN_OWNER_LIMIT":   func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref OwnerJobLimit" },
+	"BRIGHTRUN_OWNER_LIMITS":  func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref OwnerJobLimits" },
+	"BRIGHTRUN_MAX_IN_FLIGHT": func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref MaxRunsInFlight" },
 	"BRIGHTRUN_PUBLIC_URL": func(_ *tmpl, _ *testing.T, fn, v string) bool {
 		// The operator's URL when given; otherwise the API's own, which the
 		// dispatcher puts in job specs.

@@ -220,6 +220,9 @@ func watchKey(j *api.JobView) string {
 
 // statusText is "running (train)".
 func statusText(j *api.JobView) string {
+	if w := j.Wait; w != nil && j.Status == pipeline.JobQueued {
+		return fmt.Sprintf("queued (place %d: %s)", w.Position, w.Message)
+	}
 	if j.Stage != "" && !j.Status.Terminal() {
 		return string(j.Status) + " (" + j.Stage + ")"
 	}

@@ -56,3 +56,20 @@ func TestWatchShowsTheServersCostETAAndEvalLoss(t *testing.T) {
 		}
 	})
 }
+
+// A job held by fair dispatch says where it stands and why.
+func TestWatchShowsAHeldJobsPlace(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	job := &api.JobView{ID: "job_w", Status: pipeline.JobQueued, GPUType: "h100-80gb",
+		Wait: &pipeline.JobWait{Position: 3, Reason: pipeline.WaitOwnerLimit, Message: "waits for one of your 3 jobs on GPUs to end (your limit is 3 at once)", Since: t0}}
+	frame := watchFrame{job: job, now: t0.Add(time.Minute)}
+	for name, got := range map[string]string{"the live view": strings.Join(renderWatch(frame, 100), "\n"), "the plain line": watchLine(frame)} {
+		if !strings.Contains(got, "queued (place 3: waits for one of your 3 jobs on GPUs to end") {
+			t.Errorf("%s lacks the place and the reason:\n%s", name, got)
+		}
+	}
+	job.Status, job.Wait = pipeline.JobRunning, nil
+	if got := watchLine(watchFrame{job: job, now: t0}); strings.Contains(got, "place") {
+		t.Errorf("a running job shows a place: %s", got)
+	}
+}

@@ -40,7 +40,7 @@ function jobTable(jobs) {
       return h('tr', { 'data-id': j.id },
         h('td', {}, h('a', { href: `#/jobs/${encodeURIComponent(j.id)}` }, j.name || j.id)),
         h('td', {}, statusBadge(j.status), j.stage && !terminal(j.status) ? ` (${j.stage})` : ''),
-        h('td', {}, p ? `step ${int(p.step)} of ${int(p.total_steps)}` : '—'),
+        h('td', {}, p ? `step ${int(p.step)} of ${int(p.total_steps)}` : j.wait ? `waiting, place ${int(j.wait.position)}` : '—'),
         h('td', {}, j.gpu_type),
         h('td', {}, cost ? usd(cost.usd) : '—'),
         h('td', {}, j.estimate ? `${usd(j.estimate.cost_usd.low)}–${usd(j.estimate.cost_usd.high)}` : '—'),
@@ -128,6 +128,7 @@ function jobSummary(j) {
     : null;
   return h('div', {},
     h('p', { class: 'job-status' }, statusBadge(j.status), j.stage && !terminal(j.status) ? h('span', { class: 'stage' }, ` stage: ${j.stage}`) : ''),
+    j.wait && j.status === 'queued' ? h('p', { class: 'state wait', role: 'status' }, `Place ${int(j.wait.position)} in line: this job ${j.wait.message}.`) : null,
     j.error ? h('div', { class: 'state error', role: 'alert' }, h('p', {}, h('strong', {}, `${j.error.code}: `), j.error.message), j.error.advice ? h('p', {}, j.error.advice) : null) : null,
     bar,
     h('dl', { class: 'facts' },

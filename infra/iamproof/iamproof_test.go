@@ -193,8 +193,9 @@ func TestTheProjectTemplateResolves(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &Scope{Account: acct, StackName: "proof", StackID: "arn:aws:cloudformation:us-east-1:123456789012:stack/proof/1a2b3c4d-0000-0000-0000-000000000000",
-		Params: map[string]string{"RunPodEndpointId": "e", "RunPodApiUrl": "https://runpod", "PublicBaseUrl": "", "MaxDispatchAttempts": "5"},
-		Refs:   map[string]string{}, Attrs: map[string]map[string]string{}, Conditions: map[string]any{}}
+		Params: map[string]string{"RunPodEndpointId": "e", "RunPodApiUrl": "https://runpod", "PublicBaseUrl": "", "MaxDispatchAttempts": "5",
+			"OwnerJobLimit": "3", "OwnerJobLimits": "", "MaxRunsInFlight": "0"},
+		Refs: map[string]string{}, Attrs: map[string]map[string]string{}, Conditions: map[string]any{}}
 	if c, ok := tmpl["Conditions"].(map[string]any); ok {
 		s.Conditions = c
 	}

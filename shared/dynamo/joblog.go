@@ -372,21 +372,76 @@ func (s *Store) ListMeasurements(ctx context.Context, model, gpu string, limit i
 // ListJobsByStatus returns one page of every owner's jobs in a
 // non-terminal status, their live state merged. Terminal statuses are
 // refused with EInvalid: the index is sparse, holding only jobs that can
-// still change, which is all reconciliation and dispatch look at; an
-// owner's finished jobs are listed by ListJobs. The status's jobs are
-// spread over activeShards partitions (and, on a table written before
-// sharding, one more): a page walks them in turn, each oldest created
-// first. It reads an eventually consistent index: re-read a job with
-// GetJob before acting on it.
+// still change, which is all reconciliation looks at; an owner's finished
+// jobs are listed by ListJobs. The status's jobs are spread over
+// activeShards partitions (and, on a table written before sharding, one
+// more): a page walks them in turn, each oldest created first. It reads
+// an eventually consistent index: re-read a job with GetJob before acting
+// on it.
 func (s *Store) ListJobsByStatus(ctx context.Context, status pipeline.JobStatus, p pipeline.Page) ([]*pipeline.Job, string, error) {
+	items, next, err := s.walkUnfinished(ctx, indexActiveByCreated, status, p)
+	if err != nil {
+		return nil, "", err
+	}
+	return s.decodeJobs(ctx, items, next)
+}
+
+// ListJobKeys returns one page of every owner's jobs in a non-terminal
+// status by key, from the unfinished index (keys and served_at: about
+// 150 bytes a job), walked as ListJobsByStatus walks its index.
+func (s *Store) ListJobKeys(ctx context.Context, status pipeline.JobStatus, p pipeline.Page) ([]pipeline.JobKey, string, error) {
+	items, next, err := s.walkUnfinished(ctx, indexUnfinished, status, p)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]pipeline.JobKey, 0, len(items))
+	for _, item := range items {
+		k, err := jobKeyOf(item, status)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, k)
+	}
+	return out, next, nil
+}
+
+// jobKeyOf reads a job's key from its index item: owner and id from the
+// table's key, the creation time from list_sk.
+func jobKeyOf(item map[string]types.AttributeValue, status pipeline.JobStatus) (pipeline.JobKey, error) {
+	str := func(name string) string {
+		v, _ := item[name].(*types.AttributeValueMemberS)
+		if v == nil {
+			return ""
+		}
+		return v.Value
+	}
+	owner, okOwner := strings.CutPrefix(str(attrPK), "OWNER#")
+	id, okID := strings.CutPrefix(str(attrSK), jobKind.prefix+"#")
+	created, _, okList := strings.Cut(str(attrListSK), "#")
+	at, err := time.Parse(timeFormat, created)
+	if !okOwner || !okID || !okList || err != nil {
+		return pipeline.JobKey{}, fmt.Errorf("index item of an unfinished job has malformed keys (%s, %s, %s)", str(attrPK), str(attrSK), str(attrListSK))
+	}
+	k := pipeline.JobKey{Owner: owner, ID: id, Status: status, CreatedAt: at}
+	if v := str(attrServedAt); v != "" {
+		if t, err := time.Parse(timeFormat, v); err == nil {
+			k.ServedAt = &t
+		}
+	}
+	return k, nil
+}
+
+// walkUnfinished reads one page of index (active_by_created or
+// unfinished: the same keys) for status, across its partitions.
+func (s *Store) walkUnfinished(ctx context.Context, index string, status pipeline.JobStatus, p pipeline.Page) ([]map[string]types.AttributeValue, string, error) {
 	if !status.Valid() || status.Terminal() {
 		return nil, "", pipeline.Errorf(pipeline.EInvalid, "status %q is not a non-terminal job status", status)
 	}
 	p = p.Clamp()
 	parts := activeParts(status)
 	query := func(part string) listQuery {
-		return listQuery{index: indexActiveByCreated, hashAttr: attrActivePK, hash: part, rangeAttr: attrListSK,
-			scope: "status:" + string(status)}
+		return listQuery{index: index, hashAttr: attrActivePK, hash: part, rangeAttr: attrListSK,
+			scope: index + ":" + string(status)}
 	}
 	first, cursor := 0, ""
 	if p.Cursor != "" {
@@ -418,10 +473,10 @@ func (s *Store) ListJobsByStatus(ctx context.Context, status pipeline.JobStatus,
 			}
 		}
 		if next != "" {
-			return s.decodeJobs(ctx, items, next)
+			return items, next, nil
 		}
 	}
-	return s.decodeJobs(ctx, items, "")
+	return items, "", nil
 }
 
 // DeleteJobLog removes a job's events and metric points: every item of

@@ -21,11 +21,13 @@ import (
 // once: 1 WCU, no index touched, no index key moved.
 //
 //	live  pk JOBLOG#<owner>#<job>  sk LIVE
-//	      attempt (N), step (N), sent T(point's time): the condition's
-//	      operands; doc: the JSON of pipeline.Live
+//	      attempt (N), run (the run's key, or ""), step (N), sent T(point's
+//	      time): the condition's operands (pipeline.Live.Replaces); doc:
+//	      the JSON of pipeline.Live
 //
-// It is written only when it is newer (a later attempt, a later step, the
-// same step sent later), is deleted with the job's log, and is read with
+// It is written only when it replaces the stored one (a later attempt,
+// another run of the attempt, a later step of the run, the same step sent
+// later), is deleted with the job's log, and is read with
 // the job: GetJob reads both items (an ended job's record holds its last
 // point: its end was written from the job as read), lists read the live
 // items of their unfinished jobs in one BatchGetItem, and the job as returned has it
@@ -35,6 +37,7 @@ const (
 	attrAttempt = "attempt"
 	attrStep    = "step"
 	attrSent    = "sent"
+	attrRun     = "run"
 )
 
 var liveKind = kind{"LIVE", "live state"}
@@ -54,6 +57,7 @@ func (s *Store) RecordLive(ctx context.Context, owner, jobID string, l pipeline.
 	item[attrAttempt] = &types.AttributeValueMemberN{Value: strconv.Itoa(l.Attempt)}
 	item[attrStep] = &types.AttributeValueMemberN{Value: strconv.Itoa(l.Progress.Step)}
 	item[attrSent] = &types.AttributeValueMemberS{Value: timeKey(l.Progress.Time)}
+	item[attrRun] = &types.AttributeValueMemberS{Value: l.Run}
 	if err := checkSize(liveKind, jobID, item); err != nil {
 		return err
 	}
@@ -61,10 +65,10 @@ func (s *Store) RecordLive(ctx context.Context, owner, jobID string, l pipeline.
 		TableName: aws.String(s.table),
 		Item:      item,
 		ConditionExpression: aws.String("attribute_not_exists(#pk) OR #a < :a OR " +
-			"(#a = :a AND (#s < :s OR (#s = :s AND #t < :t)))"),
-		ExpressionAttributeNames: map[string]string{"#pk": attrPK, "#a": attrAttempt, "#s": attrStep, "#t": attrSent},
+			"(#a = :a AND (#r <> :r OR #s < :s OR (#s = :s AND #t < :t)))"),
+		ExpressionAttributeNames: map[string]string{"#pk": attrPK, "#a": attrAttempt, "#r": attrRun, "#s": attrStep, "#t": attrSent},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":a": item[attrAttempt], ":s": item[attrStep], ":t": item[attrSent],
+			":a": item[attrAttempt], ":r": item[attrRun], ":s": item[attrStep], ":t": item[attrSent],
 		},
 	})
 	var ccf *types.ConditionalCheckFailedException
@@ -87,9 +91,9 @@ func liveKey(owner, jobID string) (map[string]types.AttributeValue, error) {
 
 // mergeLive reads the live state of one job, consistently, and merges it.
 func (s *Store) mergeLive(ctx context.Context, j *pipeline.Job) error {
-	if j.Status.Terminal() {
-		// The job's end was written from the job as read with its live
-		// state: the record holds its last point.
+	if !pipeline.MayBeLive(j.Status) {
+		// Not running yet, or ended: an end was written from the job as
+		// read with its live state, so the record holds its last point.
 		return nil
 	}
 	k, err := liveKey(j.Owner, j.ID)
@@ -115,13 +119,14 @@ func mergeLiveItem(j *pipeline.Job, item map[string]types.AttributeValue) error 
 	return nil
 }
 
-// mergeLives reads the live states of the unfinished jobs of a page, in
-// batches of 100, eventually consistent (a list is), and merges them.
+// mergeLives reads the live states of the jobs of a page that may have
+// one (pipeline.MayBeLive), in batches of 100, eventually consistent (a
+// list is), and merges them.
 func (s *Store) mergeLives(ctx context.Context, jobs []*pipeline.Job) error {
 	byPK := map[string]*pipeline.Job{}
 	var keys []map[string]types.AttributeValue
 	for _, j := range jobs {
-		if j.Status.Terminal() {
+		if !pipeline.MayBeLive(j.Status) {
 			continue
 		}
 		k, err := liveKey(j.Owner, j.ID)

@@ -17,13 +17,18 @@ import (
 //
 //	BillingMode: PAY_PER_REQUEST
 //	AttributeDefinitions (all S): pk, sk, list_pk, list_sk, status_pk,
-//	  active_pk, runpod_pk
+//	  active_pk, active_sk, runpod_pk
 //	KeySchema: pk HASH, sk RANGE
 //	GlobalSecondaryIndexes:
 //	  by_created         list_pk HASH, list_sk RANGE      Projection ALL
 //	  by_status          status_pk HASH, list_sk RANGE    Projection ALL
+//	  active             active_pk HASH, active_sk RANGE  Projection ALL
+//	    (retired: no item is written with active_sk any more; it stays
+//	    for one deploy because CloudFormation adds or drops one index
+//	    per update, and this one adds unfinished: drop it in the next)
 //	  by_runpod          runpod_pk HASH                   Projection KEYS_ONLY
 //	  active_by_created  active_pk HASH, list_sk RANGE    Projection ALL
+//	  unfinished         active_pk HASH, list_sk RANGE    Projection INCLUDE served_at
 //	TimeToLiveSpecification: AttributeName expires_at, Enabled true
 //
 // Items. T(x) is a time in fixed width, 2006-01-02T15:04:05.000000000Z,
@@ -41,6 +46,8 @@ import (
 //	           in any index key, so only a transition moves a job in an
 //	           index)
 //	         runpod_pk <RunPod id>  (only once the job has one)
+//	         served_at T(claimed)  (once dispatch gave it a slot: the
+//	           one attribute unfinished projects beside the keys)
 //	reserved pk OWNER#<owner>  sk IDEMPOTENCY#<key>  expires_at <epoch s>
 //	           (idempotency keys: shape reserved, not written yet)
 //
@@ -92,6 +99,9 @@ import (
 //     shards (and JOB#<status>, where a table written before sharding
 //     kept them until tools/dynmigrate moved them); terminal statuses are
 //     not listed;
+//   - every owner's unfinished jobs of a status by key (owner, id,
+//     created, served), for fair dispatch's plan: Query unfinished on
+//     the same partitions, ~150 bytes a job instead of its document;
 //   - a job's live state (live.go), with the job: GetItem pk
 //     JOBLOG#<owner>#<job>, sk LIVE, or BatchGetItem for a page of jobs;
 //   - a job's events, oldest first, or metric points by attempt and step:
@@ -116,6 +126,8 @@ const (
 	attrListSK   = "list_sk"
 	attrStatusPK = "status_pk"
 	attrActivePK = "active_pk"
+	attrActiveSK = "active_sk" // the retired active index's range key
+	attrServedAt = "served_at"
 	attrRunPodPK = "runpod_pk"
 	attrVersion  = "version"
 	attrDoc      = "doc"
@@ -123,9 +135,11 @@ const (
 	// AttrExpiresAt is the table's TTL attribute (epoch seconds).
 	AttrExpiresAt = "expires_at"
 
-	indexByCreated = "by_created"
-	indexByStatus  = "by_status"
-	indexByRunPod  = "by_runpod"
+	indexByCreated  = "by_created"
+	indexByStatus   = "by_status"
+	indexByRunPod   = "by_runpod"
+	indexActive     = "active" // retired
+	indexUnfinished = "unfinished"
 
 	indexActiveByCreated = "active_by_created"
 )
@@ -152,13 +166,16 @@ func Schema(name string) *dynamodb.CreateTableInput {
 	return &dynamodb.CreateTableInput{
 		TableName:            aws.String(name),
 		BillingMode:          types.BillingModePayPerRequest,
-		AttributeDefinitions: str(attrPK, attrSK, attrListPK, attrListSK, attrStatusPK, attrActivePK, attrRunPodPK),
+		AttributeDefinitions: str(attrPK, attrSK, attrListPK, attrListSK, attrStatusPK, attrActivePK, attrActiveSK, attrRunPodPK),
 		KeySchema:            key(attrPK, attrSK),
 		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
 			{IndexName: aws.String(indexByCreated), KeySchema: key(attrListPK, attrListSK), Projection: all},
 			{IndexName: aws.String(indexByStatus), KeySchema: key(attrStatusPK, attrListSK), Projection: all},
+			{IndexName: aws.String(indexActive), KeySchema: key(attrActivePK, attrActiveSK), Projection: all},
 			{IndexName: aws.String(indexByRunPod), KeySchema: key(attrRunPodPK, ""), Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}},
 			{IndexName: aws.String(indexActiveByCreated), KeySchema: key(attrActivePK, attrListSK), Projection: all},
+			{IndexName: aws.String(indexUnfinished), KeySchema: key(attrActivePK, attrListSK), Projection: &types.Projection{
+				ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: []string{attrServedAt}}},
 		},
 	}
 }

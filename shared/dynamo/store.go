@@ -102,9 +102,13 @@ var (
 	jobKind     = kind{"JOB", "job"}
 )
 
+// timeFormat is T(x) of schema.go: fixed width, so that string order is
+// time order.
+const timeFormat = "2006-01-02T15:04:05.000000000Z"
+
 // timeKey formats t in fixed width, so that string order is time order.
 func timeKey(t time.Time) string {
-	return t.UTC().Format("2006-01-02T15:04:05.000000000Z")
+	return t.UTC().Format(timeFormat)
 }
 
 func ownerPK(owner string) string                { return "OWNER#" + owner }
@@ -212,6 +216,9 @@ func jobItem(j *pipeline.Job) (map[string]types.AttributeValue, error) {
 	}
 	if j.RunPodID != "" {
 		attrs[attrRunPodPK] = j.RunPodID
+	}
+	if j.ServedAt != nil {
+		attrs[attrServedAt] = timeKey(*j.ServedAt)
 	}
 	return record(jobKind, j.ID, j.Version, j, attrs)
 }

@@ -15,7 +15,10 @@ import (
 // callbacks in the local stack.
 var bucketLive = []byte("live")
 
-var _ pipeline.LiveRecorder = (*Store)(nil)
+var (
+	_ pipeline.LiveRecorder  = (*Store)(nil)
+	_ pipeline.JobKeyScanner = (*Store)(nil)
+)
 
 // RecordLive stores the job's live state unless the stored one is newer.
 func (s *Store) RecordLive(ctx context.Context, owner, jobID string, l pipeline.Live) error {
@@ -34,8 +37,8 @@ func (s *Store) RecordLive(ctx context.Context, owner, jobID string, l pipeline.
 			if err := json.Unmarshal(v, &cur); err != nil {
 				return fmt.Errorf("decode live state of job %s: %w", jobID, err)
 			}
-			if cur.Attempt > l.Attempt || cur.Attempt == l.Attempt && !l.Progress.Newer(cur.Progress) {
-				return nil // a newer point is stored
+			if !l.Replaces(cur) {
+				return nil // a later one is stored
 			}
 		}
 		return b.Put(k, data)
@@ -47,7 +50,7 @@ func (s *Store) mergeLive(jobs ...*pipeline.Job) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLive)
 		for _, j := range jobs {
-			if j.Status.Terminal() {
+			if !pipeline.MayBeLive(j.Status) {
 				continue
 			}
 			v := b.Get(recordKey(j.Owner, j.ID))
@@ -62,4 +65,21 @@ func (s *Store) mergeLive(jobs ...*pipeline.Job) error {
 		}
 		return nil
 	})
+}
+
+// ListJobKeys returns every owner's jobs in a status by key, as
+// ListJobsByStatus lists them.
+func (s *Store) ListJobKeys(ctx context.Context, status pipeline.JobStatus, p pipeline.Page) ([]pipeline.JobKey, string, error) {
+	if !status.Valid() || status.Terminal() {
+		return nil, "", pipeline.Errorf(pipeline.EInvalid, "status %q is not a non-terminal job status", status)
+	}
+	jobs, next, err := s.ListJobsByStatus(ctx, status, p)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]pipeline.JobKey, 0, len(jobs))
+	for _, j := range jobs {
+		out = append(out, pipeline.JobKey{Owner: j.Owner, ID: j.ID, Status: j.Status, CreatedAt: j.CreatedAt, ServedAt: j.ServedAt})
+	}
+	return out, next, nil
 }

@@ -32,7 +32,7 @@ type JobWait struct {
 // owner whose jobs all ended is not taken for one never served.
 type FairDispatch struct {
 	Jobs     *Lifecycle
-	Scanner  JobScanner
+	Scanner  JobKeyScanner
 	Fairness Fairness
 
 	admit  sync.Mutex // held from plan to claim
@@ -40,28 +40,32 @@ type FairDispatch struct {
 	served map[string]time.Time // owner → its last claim admitted here
 }
 
-// Plan lists every owner's queued and in-flight jobs and plans.
-func (f *FairDispatch) Plan(ctx context.Context) (DispatchPlan, map[string]*Job, error) {
-	queued := map[string]*Job{}
+// Plan lists every owner's queued and in-flight jobs by key and plans.
+func (f *FairDispatch) Plan(ctx context.Context) (DispatchPlan, error) {
 	var q []QueuedJob
 	inFlight := map[string]int{}
 	lastServed := map[string]time.Time{}
-	err := scanAll(ctx, f.Scanner, JobQueued, func(j *Job) {
-		queued[j.Owner+"/"+j.ID] = j
-		q = append(q, QueuedJob{Owner: j.Owner, ID: j.ID, CreatedAt: j.CreatedAt})
+	err := scanKeys(ctx, f.Scanner, JobQueued, func(k JobKey) {
+		q = append(q, QueuedJob{Owner: k.Owner, ID: k.ID, CreatedAt: k.CreatedAt})
 	})
 	if err != nil {
-		return DispatchPlan{}, nil, err
+		return DispatchPlan{}, err
 	}
+	counted := map[string]bool{}
 	for _, st := range InFlight {
-		err := scanAll(ctx, f.Scanner, st, func(j *Job) {
-			inFlight[j.Owner]++
-			if served := j.servedAt(); served.After(lastServed[j.Owner]) {
-				lastServed[j.Owner] = served
+		err := scanKeys(ctx, f.Scanner, st, func(k JobKey) {
+			// A job moving on between two statuses' scans is met twice.
+			if counted[k.Owner+"/"+k.ID] {
+				return
+			}
+			counted[k.Owner+"/"+k.ID] = true
+			inFlight[k.Owner]++
+			if k.ServedAt != nil && k.ServedAt.After(lastServed[k.Owner]) {
+				lastServed[k.Owner] = *k.ServedAt
 			}
 		})
 		if err != nil {
-			return DispatchPlan{}, nil, err
+			return DispatchPlan{}, err
 		}
 	}
 	f.mu.Lock()
@@ -71,29 +75,18 @@ func (f *FairDispatch) Plan(ctx context.Context) (DispatchPlan, map[string]*Job,
 		}
 	}
 	f.mu.Unlock()
-	return PlanDispatch(f.Fairness, q, inFlight, lastServed), queued, nil
+	return PlanDispatch(f.Fairness, q, inFlight, lastServed), nil
 }
 
-// servedAt is when the job was given its slot: its claim, as near as the
-// record says.
-func (j *Job) servedAt() time.Time {
-	if j.StartedAt != nil {
-		return *j.StartedAt
-	}
-	return j.UpdatedAt
-}
-
-func scanAll(ctx context.Context, s JobScanner, st JobStatus, fn func(*Job)) error {
+func scanKeys(ctx context.Context, s JobKeyScanner, st JobStatus, fn func(JobKey)) error {
 	cursor := ""
 	for {
-		page, next, err := s.ListJobsByStatus(ctx, st, Page{Cursor: cursor, Limit: MaxPageSize})
+		page, next, err := s.ListJobKeys(ctx, st, Page{Cursor: cursor, Limit: MaxPageSize})
 		if err != nil {
 			return fmt.Errorf("list %s jobs: %w", st, err)
 		}
-		for _, j := range page {
-			if j.Status == st { // the index may lag a change
-				fn(j)
-			}
+		for _, k := range page {
+			fn(k)
 		}
 		if next == "" {
 			return nil
@@ -109,7 +102,7 @@ func scanAll(ctx context.Context, s JobScanner, st JobStatus, fn func(*Job)) err
 func (f *FairDispatch) Admit(ctx context.Context, owner, id string, claim func() error) (bool, error) {
 	f.admit.Lock()
 	defer f.admit.Unlock()
-	plan, _, err := f.Plan(ctx)
+	plan, err := f.Plan(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -161,19 +154,32 @@ func (f *FairDispatch) hold(ctx context.Context, w Waiting) error {
 	return nil
 }
 
+// refreshWaits is how many waiting jobs a Release pass re-records the
+// places of (each costs a read, and a write when it moved): the head of
+// the line, whose places change as slots free; a job further back keeps
+// the place it was given until it comes within reach.
+const refreshWaits = 100
+
 // Release sends the messages of the held jobs whose turn came, and
-// records the places of those that still wait. It reports how many it
-// sent.
+// re-records the places of the first waiting ones. It reports how many
+// it sent.
 func (f *FairDispatch) Release(ctx context.Context) (int, error) {
-	plan, queued, err := f.Plan(ctx)
+	plan, err := f.Plan(ctx)
 	if err != nil {
 		return 0, err
 	}
 	sent := 0
 	var errs []error
 	for _, s := range plan.Start {
-		j := queued[s.Owner+"/"+s.ID]
-		if j == nil || j.Wait == nil {
+		j, err := f.Jobs.Store.GetJob(ctx, s.Owner, s.ID)
+		if ErrorCode(err) == ENotFound {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if j.Status != JobQueued || j.Wait == nil {
 			continue // not held: its own message is on its way
 		}
 		ok, err := f.Jobs.send(ctx, j, false)
@@ -185,11 +191,12 @@ func (f *FairDispatch) Release(ctx context.Context) (int, error) {
 			sent++
 		}
 	}
-	for _, w := range plan.Waiting {
-		if j := queued[w.Owner+"/"+w.ID]; j != nil && j.Wait != nil {
-			if err := f.hold(ctx, w); err != nil {
-				errs = append(errs, err)
-			}
+	for i, w := range plan.Waiting {
+		if i == refreshWaits {
+			break
+		}
+		if err := f.hold(ctx, w); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return sent, errors.Join(errs...)

@@ -196,7 +196,7 @@ func PlanDispatch(f Fairness, queued []QueuedJob, inFlight map[string]int, lastS
 				w.Message = fmt.Sprintf("waits for a free GPU: all %d are taken; %d jobs go before it", f.MaxInFlight, position-1)
 			default:
 				w.Reason = WaitFairShare
-				w.Message = fmt.Sprintf("%d jobs of other users go before it", position-1)
+				w.Message = fmt.Sprintf("waits for its turn: %d jobs of other users go before it", position-1)
 			}
 			plan.Waiting = append(plan.Waiting, w)
 		}

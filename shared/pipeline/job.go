@@ -106,6 +106,9 @@ type Job struct {
 	// stands and why. Its message is dropped meanwhile (Enqueued is
 	// false), and FairDispatch.Release sends it again when its turn comes.
 	Wait *JobWait `json:"wait,omitempty"`
+	// ServedAt is when dispatch last gave the job a GPU slot (its latest
+	// claim): when its owner was last served, as fair dispatch counts.
+	ServedAt *time.Time `json:"served_at,omitempty"`
 	// LeaseUntil is when the dispatcher's claim of the current attempt
 	// lapses. Until then the job is that dispatcher's: another delivery of
 	// its message leaves it alone. A dispatcher that stopped (crashed,

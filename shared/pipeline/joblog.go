@@ -118,6 +118,23 @@ type JobScanner interface {
 	ListJobsByStatus(ctx context.Context, status JobStatus, p Page) ([]*Job, string, error)
 }
 
+// JobKey is an unfinished job as fair dispatch plans with it: whose, which,
+// in what status, created when, and given its slot when.
+type JobKey struct {
+	Owner     string
+	ID        string
+	Status    JobStatus
+	CreatedAt time.Time
+	ServedAt  *time.Time
+}
+
+// JobKeyScanner lists every owner's unfinished jobs of a status by key,
+// without their documents (what a plan over thousands of jobs can afford
+// on every dispatch), each once, in no order a caller may rely on.
+type JobKeyScanner interface {
+	ListJobKeys(ctx context.Context, status JobStatus, p Page) ([]JobKey, string, error)
+}
+
 // NewEvent returns an event of j's current attempt, stamped now.
 func NewEvent(j *Job, typ, msg string, now time.Time) *Event {
 	return &Event{ID: NewID("ev", now), Owner: j.Owner, JobID: j.ID, Attempt: j.Attempt, Type: typ, Message: msg, Time: now}

@@ -64,7 +64,7 @@ func (l *Lifecycle) Claim(ctx context.Context, owner, id string, lease time.Dura
 		from = &prev
 		until := now.Add(lease)
 		cur.Attempt++
-		cur.LeaseUntil, cur.UpdatedAt, cur.Wait = &until, now, nil
+		cur.LeaseUntil, cur.UpdatedAt, cur.Wait, cur.ServedAt = &until, now, nil, &now
 		return nil
 	})
 	switch {

@@ -25,6 +25,7 @@ type Store interface {
 	pipeline.Store
 	pipeline.JobLog
 	pipeline.JobScanner
+	pipeline.JobKeyScanner
 	pipeline.JobEraser
 }
 

@@ -16,6 +16,7 @@ type FullStore interface {
 	pipeline.JobLog
 	pipeline.JobScanner
 	pipeline.LiveRecorder
+	pipeline.JobKeyScanner
 }
 
 // RunJobLog runs the suite of pipeline.JobLog and pipeline.JobScanner.
@@ -143,6 +144,35 @@ func testJobsByStatus(t *testing.T, s FullStore) {
 	if len(queued) != 0 {
 		t.Errorf("queued jobs = %v, want none after the update", jobIDs(queued))
 	}
+	// By key: the same jobs, with what fair dispatch plans with.
+	served := base.Add(time.Hour)
+	j.ServedAt = &served
+	must(t, s.UpdateJob(ctx, j))
+	var keys []string
+	cursor := ""
+	for pages := 0; pages < 10; pages++ {
+		page, next, err := s.ListJobKeys(ctx, pipeline.JobRunning, pipeline.Page{Limit: 1, Cursor: cursor})
+		must(t, err)
+		for _, k := range page {
+			want, err := s.GetJob(ctx, k.Owner, k.ID)
+			must(t, err)
+			if k.Status != pipeline.JobRunning || !k.CreatedAt.Equal(want.CreatedAt) || (k.ServedAt == nil) != (want.ServedAt == nil) ||
+				k.ServedAt != nil && !k.ServedAt.Equal(*want.ServedAt) {
+				t.Errorf("ListJobKeys: %+v, want the key of %s/%s (created %v, served %v)", k, want.Owner, want.ID, want.CreatedAt, want.ServedAt)
+			}
+			keys = append(keys, k.ID)
+		}
+		if cursor = next; cursor == "" {
+			break
+		}
+	}
+	sort.Strings(keys)
+	if fmt.Sprint(keys) != "[job_0001 job_0002 job_0003]" {
+		t.Errorf("ListJobKeys(running) = %v, want [job_0001 job_0002 job_0003]", keys)
+	}
+	if _, _, err := s.ListJobKeys(ctx, pipeline.JobCompleted, pipeline.Page{}); pipeline.ErrorCode(err) != pipeline.EInvalid {
+		t.Errorf("ListJobKeys(completed) = %v, want EInvalid", err)
+	}
 }
 
 func sortedIDs(jobs []*pipeline.Job) []string {
@@ -216,6 +246,18 @@ func testLive(t *testing.T, s FullStore) {
 	must(t, err)
 	if again.Progress == nil || again.Progress.Attempt != 2 || again.Progress.Step != 1 {
 		t.Errorf("attempt 2's first point: progress %+v, want attempt 2 step 1", again.Progress)
+	}
+	// RunPod re-runs the attempt after a crash: the new run's points
+	// replace the old run's, though its steps start again.
+	again.RunKey, again.Progress = "rerun", nil
+	must(t, s.UpdateJob(ctx, again))
+	rerun := point(2, 1, 65)
+	rerun.Run = "rerun"
+	must(t, s.RecordLive(ctx, "alice", j.ID, rerun))
+	again, err = s.GetJob(ctx, "alice", j.ID)
+	must(t, err)
+	if again.Progress == nil || again.Progress.Step != 1 || !again.Progress.Time.Equal(base.Add(65*time.Second)) {
+		t.Errorf("the re-run's first point: progress %+v, want step 1 sent at +65s", again.Progress)
 	}
 	// Another owner sees none of it; the log's deletion takes it.
 	if _, err := s.GetJob(ctx, "bob", j.ID); pipeline.ErrorCode(err) != pipeline.ENotFound {

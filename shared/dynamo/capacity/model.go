@@ -121,6 +121,7 @@ const (
 	OpListJobsByStatus  = "list jobs of a status (page of 20)"
 	OpReconcileIdle     = "reconcile pass, per running job, none due"
 	OpReconcileChecked  = "reconcile pass, per running job, each checked"
+	OpFairPlan          = "fair dispatch plan, per unfinished job"
 	reconcileModelJobs  = 200
 	modelOwnerJobsToAdd = 25
 )
@@ -368,7 +369,14 @@ func modelReconcile(ctx context.Context) ([]Row, error) {
 		}
 		return r
 	}
-	return []Row{per(OpReconcileIdle, idle), per(OpReconcileChecked, checked)}, nil
+	// Fair dispatch plans over every unfinished job's key: what the
+	// dispatcher reads for each message it admits or holds.
+	fair := &pipeline.FairDispatch{Jobs: e.Jobs, Scanner: e.Store, Fairness: pipeline.Fairness{MaxInFlight: reconcileModelJobs}}
+	plan, err := e.Capture(func() error { _, err := fair.Plan(ctx); return err })
+	if err != nil {
+		return nil, fmt.Errorf("plan fair dispatch: %w", err)
+	}
+	return []Row{per(OpReconcileIdle, idle), per(OpReconcileChecked, checked), per(OpFairPlan, plan)}, nil
 }
 
 // PrintRows writes the model's table.
