@@ -23,6 +23,7 @@ type Route struct {
 func (s *Server) Routes() []Route {
 	return []Route{
 		{FnUploads, "POST", "/v1/datasets", s.authed(s.createDataset)},
+		{FnUploads, "POST", "/v1/datasets/import", s.authed(s.importDataset)},
 		{FnUploads, "GET", "/v1/datasets", s.authed(s.listDatasets)},
 		{FnUploads, "GET", "/v1/datasets/{id}", s.authed(s.getDataset)},
 		{FnUploads, "GET", "/v1/datasets/{id}/report", s.authed(s.getReport)},
