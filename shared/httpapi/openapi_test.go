@@ -464,7 +464,10 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	// Imports: accepted at once (the copy is left to the starter), and
 	// refused by their shape.
 	var importsStarted []string
-	c.api.Imports = startImportFunc(func(_ context.Context, d *pipeline.Dataset) error { importsStarted = append(importsStarted, d.ID); return nil })
+	c.api.Imports = startImportFunc(func(_ context.Context, d *pipeline.Dataset) error {
+		importsStarted = append(importsStarted, d.ID)
+		return nil
+	})
 	c.api.Config.ImportS3Prefixes = []pipeline.S3Prefix{{Bucket: "training-files", Prefix: "exports/"}}
 	var imported api.DatasetView
 	c.do(x{method: "POST", path: "/v1/datasets/import", token: "alice-token", body: `{"source":"https://example.com/chats.jsonl","format":"sharegpt"}`, status: 202}, &imported)
@@ -757,7 +760,9 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 // startImportFunc is an httpapi.ImportStarter.
 type startImportFunc func(ctx context.Context, d *pipeline.Dataset) error
 
-func (f startImportFunc) StartImport(ctx context.Context, d *pipeline.Dataset) error { return f(ctx, d) }
+func (f startImportFunc) StartImport(ctx context.Context, d *pipeline.Dataset) error {
+	return f(ctx, d)
+}
 
 // The document's Name pattern and pipeline.ValidateName accept exactly the
 // same characters: every code point is tried with both.
