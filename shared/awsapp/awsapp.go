@@ -29,6 +29,7 @@ import (
 	"github.com/brightrun/brightrun/shared/dynamo"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/ingest"
+	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpod"
 	"github.com/brightrun/brightrun/shared/s3blob"
@@ -50,6 +51,10 @@ const (
 	EnvRunPodKeyARN      = "BRIGHTRUN_RUNPOD_API_KEY_ARN"  // GPU
 	EnvCallbackMasterARN = "BRIGHTRUN_CALLBACK_MASTER_ARN" // Callbacks
 	EnvCursorKeyARN      = "BRIGHTRUN_CURSOR_KEY_ARN"      // Cursors
+	// Imports: the import queue, and the buckets and prefixes users may
+	// import from ("bucket/prefix,..."; empty: none).
+	EnvImportQueueURL   = "BRIGHTRUN_IMPORT_QUEUE_URL"
+	EnvImportS3Prefixes = "BRIGHTRUN_IMPORT_S3_PREFIXES"
 )
 
 // Part is one piece a function needs.
@@ -75,6 +80,11 @@ const (
 	// worker callback signatures and RunPod webhook tokens derive from it.
 	Callbacks
 	Public // the API's public base URL (the dispatcher writes it into job specs)
+	// Imports is the import queue (BRIGHTRUN_IMPORT_QUEUE_URL), which the
+	// API sends import requests to and the import function consumes,
+	// and the allowed S3 import prefixes (BRIGHTRUN_IMPORT_S3_PREFIXES),
+	// read through the S3 client when Blobs is asked for too.
+	Imports
 )
 
 // MinCallbackMasterLen is the shortest callback master secret Load accepts.
@@ -90,6 +100,9 @@ type App struct {
 	Catalog        *catalog.Catalog
 	CallbackSecret []byte // nil without Callbacks
 	PublicURL      string
+	// ImportQueue and ImportS3Prefixes: nil without Imports.
+	ImportQueue      *sqsqueue.Queue
+	ImportS3Prefixes []pipeline.S3Prefix
 	// Clients, for tests and set-up.
 	DynamoDB *dynamodb.Client
 	S3       *s3.Client
@@ -146,7 +159,7 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 		}
 		return v
 	}
-	var table, bucket, queueURL, publicURL, endpoint string
+	var table, bucket, queueURL, publicURL, endpoint, importQueueURL string
 	if parts&Store != 0 {
 		table = need(EnvTable)
 	}
@@ -161,6 +174,14 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	}
 	if parts&Public != 0 {
 		publicURL = need(EnvPublicURL)
+	}
+	var prefixes []pipeline.S3Prefix
+	if parts&Imports != 0 {
+		importQueueURL = need(EnvImportQueueURL)
+		var err error
+		if prefixes, err = pipeline.ParseS3Prefixes(getenv(EnvImportS3Prefixes)); err != nil {
+			return nil, fmt.Errorf("%s: %w", EnvImportS3Prefixes, err)
+		}
 	}
 	arns := map[Part]string{}
 	for _, s := range secrets {
@@ -180,7 +201,7 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
 	}
-	app := &App{Config: cfg, PublicURL: strings.TrimRight(publicURL, "/")}
+	app := &App{Config: cfg, PublicURL: strings.TrimRight(publicURL, "/"), ImportS3Prefixes: prefixes}
 	if app.Catalog, err = catalog.FromEnv(getenv); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
@@ -217,6 +238,14 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	if parts&Queue != 0 {
 		app.SQS = sqs.NewFromConfig(cfg)
 		if app.Queue, err = sqsqueue.New(app.SQS, sqsqueue.Options{QueueURL: queueURL, DeadLetterURL: getenv(EnvDLQURL)}); err != nil {
+			return nil, err
+		}
+	}
+	if parts&Imports != 0 {
+		if app.SQS == nil {
+			app.SQS = sqs.NewFromConfig(cfg)
+		}
+		if app.ImportQueue, err = sqsqueue.New(app.SQS, sqsqueue.Options{QueueURL: importQueueURL}); err != nil {
 			return nil, err
 		}
 	}
@@ -294,7 +323,15 @@ func (a *App) Services(o services.Options) *services.Services {
 	if a.GPU != nil {
 		p.GPU = a.GPU
 	}
-	return services.Build(p, o)
+	if a.S3 != nil {
+		p.S3Sources = s3blob.Sources{Client: a.S3}
+	}
+	o.API.ImportS3Prefixes = a.ImportS3Prefixes // the cloud's network policy: netguard.Cloud, the zero value
+	svc := services.Build(p, o)
+	if a.ImportQueue != nil {
+		svc.API.Imports = ingest.ImportQueue{Queue: a.ImportQueue}
+	}
+	return svc
 }
 
 // API is the HTTP API over the loaded parts, authenticating with the JWT
@@ -315,6 +352,13 @@ func (a *App) Validator() (*ingest.Validator, error) {
 // must equal the queue's redrive maxReceiveCount.
 func (a *App) Dispatcher(maxAttempts int) *dispatch.Dispatcher {
 	return a.Services(services.Options{MaxDispatchAttempts: maxAttempts}).Dispatcher
+}
+
+// Importer copies imported datasets from their sources (the import
+// function); the S3 upload event then has them validated. maxAttempts
+// must equal the import queue's redrive maxReceiveCount.
+func (a *App) Importer(maxAttempts int) *ingest.Importer {
+	return a.Services(services.Options{MaxImportAttempts: maxAttempts}).Importer
 }
 
 // Reconciler repairs jobs (the reconcile function).

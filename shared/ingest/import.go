@@ -348,3 +348,22 @@ func sourceName(src pipeline.ImportSource) string {
 	u.RawQuery, u.Fragment, u.User = "", "", nil
 	return u.String()
 }
+
+// ImportQueue starts imports by sending an ImportMessage to a queue that
+// an Importer consumes (HandleMessage): the import function's queue in
+// the cloud, the local stack's embedded one.
+type ImportQueue struct {
+	Queue pipeline.Queue
+}
+
+// StartImport asks for the dataset's import.
+func (q ImportQueue) StartImport(ctx context.Context, d *pipeline.Dataset) error {
+	body, err := json.Marshal(ImportMessage{Owner: d.Owner, DatasetID: d.ID})
+	if err != nil {
+		return fmt.Errorf("encode import message: %w", err)
+	}
+	if _, err := q.Queue.Send(ctx, pipeline.Message{Body: body}); err != nil {
+		return fmt.Errorf("send import message: %w", err)
+	}
+	return nil
+}
