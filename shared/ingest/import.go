@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -57,6 +58,10 @@ type Importer struct {
 	Prefixes []pipeline.S3Prefix
 	// MaxBytes caps a source (0: pipeline.MaxDatasetBytes, as uploads).
 	MaxBytes int64
+	// MaxUnsizedBytes caps a source that does not state its size (no
+	// Content-Length), which is read into memory to learn it (0:
+	// DefaultMaxUnsizedBytes).
+	MaxUnsizedBytes int64
 	// Validate, when set, validates the copied object (the local stack);
 	// nil leaves it to the blob store's ObjectCreated event (S3).
 	Validate func(ctx context.Context, obj pipeline.ObjectInfo) error
@@ -89,7 +94,17 @@ func (im *Importer) maxBytes() int64 {
 	return pipeline.MaxDatasetBytes
 }
 
-// errPermanent marks a copy failure that no retry mends: its message is
+// DefaultMaxUnsizedBytes is Importer.MaxUnsizedBytes's default.
+const DefaultMaxUnsizedBytes = 64 << 20
+
+func (im *Importer) maxUnsized() int64 {
+	if im.MaxUnsizedBytes > 0 {
+		return im.MaxUnsizedBytes
+	}
+	return DefaultMaxUnsizedBytes
+}
+
+// permanentError marks a copy failure that no retry mends: its message is
 // the reason the dataset is invalid.
 type permanentError struct{ reason string }
 
@@ -209,9 +224,23 @@ func (im *Importer) copy(ctx context.Context, log *slog.Logger, d *pipeline.Data
 		return pipeline.ObjectInfo{}, "", err
 	}
 	defer rc.Close()
+	var body io.Reader = rc
+	if size < 0 {
+		// No Content-Length (a chunked answer): a file small enough is
+		// read whole to learn its size; a larger one must be served with
+		// its size.
+		limit := im.maxUnsized()
+		data, err := io.ReadAll(io.LimitReader(rc, limit+1))
+		switch {
+		case err != nil:
+			return pipeline.ObjectInfo{}, "", fmt.Errorf("read %s: %w", sourceName(*d.Source), err)
+		case int64(len(data)) > limit:
+			return pipeline.ObjectInfo{}, "", permanent("%s did not state the file's size (no Content-Length) and is over %d bytes: serve it with its size, or upload it instead",
+				sourceName(*d.Source), limit)
+		}
+		body, size = bytes.NewReader(data), int64(len(data))
+	}
 	switch {
-	case size < 0:
-		return pipeline.ObjectInfo{}, "", permanent("%s did not state the file's size (no Content-Length): serve the file with its size, or upload it instead", sourceName(*d.Source))
 	case size == 0:
 		return pipeline.ObjectInfo{}, "", permanent("%s is empty", sourceName(*d.Source))
 	case size > im.maxBytes():
@@ -236,7 +265,7 @@ func (im *Importer) copy(ctx context.Context, log *slog.Logger, d *pipeline.Data
 		return pipeline.ObjectInfo{}, "", fmt.Errorf("record the size: %w", err)
 	}
 	h := sha256.New()
-	src := &sourceReader{r: io.TeeReader(rc, h)}
+	src := &sourceReader{r: io.TeeReader(body, h)}
 	log.InfoContext(ctx, "copying dataset", "source", sourceName(*d.Source), "size_bytes", size)
 	info, err := im.Blobs.Put(ctx, d.ObjectKey, src, size)
 	if src.err != nil {

@@ -100,6 +100,11 @@ func fileServer(t *testing.T, files map[string][]byte) *httptest.Server {
 		mux.HandleFunc("GET /moved/"+name, func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/files/"+name, http.StatusFound)
 		})
+		mux.HandleFunc("GET /chunked/"+name, func(w http.ResponseWriter, r *http.Request) {
+			w.Write(data[:len(data)/2])
+			w.(http.Flusher).Flush() // no Content-Length
+			w.Write(data[len(data)/2:])
+		})
 	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -132,6 +137,7 @@ func TestADatasetImportedByURLEndsReadyWithTheCountsOfItsUpload(t *testing.T) {
 	}{
 		{"a messages file", "/files/sample.jsonl", "messages"},
 		{"a messages file behind a redirect", "/moved/sample.jsonl", "messages"},
+		{"a messages file served without its size", "/chunked/sample.jsonl", "messages"},
 		{"a ShareGPT file", "/files/sample.sharegpt.jsonl", "sharegpt"},
 		{"an Alpaca file", "/files/sample.alpaca.jsonl", "alpaca"},
 	}
@@ -163,7 +169,8 @@ func TestADatasetImportedByURLEndsReadyWithTheCountsOfItsUpload(t *testing.T) {
 }
 
 // A copy that cannot succeed ends the dataset invalid with the reason:
-// an answer other than 200, no size, over the 5 GiB cap, a redirect to a
+// an answer other than 200, no size and over what is read whole, over
+// the 5 GiB cap, a redirect to a
 // private address, and a server that keeps failing (after its retries).
 func TestAFailedImportEndsInvalidWithTheReason(t *testing.T) {
 	s := startImportStack(t, localstack.Config{})
@@ -172,9 +179,11 @@ func TestAFailedImportEndsInvalidWithTheReason(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /missing.jsonl", http.NotFound)
 	mux.HandleFunc("GET /unsized.jsonl", func(w http.ResponseWriter, r *http.Request) {
-		w.Write(sample[:100])
-		w.(http.Flusher).Flush() // chunked: no Content-Length
-		w.Write(sample[100:])
+		// Chunked, no Content-Length, and over what is read whole.
+		for range 65 {
+			w.Write(bytes.Repeat([]byte("x"), 1<<20))
+			w.(http.Flusher).Flush()
+		}
 	})
 	mux.HandleFunc("GET /huge.jsonl", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", fmt.Sprint(int64(5<<30)+1))
@@ -197,7 +206,7 @@ func TestAFailedImportEndsInvalidWithTheReason(t *testing.T) {
 		name, path, reason string
 	}{
 		{"a 404", "/missing.jsonl", "answered 404 Not Found"},
-		{"no Content-Length", "/unsized.jsonl", "did not state the file's size"},
+		{"no Content-Length and over 64 MiB", "/unsized.jsonl", "did not state the file's size (no Content-Length) and is over 67108864 bytes"},
 		{"over the cap", "/huge.jsonl", "is 5368709121 bytes: datasets are limited to 5368709120 bytes (5 GiB)"},
 		{"a redirect to a private address", "/to-private.jsonl", "10.0.0.7 is a private address"},
 		{"a server that keeps failing", "/down.jsonl", "failed on every try"},
