@@ -80,11 +80,13 @@ const (
 	// worker callback signatures and RunPod webhook tokens derive from it.
 	Callbacks
 	Public // the API's public base URL (the dispatcher writes it into job specs)
-	// Imports is the import queue (BRIGHTRUN_IMPORT_QUEUE_URL), which the
-	// API sends import requests to and the import function consumes,
-	// and the allowed S3 import prefixes (BRIGHTRUN_IMPORT_S3_PREFIXES),
-	// read through the S3 client when Blobs is asked for too.
+	// Imports is the import queue (BRIGHTRUN_IMPORT_QUEUE_URL) that the
+	// API sends import requests to, with ImportSources.
 	Imports
+	// ImportSources is the allowed S3 import prefixes
+	// (BRIGHTRUN_IMPORT_S3_PREFIXES; empty: none), read through the S3
+	// client when Blobs is asked for too (the import function).
+	ImportSources
 )
 
 // MinCallbackMasterLen is the shortest callback master secret Load accepts.
@@ -100,7 +102,8 @@ type App struct {
 	Catalog        *catalog.Catalog
 	CallbackSecret []byte // nil without Callbacks
 	PublicURL      string
-	// ImportQueue and ImportS3Prefixes: nil without Imports.
+	// ImportQueue (nil without Imports) and ImportS3Prefixes (nil
+	// without Imports or ImportSources).
 	ImportQueue      *sqsqueue.Queue
 	ImportS3Prefixes []pipeline.S3Prefix
 	// Clients, for tests and set-up.
@@ -178,6 +181,8 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	var prefixes []pipeline.S3Prefix
 	if parts&Imports != 0 {
 		importQueueURL = need(EnvImportQueueURL)
+	}
+	if parts&(Imports|ImportSources) != 0 {
 		var err error
 		if prefixes, err = pipeline.ParseS3Prefixes(getenv(EnvImportS3Prefixes)); err != nil {
 			return nil, fmt.Errorf("%s: %w", EnvImportS3Prefixes, err)
