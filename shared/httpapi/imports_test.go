@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -96,5 +97,33 @@ func TestAnImportThatCannotStartLeavesNoDataset(t *testing.T) {
 	a.call("GET", "/v1/datasets", "alice-token", "", &list)
 	if len(list.Datasets) != 0 {
 		t.Errorf("after imports that never started alice has %+v, want no dataset", list.Datasets)
+	}
+}
+
+// /v1/datasets/import is a resource of its own, not a dataset id: only
+// POST is allowed on it, and the 405 says so.
+func TestTheImportPathAllowsOnlyPost(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{})
+	for _, method := range []string{"GET", "DELETE", "OPTIONS", "PUT"} {
+		req, _ := http.NewRequest(method, a.srv.URL+"/v1/datasets/import", nil)
+		req.Header.Set("Authorization", "Bearer alice-token")
+		resp, err := a.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
+			t.Errorf("%s /v1/datasets/import = %d, Allow %q; want 405, Allow POST", method, resp.StatusCode, resp.Header.Get("Allow"))
+		}
+	}
+	// Other literal paths keep the methods the router gives them.
+	req, _ := http.NewRequest("PUT", a.srv.URL+"/v1/datasets", nil)
+	resp, err := a.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD, POST" {
+		t.Errorf("PUT /v1/datasets = %d, Allow %q; want 405, Allow GET, HEAD, POST", resp.StatusCode, resp.Header.Get("Allow"))
 	}
 }
