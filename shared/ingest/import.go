@@ -94,6 +94,10 @@ func (im *Importer) maxBytes() int64 {
 	return pipeline.MaxDatasetBytes
 }
 
+// recordTime is what an import keeps of its invocation's time to record
+// its outcome.
+const recordTime = 20 * time.Second
+
 // DefaultMaxUnsizedBytes is Importer.MaxUnsizedBytes's default.
 const DefaultMaxUnsizedBytes = 64 << 20
 
@@ -118,6 +122,13 @@ func permanent(format string, args ...any) error {
 // messages to retry (transient failures) as batch item failures.
 func (im *Importer) HandleSQSEvent(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 	var resp events.SQSEventResponse
+	if deadline, ok := ctx.Deadline(); ok {
+		// Stop copying in time to record why, before Lambda ends the
+		// invocation.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-recordTime))
+		defer cancel()
+	}
 	for _, m := range ev.Records {
 		receives := 1
 		if n, err := fmt.Sscan(m.Attributes["ApproximateReceiveCount"], &receives); n != 1 || err != nil {
@@ -162,16 +173,19 @@ func (im *Importer) Import(ctx context.Context, owner, id string, last bool) err
 	start := time.Now()
 	info, sum, err := im.copy(ctx, log, d)
 	var perm *permanentError
+	// The reason is recorded even when the copy ran out of time.
+	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	switch {
 	case errors.As(err, &perm):
-		return im.fail(ctx, log, d, perm.reason)
+		return im.fail(recordCtx, log, d, perm.reason)
 	case err != nil && last:
-		return im.fail(ctx, log, d, fmt.Sprintf("the copy from %s failed on every try: %v", sourceName(*d.Source), err))
+		return im.fail(recordCtx, log, d, fmt.Sprintf("the copy from %s failed on every try: %v", sourceName(*d.Source), unwrapURLError(err)))
 	case err != nil:
 		return fmt.Errorf("import dataset %s: %w", id, err)
 	}
 	// The dataset may have been deleted while copying: remove the copy.
-	_, err = pipeline.UpdateDataset(ctx, im.Store, owner, id, func(cur *pipeline.Dataset) error {
+	_, err = pipeline.UpdateDataset(recordCtx, im.Store, owner, id, func(cur *pipeline.Dataset) error {
 		if cur.Status != pipeline.DatasetImporting || cur.ContentSHA256 == sum {
 			return pipeline.ErrNoChange
 		}
@@ -180,7 +194,7 @@ func (im *Importer) Import(ctx context.Context, owner, id string, last bool) err
 	})
 	if pipeline.ErrorCode(err) == pipeline.ENotFound {
 		log.InfoContext(ctx, "dataset deleted while importing: its copy is removed")
-		if err := im.Blobs.Delete(ctx, d.ObjectKey); err != nil {
+		if err := im.Blobs.Delete(recordCtx, d.ObjectKey); err != nil {
 			return fmt.Errorf("remove the copy of deleted dataset %s: %w", id, err)
 		}
 		return nil

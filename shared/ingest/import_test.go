@@ -146,3 +146,31 @@ func TestATransientImportFailureIsRetriedThenEndsInvalid(t *testing.T) {
 		t.Errorf("the reason %q shows the URL's query (a signature, perhaps)", got.Error)
 	}
 }
+
+// A copy still running when the invocation's time is nearly up stops in
+// time to record why: on the last try the dataset ends invalid.
+func TestACopyOutOfTimeOnItsLastTryEndsInvalid(t *testing.T) {
+	e := newEnv(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte(`{"messages":`))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // a source that stalls
+	}))
+	defer srv.Close()
+	d := e.importing(t, "ds_slow", srv.URL+"/a.jsonl")
+	// Lambda's deadline: half a second more than what the import keeps
+	// to record its outcome.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second+500*time.Millisecond)
+	defer cancel()
+	resp, err := e.importer().HandleSQSEvent(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1",
+		Body: `{"owner":"alice","dataset_id":"ds_slow"}`, Attributes: map[string]string{"ApproximateReceiveCount": "2"}}}})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("last try = %+v %v, want no retry", resp, err)
+	}
+	got, err := e.store.GetDataset(context.Background(), "alice", d.ID)
+	if err != nil || got.Status != pipeline.DatasetInvalid || !strings.Contains(got.Error, "deadline exceeded") {
+		t.Errorf("after a copy out of time: %+v %v, want invalid saying it ran out of time", got, err)
+	}
+}
