@@ -223,6 +223,13 @@ func TestAFailedImportEndsInvalidWithTheReason(t *testing.T) {
 			}
 		})
 	}
+	// A declared sha256 is checked against the copy, as an upload's is.
+	files := fileServer(t, map[string][]byte{"sample.jsonl": sample})
+	wrong := strings.Repeat("ab", 32)
+	d := waitEnded(t, s, startImport(t, s, fmt.Sprintf(`{"source":%q,"sha256":%q}`, files.URL+"/files/sample.jsonl", wrong)).ID)
+	if d.Status != "invalid" || !strings.Contains(d.Error, "but "+wrong+" was declared") {
+		t.Errorf("import with another sha256 than the file's = %s %q, want invalid saying so", d.Status, d.Error)
+	}
 	if failing.Load() != 3 {
 		t.Errorf("the failing server was asked %d times, want the 3 tries", failing.Load())
 	}
