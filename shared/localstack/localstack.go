@@ -464,9 +464,11 @@ func (s *Stack) importLoop(ctx context.Context) {
 		retry = 5 * time.Second
 	}
 	for ctx.Err() == nil {
-		// Hidden for as long as the largest copy may take; a failure
-		// shortens it.
-		msgs, err := s.importQueue.Receive(ctx, 1, 30*time.Minute, time.Second)
+		// One import at a time, so a message is not taken twice while its
+		// copy runs, however long; a short visibility has an import cut
+		// short by a restart taken up again soon after it (a delivery
+		// after the import ended finds the dataset no longer importing).
+		msgs, err := s.importQueue.Receive(ctx, 1, 2*time.Minute, time.Second)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("receive from the import queue", "err", err)
