@@ -63,23 +63,27 @@ type iamUser struct {
 // template environment and its own user's credentials behind a gateway
 // that enforces the policies.
 type stack struct {
-	t       *testing.T
-	tmpl    iamproof.Template
-	scope   *iamproof.Scope
-	moto    *awstest.Emulator
-	gw      *iamproof.Gateway
-	gwURL   string
-	bins    string
-	front   *apiFront
-	api     string // the HTTP API's base URL
-	runpod  *runpodemu.Emulator
-	users   map[string]iamUser     // by logical id
-	hosts   map[string]*lambdaHost // the functions, with their own credentials
-	queue   sqsqueue.Options
-	bucket  string
-	secrets map[string]string    // secret name or ARN -> ARN
-	second  map[string][2]string // a neighbour's second access key and secret, by logical id
-	lent    map[string]iamUser   // a neighbour lent another function's secrets, by "<neighbour> <function>"
+	t      *testing.T
+	tmpl   iamproof.Template
+	scope  *iamproof.Scope
+	moto   *awstest.Emulator
+	gw     *iamproof.Gateway
+	gwURL  string
+	bins   string
+	front  *apiFront
+	api    string // the HTTP API's base URL
+	runpod *runpodemu.Emulator
+	users  map[string]iamUser     // by logical id
+	hosts  map[string]*lambdaHost // the functions, with their own credentials
+	queue  sqsqueue.Options
+	bucket string
+	// sources is the bucket users may import from (its exports/ prefix:
+	// the ImportS3Prefixes parameter).
+	sources     string
+	importQueue string
+	secrets     map[string]string    // secret name or ARN -> ARN
+	second      map[string][2]string // a neighbour's second access key and secret, by logical id
+	lent        map[string]iamUser   // a neighbour lent another function's secrets, by "<neighbour> <function>"
 }
 
 func randomHex(n int) string {
@@ -127,6 +131,8 @@ func deployStack(t *testing.T) *stack {
 		}
 	}
 	params["RunPodEndpointId"], params["RunPodApiUrl"], params["PublicBaseUrl"] = "proofendpoint", rp.URL+"/v2", s.api
+	s.sources = "brightrun-proof-sources-" + randomHex(4)
+	params["ImportS3Prefixes"] = s.sources + "/exports/"
 	conditions, _ := s.tmpl["Conditions"].(map[string]any)
 	stackUUID := randomHex(4) + "-0000-4000-8000-" + randomHex(6)
 	s.scope = &iamproof.Scope{Account: proofAccount, StackName: "brightrun-proof",
@@ -155,7 +161,13 @@ func deployStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id, u := range map[string]string{"JobsQueue": s.queue.QueueURL, "JobsDeadLetterQueue": s.queue.DeadLetterURL, "ValidateDeadLetterQueue": *vdlq.QueueUrl} {
+	iqs, err := sqsqueue.CreateQueues(ctx, sqsClient, "brightrun-proof-ImportQueue-"+randomHex(4), 3)
+	if err != nil {
+		t.Fatalf("create the import queues: %v", err)
+	}
+	s.importQueue = iqs.QueueURL
+	for id, u := range map[string]string{"JobsQueue": s.queue.QueueURL, "JobsDeadLetterQueue": s.queue.DeadLetterURL, "ValidateDeadLetterQueue": *vdlq.QueueUrl,
+		"ImportQueue": iqs.QueueURL, "ImportDeadLetterQueue": iqs.DeadLetterURL} {
 		name := u[strings.LastIndex(u, "/")+1:]
 		s.scope.Refs[id] = u
 		s.scope.Attrs[id] = map[string]string{"Arn": fmt.Sprintf("arn:aws:sqs:%s:%s:%s", proofAccount.Region, proofAccount.ID, name), "QueueName": name}
@@ -168,6 +180,21 @@ func deployStack(t *testing.T) *stack {
 	s.bucket = name.(string)
 	if err := s3blob.CreateBucket(ctx, s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }), s.bucket); err != nil {
 		t.Fatal(err)
+	}
+	// The operator's training-files bucket, with a file under the
+	// allowed prefix and one outside it.
+	admin := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	if err := s3blob.CreateBucket(ctx, admin, s.sources); err != nil {
+		t.Fatal(err)
+	}
+	sample, err := os.ReadFile(filepath.Join(root, "testdata", "datasets", "sample.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"exports/sample.jsonl", "private/sample.jsonl"} {
+		if _, err := admin.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.sources), Key: aws.String(key), Body: bytes.NewReader(sample)}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s.scope.Refs["DatasetBucket"] = s.bucket
 	s.scope.Attrs["DatasetBucket"] = map[string]string{"Arn": "arn:aws:s3:::" + s.bucket}
@@ -680,6 +707,26 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 	s.adminHead(ctx, pipeline.ConvertedKey(sgKey))
 	s.expect(204, "DELETE", "/v1/datasets/"+sg.Dataset.ID, alice, "", nil)
 
+	// An import from the operator's bucket: uploads checks the prefix and
+	// enqueues it, imports copies the object where an upload lands, and
+	// S3 notifies validate. A key outside the prefix is refused at once.
+	var imp dataset
+	s.expect(202, "POST", "/v1/datasets/import", alice, fmt.Sprintf(`{"source":"s3://%s/exports/sample.jsonl"}`, s.sources), &imp)
+	s.expect(400, "POST", "/v1/datasets/import", alice, fmt.Sprintf(`{"source":"s3://%s/private/sample.jsonl"}`, s.sources), nil)
+	if n := s.deliverImports(ctx); n != 1 {
+		t.Fatalf("the import queue held %d messages, want the import's", n)
+	}
+	impKey := pipeline.DatasetKey(alice, imp.ID)
+	s.adminHead(ctx, impKey)
+	if res, err := s.hosts["ValidateFunction"].invoke(s.s3Event(impKey, int64(len(sample)))); err != nil || res.err != "" {
+		t.Fatalf("validate = %v %s", err, res.err)
+	}
+	s.expect(200, "GET", "/v1/datasets/"+imp.ID, alice, "", &got)
+	if got.Status != "ready" {
+		t.Fatalf("imported dataset after validation = %+v, want ready; imports' log:\n%s", got, s.hosts["ImportsFunction"].logs)
+	}
+	s.expect(204, "DELETE", "/v1/datasets/"+imp.ID, alice, "", nil)
+
 	// A second dataset whose report is lost (deleted by hand): reading it
 	// is a 409 telling the user to upload again, which needs S3's 404 for
 	// the missing key, not its 403.
@@ -1037,6 +1084,13 @@ func (s *stack) probes(ctx context.Context, jobID string) {
 			}
 			return errors.Join(b.Delete(ctx, "datasets/probe/ds_probe.report.json"), b.Delete(ctx, "datasets/probe/ds_probe.messages.jsonl"))
 		},
+		"imports removes the copy of a dataset deleted while it was copied": func() error {
+			b, err := s3blob.New(s3.NewFromConfig(s.clientConfig(s.users["ImportsFunction"]), func(o *s3.Options) { o.UsePathStyle = true }), s3blob.Options{Bucket: s.bucket})
+			if err != nil {
+				return err
+			}
+			return b.Delete(ctx, "datasets/probe/ds_probe.jsonl")
+		},
 	} {
 		if err := call(); err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -1044,6 +1098,33 @@ func (s *stack) probes(ctx context.Context, jobID string) {
 	}
 	// The probe's message is not a job to dispatch.
 	_, _ = sqs.NewFromConfig(s.moto.Config).PurgeQueue(ctx, &sqs.PurgeQueueInput{QueueUrl: aws.String(s.queue.QueueURL)})
+}
+
+// deliverImports hands the import queue's messages to the imports
+// function as its SQS trigger would, and returns how many there were.
+func (s *stack) deliverImports(ctx context.Context) int {
+	t := s.t
+	client := sqs.NewFromConfig(s.moto.Config)
+	out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(s.importQueue), MaxNumberOfMessages: 10,
+		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range out.Messages {
+		ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle),
+			Body: aws.ToString(m.Body), Attributes: m.Attributes, EventSource: "aws:sqs", EventSourceARN: s.scope.Attrs["ImportQueue"]["Arn"], AWSRegion: awstest.Region}}}
+		res, err := s.hosts["ImportsFunction"].invoke(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var answer events.SQSEventResponse
+		_ = json.Unmarshal(res.body, &answer)
+		if res.err != "" || len(answer.BatchItemFailures) > 0 {
+			t.Fatalf("imports failed message %s: %s %+v; its log:\n%s", aws.ToString(m.MessageId), res.err, answer, s.hosts["ImportsFunction"].logs)
+		}
+		_, _ = client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(s.importQueue), ReceiptHandle: m.ReceiptHandle})
+	}
+	return len(out.Messages)
 }
 
 func (s *stack) anyAdapterKey(ctx context.Context) string {

@@ -12,7 +12,8 @@ sam_default_goal := $(.DEFAULT_GOAL)
 SAM_GO_BUILD = GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(ARTIFACTS_DIR)/bootstrap
 
 .PHONY: sam-artifacts-dir build-UploadsFunction build-ValidateFunction build-EstimateFunction \
-	build-JobsFunction build-DispatchFunction build-WebhookFunction build-ReconcileFunction
+	build-JobsFunction build-DispatchFunction build-WebhookFunction build-ReconcileFunction \
+	build-ImportsFunction
 
 sam-artifacts-dir:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: sam build runs these targets" >&2; exit 1; }
@@ -22,6 +23,9 @@ build-UploadsFunction: sam-artifacts-dir
 
 build-ValidateFunction: sam-artifacts-dir
 	$(SAM_GO_BUILD) ./functions/validate
+
+build-ImportsFunction: sam-artifacts-dir
+	$(SAM_GO_BUILD) ./functions/imports
 
 build-EstimateFunction: sam-artifacts-dir
 	$(SAM_GO_BUILD) ./functions/estimate

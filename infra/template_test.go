@@ -220,7 +220,7 @@ func functionFolders(t testing.TB) []string {
 
 var partNames = map[string]awsapp.Part{
 	"Store": awsapp.Store, "Cursors": awsapp.Cursors, "Blobs": awsapp.Blobs, "Queue": awsapp.Queue, "GPU": awsapp.GPU,
-	"Callbacks": awsapp.Callbacks, "Public": awsapp.Public,
+	"Callbacks": awsapp.Callbacks, "Public": awsapp.Public, "Imports": awsapp.Imports, "ImportSources": awsapp.ImportSources,
 }
 
 // mainGo is what a function's main.go asks for: the awsapp parts it loads
@@ -595,9 +595,13 @@ var envValues = map[string]func(m *tmpl, t *testing.T, fn, v string) bool{
 	"BRIGHTRUN_RUNPOD_URL":            func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref RunPodApiUrl" },
 	"BRIGHTRUN_MAX_DISPATCH_ATTEMPTS": func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref MaxDispatchAttempts" },
 	// Fair dispatch: the dispatch function admits, reconciliation releases.
-	"BRIGHTRUN_OWNER_LIMIT":   func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref OwnerJobLimit" },
-	"BRIGHTRUN_OWNER_LIMITS":  func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref OwnerJobLimits" },
-	"BRIGHTRUN_MAX_IN_FLIGHT": func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref MaxRunsInFlight" },
+	"BRIGHTRUN_OWNER_LIMIT":        func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref OwnerJobLimit" },
+	"BRIGHTRUN_OWNER_LIMITS":       func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref OwnerJobLimits" },
+	"BRIGHTRUN_MAX_IN_FLIGHT":      func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref MaxRunsInFlight" },
+	"BRIGHTRUN_IMPORT_QUEUE_URL":   func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref ImportQueue" },
+	"BRIGHTRUN_IMPORT_S3_PREFIXES": func(_ *tmpl, _ *testing.T, _, v string) bool { return v == `!Join [",","!Ref ImportS3Prefixes"]` },
+	// The import queue's maxReceiveCount (TestImportQueueRedrivesToTheImportersAttemptCount).
+	"BRIGHTRUN_MAX_IMPORT_ATTEMPTS": func(_ *tmpl, _ *testing.T, _, v string) bool { return v != "" },
 	"BRIGHTRUN_PUBLIC_URL": func(_ *tmpl, _ *testing.T, fn, v string) bool {
 		// The operator's URL when given; otherwise the API's own, which the
 		// dispatcher puts in job specs.
@@ -799,6 +803,35 @@ func TestJobsQueueRedrivesToTheDispatchersAttemptCount(t *testing.T) {
 		if !m.hasAlarm("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "!GetAtt "+name+".QueueName") {
 			t.Errorf("no alarm on %s holding messages", name)
 		}
+	}
+}
+
+// The import queue gives the imports function as many deliveries as it
+// counts (its last ends the dataset invalid), hides a message for longer
+// than a copy may take, and moves what is left to a watched dead-letter
+// queue; the function reports partial batch failures.
+func TestImportQueueRedrivesToTheImportersAttemptCount(t *testing.T) {
+	m := load(t)
+	q, _ := m.resource(t, "ImportQueue")["Properties"].(map[string]any)
+	imports := m.function(t, "ImportsFunction")
+	if imports.Timeout == nil {
+		t.Fatal("ImportsFunction: set Timeout (the queue's visibility timeout is 6 x it)")
+	}
+	if vt, _ := q["VisibilityTimeout"].(float64); int(vt) < 6**imports.Timeout {
+		t.Errorf("ImportQueue.VisibilityTimeout = %v, want ≥ 6 x ImportsFunction.Timeout = %d", q["VisibilityTimeout"], 6**imports.Timeout)
+	}
+	if got := dig(q, "RedrivePolicy", "deadLetterTargetArn"); got != "!GetAtt ImportDeadLetterQueue.Arn" {
+		t.Errorf("ImportQueue's dead-letter target = %v, want !GetAtt ImportDeadLetterQueue.Arn", got)
+	}
+	if maxReceive, attempts := fmt.Sprint(dig(q, "RedrivePolicy", "maxReceiveCount")), imports.Environment.Variables["BRIGHTRUN_MAX_IMPORT_ATTEMPTS"]; maxReceive != attempts {
+		t.Errorf("ImportQueue maxReceiveCount = %v, imports' BRIGHTRUN_MAX_IMPORT_ATTEMPTS = %q: they must be one value", maxReceive, attempts)
+	}
+	ev := dig(m.resource(t, "ImportsFunction"), "Properties", "Events", "ImportQueue", "Properties")
+	if dig(ev, "Queue") != "!GetAtt ImportQueue.Arn" || !slices.Contains(asStrings(dig(ev, "FunctionResponseTypes")), "ReportBatchItemFailures") {
+		t.Errorf("ImportsFunction's SQS event = %v, want the import queue with ReportBatchItemFailures", ev)
+	}
+	if !m.hasAlarm("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "!GetAtt ImportDeadLetterQueue.QueueName") {
+		t.Errorf("no alarm on ImportDeadLetterQueue holding messages")
 	}
 }
 

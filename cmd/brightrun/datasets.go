@@ -14,8 +14,9 @@ import (
 )
 
 func (a *app) datasetsCommand() *cobra.Command {
-	return group("datasets", "Upload, list, inspect and delete datasets",
+	return group("datasets", "Upload, import, list, inspect and delete datasets",
 		a.uploadCommand(),
+		a.importCommand(),
 		a.datasetsListCommand(),
 		a.datasetsShowCommand(),
 		a.datasetsReportCommand(),
@@ -119,6 +120,9 @@ func printDataset(w io.Writer, d *api.DatasetView) {
 	}
 	if d.SHA256 != "" {
 		fmt.Fprintf(tw, "  sha256\t%s\n", d.SHA256)
+	}
+	if d.Source != "" {
+		fmt.Fprintf(tw, "  imported from\t%s\n", oneLine(d.Source))
 	}
 	fmt.Fprintf(tw, "  created\t%s\n", formatTime(d.CreatedAt))
 	if d.Error != "" {

@@ -5,7 +5,7 @@ import * as api from './api.js';
 import { check, upload, formats } from './upload.js';
 import { h, replace, loading, empty, failure, poll, confirm, announce, bytes, int, date, statusBadge, uid } from './ui.js';
 
-const busy = (s) => s === 'awaiting_upload' || s === 'validating';
+const busy = (s) => s === 'awaiting_upload' || s === 'importing' || s === 'validating';
 
 export async function datasetsPage(main, ctx) {
   document.title = 'Datasets · Bright Run';
@@ -27,7 +27,7 @@ export async function datasetsPage(main, ctx) {
     }
     shown = true;
     replace(list, datasetTable(datasets));
-    // Keep polling while something is uploading or validating.
+    // Keep polling while something is uploading, importing or validating.
     return datasets.some((d) => busy(d.status)) ? 3000 : 15000;
   };
   ctx.onLeave(poll(refresh, { visibleMs: 3000, hiddenMs: 30000 }));
@@ -162,7 +162,8 @@ export async function datasetPage(main, ctx, id) {
     document.title = `${d.name} · Bright Run`;
     if (busy(d.status)) {
       replace(body, h('p', { class: 'state loading', role: 'status' }, statusBadge(d.status), ' ',
-        d.status === 'validating' ? 'Checking every line and counting tokens…' : 'Waiting for the file to arrive…'));
+        d.status === 'validating' ? 'Checking every line and counting tokens…'
+          : d.status === 'importing' ? `Copying the file from ${d.source || 'its source'}…` : 'Waiting for the file to arrive…'));
       return true;
     }
     if (reportShown) return false;
@@ -181,11 +182,12 @@ async function datasetDetails(d, ctx) {
   const tpe = s.tokens_per_example || {};
   const parts = [
     h('p', {}, statusBadge(d.status), ' ',
-      d.status === 'ready' ? 'Every line is valid: this dataset can train a model.' : d.status === 'invalid' ? 'This dataset has problems: fix them in the file and upload it again.' : d.error || ''),
+      d.status === 'ready' ? 'Every line is valid: this dataset can train a model.' : d.error ? d.error : d.status === 'invalid' ? 'This dataset has problems: fix them in the file and upload it again.' : ''),
     h('dl', { class: 'facts' },
       fact('Examples', int(v.examples)), fact('Lines', int(v.lines)),
       fact('Tokens (total)', int(t.total)), fact('Tokens (trained: the assistant’s)', int(t.trained)),
-      fact('Size', bytes(d.size_bytes)), fact('Uploaded', date(d.created_at)),
+      fact('Size', bytes(d.size_bytes)), fact(d.source ? 'Imported' : 'Uploaded', date(d.created_at)),
+      ...(d.source ? [fact('Imported from', d.source)] : []),
       fact('Format', (formats[d.format] || formats.messages).label),
       fact('Tokens per example', tpe.max !== undefined ? `${int(tpe.min)} to ${int(tpe.max)} (median ${int(tpe.p50)})` : '—'),
       fact('Longer than the limit', s.max_seq_length ? `${int(s.examples_over_max_seq_length)} over ${int(s.max_seq_length)} tokens` : '—')),

@@ -193,7 +193,7 @@ func TestTheProjectTemplateResolves(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &Scope{Account: acct, StackName: "proof", StackID: "arn:aws:cloudformation:us-east-1:123456789012:stack/proof/1a2b3c4d-0000-0000-0000-000000000000",
-		Params: map[string]string{"RunPodEndpointId": "e", "RunPodApiUrl": "https://runpod", "PublicBaseUrl": "", "MaxDispatchAttempts": "5",
+		Params: map[string]string{"RunPodEndpointId": "e", "RunPodApiUrl": "https://runpod", "PublicBaseUrl": "", "MaxDispatchAttempts": "5", "ImportS3Prefixes": "",
 			"OwnerJobLimit": "3", "OwnerJobLimits": "", "MaxRunsInFlight": "0"},
 		Refs: map[string]string{}, Attrs: map[string]map[string]string{}, Conditions: map[string]any{}}
 	if c, ok := tmpl["Conditions"].(map[string]any); ok {
@@ -218,6 +218,53 @@ func TestTheProjectTemplateResolves(t *testing.T) {
 	v, err := s.Resolve(Dig(tmpl["Resources"], "DatasetBucket", "Properties", "BucketName"))
 	if err != nil || !bytes.HasPrefix([]byte(v.(string)), []byte("brightrun-123456789012-1a2b3c4d")) {
 		t.Errorf("DatasetBucket's name resolves to %v, %v; want brightrun-<account>-<stack id prefix>", v, err)
+	}
+}
+
+// The imports function reads exactly the objects under the configured
+// ImportS3Prefixes entries, and no S3 source at all when there are none.
+func TestTheImportsRoleReadsOnlyTheConfiguredPrefixes(t *testing.T) {
+	data, err := os.ReadFile("../../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := ParseTemplate(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		prefixes string
+		key      string
+		want     bool
+	}{
+		{"training-files/exports/,archive/", "training-files/exports/a.jsonl", true},
+		{"training-files/exports/,archive/", "training-files/exports/deep/b.jsonl", true},
+		{"training-files/exports/,archive/", "archive/anything.jsonl", true},
+		{"training-files/exports/,archive/", "training-files/private/a.jsonl", false},
+		{"training-files/exports/,archive/", "other-bucket/exports/a.jsonl", false},
+		{"training-files/exports/", "training-files/exports/a.jsonl", true},
+		{"training-files/exports/", "archive/anything.jsonl", false},
+		{"", "training-files/exports/a.jsonl", false},
+	}
+	for _, tt := range tests {
+		s := &Scope{Account: acct, StackName: "proof", StackID: "arn:aws:cloudformation:us-east-1:123456789012:stack/proof/1a2b3c4d-0000-0000-0000-000000000000",
+			Params: map[string]string{"ImportS3Prefixes": tt.prefixes}, Refs: map[string]string{}, Attrs: map[string]map[string]string{}}
+		s.Conditions, _ = tmpl["Conditions"].(map[string]any)
+		for name := range tmpl["Resources"].(map[string]any) {
+			s.Refs[name] = name + "-ref"
+			s.Attrs[name] = map[string]string{"Arn": "arn:aws:s3:::" + name}
+		}
+		ps, err := FunctionPolicies(tmpl, "ImportsFunction", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := Evaluate(ps, Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::" + tt.key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed != tt.want {
+			t.Errorf("with ImportS3Prefixes %q the imports role reading %s: allowed %v, want %v", tt.prefixes, tt.key, d.Allowed, tt.want)
+		}
 	}
 }
 

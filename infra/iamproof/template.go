@@ -161,6 +161,14 @@ func (s *Scope) getAtt(res, attr string) (string, error) {
 	return "", fmt.Errorf("GetAtt %s.%s: not known to the proof's stack", res, attr)
 }
 
+func splitAny(s string) []any {
+	var out []any
+	for _, p := range strings.Split(s, ",") {
+		out = append(out, p)
+	}
+	return out
+}
+
 var subVar = regexp.MustCompile(`\$\{([^}]*)\}`)
 
 // Resolve evaluates the intrinsic functions in v.
@@ -271,8 +279,17 @@ func (s *Scope) intrinsic(name string, arg any) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if str, ok := l.(string); ok {
+			// A Ref to a CommaDelimitedList parameter: the scope keeps its
+			// value as the operator writes it.
+			l = splitAny(str)
+		}
+		list, ok := l.([]any)
+		if !ok {
+			return nil, fmt.Errorf("Fn::Join %v: want a list, got %T", arg, l)
+		}
 		var parts []string
-		for _, x := range l.([]any) {
+		for _, x := range list {
 			parts = append(parts, fmt.Sprint(x))
 		}
 		return strings.Join(parts, fmt.Sprint(args[0])), nil

@@ -26,7 +26,10 @@ type DatasetView struct {
 	// Format is the shape of the uploaded file's lines: messages,
 	// sharegpt or alpaca. Jobs train on the messages form of the others,
 	// converted while validating.
-	Format     pipeline.DatasetFormat      `json:"format"`
+	Format pipeline.DatasetFormat `json:"format"`
+	// Source is where an imported dataset was copied from: the URL, or
+	// s3://bucket/key. Absent for an upload.
+	Source     string                      `json:"source,omitempty"`
 	Validation *pipeline.ValidationSummary `json:"validation,omitempty"`
 	// DefaultSplit is how a job that does not choose its evaluation
 	// divides the dataset: the examples and tokens it holds out and those
@@ -44,6 +47,9 @@ func ViewDataset(d *pipeline.Dataset) DatasetView {
 	v := DatasetView{
 		ID: d.ID, Name: d.Name, Status: d.Status, SizeBytes: d.SizeBytes, SHA256: d.SHA256, Format: d.Format,
 		Validation: d.Validation, Error: d.Error, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
+	}
+	if d.Source != nil {
+		v.Source = d.Source.String()
 	}
 	if v.Format == "" {
 		v.Format = pipeline.FormatMessages // a record made before formats

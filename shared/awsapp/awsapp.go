@@ -51,6 +51,10 @@ const (
 	EnvRunPodKeyARN      = "BRIGHTRUN_RUNPOD_API_KEY_ARN"  // GPU
 	EnvCallbackMasterARN = "BRIGHTRUN_CALLBACK_MASTER_ARN" // Callbacks
 	EnvCursorKeyARN      = "BRIGHTRUN_CURSOR_KEY_ARN"      // Cursors
+	// Imports: the import queue, and the buckets and prefixes users may
+	// import from ("bucket/prefix,..."; empty: none).
+	EnvImportQueueURL   = "BRIGHTRUN_IMPORT_QUEUE_URL"
+	EnvImportS3Prefixes = "BRIGHTRUN_IMPORT_S3_PREFIXES"
 )
 
 // Part is one piece a function needs.
@@ -76,6 +80,13 @@ const (
 	// worker callback signatures and RunPod webhook tokens derive from it.
 	Callbacks
 	Public // the API's public base URL (the dispatcher writes it into job specs)
+	// Imports is the import queue (BRIGHTRUN_IMPORT_QUEUE_URL) that the
+	// API sends import requests to, with ImportSources.
+	Imports
+	// ImportSources is the allowed S3 import prefixes
+	// (BRIGHTRUN_IMPORT_S3_PREFIXES; empty: none), read through the S3
+	// client when Blobs is asked for too (the import function).
+	ImportSources
 )
 
 // MinCallbackMasterLen is the shortest callback master secret Load accepts.
@@ -94,6 +105,10 @@ type App struct {
 	// Fairness is fair dispatch's settings (pipeline.FairnessFromEnv; nil
 	// when turned off), used by the dispatch and reconcile functions.
 	Fairness *pipeline.Fairness
+	// ImportQueue (nil without Imports) and ImportS3Prefixes (nil
+	// without Imports or ImportSources).
+	ImportQueue      *sqsqueue.Queue
+	ImportS3Prefixes []pipeline.S3Prefix
 	// Clients, for tests and set-up.
 	DynamoDB *dynamodb.Client
 	S3       *s3.Client
@@ -150,7 +165,7 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 		}
 		return v
 	}
-	var table, bucket, queueURL, publicURL, endpoint string
+	var table, bucket, queueURL, publicURL, endpoint, importQueueURL string
 	if parts&Store != 0 {
 		table = need(EnvTable)
 	}
@@ -165,6 +180,16 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	}
 	if parts&Public != 0 {
 		publicURL = need(EnvPublicURL)
+	}
+	var prefixes []pipeline.S3Prefix
+	if parts&Imports != 0 {
+		importQueueURL = need(EnvImportQueueURL)
+	}
+	if parts&(Imports|ImportSources) != 0 {
+		var err error
+		if prefixes, err = pipeline.ParseS3Prefixes(getenv(EnvImportS3Prefixes)); err != nil {
+			return nil, fmt.Errorf("%s: %w", EnvImportS3Prefixes, err)
+		}
 	}
 	arns := map[Part]string{}
 	for _, s := range secrets {
@@ -184,7 +209,7 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
 	}
-	app := &App{Config: cfg, PublicURL: strings.TrimRight(publicURL, "/")}
+	app := &App{Config: cfg, PublicURL: strings.TrimRight(publicURL, "/"), ImportS3Prefixes: prefixes}
 	if app.Fairness, err = pipeline.FairnessFromEnv(getenv); err != nil {
 		return nil, err
 	}
@@ -224,6 +249,14 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	if parts&Queue != 0 {
 		app.SQS = sqs.NewFromConfig(cfg)
 		if app.Queue, err = sqsqueue.New(app.SQS, sqsqueue.Options{QueueURL: queueURL, DeadLetterURL: getenv(EnvDLQURL)}); err != nil {
+			return nil, err
+		}
+	}
+	if parts&Imports != 0 {
+		if app.SQS == nil {
+			app.SQS = sqs.NewFromConfig(cfg)
+		}
+		if app.ImportQueue, err = sqsqueue.New(app.SQS, sqsqueue.Options{QueueURL: importQueueURL}); err != nil {
 			return nil, err
 		}
 	}
@@ -301,7 +334,15 @@ func (a *App) Services(o services.Options) *services.Services {
 	if a.GPU != nil {
 		p.GPU = a.GPU
 	}
-	return services.Build(p, o)
+	if a.S3 != nil {
+		p.S3Sources = s3blob.Sources{Client: a.S3}
+	}
+	o.API.ImportS3Prefixes = a.ImportS3Prefixes // the cloud's network policy: netguard.Cloud, the zero value
+	svc := services.Build(p, o)
+	if a.ImportQueue != nil {
+		svc.API.Imports = ingest.ImportQueue{Queue: a.ImportQueue}
+	}
+	return svc
 }
 
 // API is the HTTP API over the loaded parts, authenticating with the JWT
@@ -322,6 +363,13 @@ func (a *App) Validator() (*ingest.Validator, error) {
 // must equal the queue's redrive maxReceiveCount.
 func (a *App) Dispatcher(maxAttempts int) *dispatch.Dispatcher {
 	return a.Services(services.Options{MaxDispatchAttempts: maxAttempts, Fairness: a.Fairness}).Dispatcher
+}
+
+// Importer copies imported datasets from their sources (the import
+// function); the S3 upload event then has them validated. maxAttempts
+// must equal the import queue's redrive maxReceiveCount.
+func (a *App) Importer(maxAttempts int) *ingest.Importer {
+	return a.Services(services.Options{MaxImportAttempts: maxAttempts}).Importer
 }
 
 // Reconciler repairs jobs (the reconcile function).

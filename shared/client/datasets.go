@@ -79,3 +79,25 @@ func (cl *Client) GetReport(ctx context.Context, id string) (*dataset.Report, er
 func (cl *Client) DeleteDataset(ctx context.Context, id string) error {
 	return cl.do(ctx, call{method: http.MethodDelete, path: "/v1/datasets/" + pathID(id), idempotent: true})
 }
+
+// ImportDatasetRequest is the body of POST /v1/datasets/import.
+type ImportDatasetRequest struct {
+	// Source is an https URL or s3://bucket/key.
+	Source string `json:"source"`
+	// Name is the dataset's name ("": the source's file name).
+	Name string `json:"name,omitempty"`
+	// SHA256, when given, is checked against the copied file.
+	SHA256 string `json:"sha256,omitempty"`
+	// Format is messages (when empty), sharegpt or alpaca.
+	Format string `json:"format,omitempty"`
+}
+
+// ImportDataset creates a dataset the server copies from a source; it
+// answers at once with the dataset importing.
+func (cl *Client) ImportDataset(ctx context.Context, req ImportDatasetRequest) (*api.DatasetView, error) {
+	var out api.DatasetView
+	if err := cl.do(ctx, call{method: http.MethodPost, path: "/v1/datasets/import", body: req, out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 
 	"github.com/brightrun/brightrun/shared/api"
 	"github.com/brightrun/brightrun/shared/pipeline"
@@ -36,6 +38,29 @@ func notFoundShape(mux *http.ServeMux) http.Handler {
 			w.WriteHeader(rec.Code)
 			_, _ = w.Write(rec.Body.Bytes())
 		}
+	})
+}
+
+// onlyItsMethods answers 405, with an Allow header listing them, a
+// request to one of the literal paths with another method than its own
+// (GET allows HEAD), whatever wildcard pattern would match the path.
+func onlyItsMethods(literal map[string][]string, next http.Handler) http.Handler {
+	allow := map[string]string{}
+	for path, methods := range literal {
+		ms := slices.Clone(methods)
+		if slices.Contains(ms, http.MethodGet) {
+			ms = append(ms, http.MethodHead)
+		}
+		slices.Sort(ms)
+		allow[path] = strings.Join(slices.Compact(ms), ", ")
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a, ok := allow[r.URL.Path]; ok && !slices.Contains(strings.Split(a, ", "), r.Method) {
+			w.Header().Set("Allow", a)
+			writeJSON(w, http.StatusMethodNotAllowed, api.ErrorBody{Error: pipeline.Error{Code: "method_not_allowed", Message: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)}})
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -461,6 +461,28 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	c.do(x{method: "GET", path: bigPath, token: "alice-token", status: 404}, nil)
 	c.do(x{method: "DELETE", path: bigPath, token: "alice-token", status: 404}, nil)
 
+	// Imports: accepted at once (the copy is left to the starter), and
+	// refused by their shape.
+	var importsStarted []string
+	c.api.Imports = startImportFunc(func(_ context.Context, d *pipeline.Dataset) error {
+		importsStarted = append(importsStarted, d.ID)
+		return nil
+	})
+	c.api.Config.ImportS3Prefixes = []pipeline.S3Prefix{{Bucket: "training-files", Prefix: "exports/"}}
+	var imported api.DatasetView
+	c.do(x{method: "POST", path: "/v1/datasets/import", token: "alice-token", body: `{"source":"https://example.com/chats.jsonl","format":"sharegpt"}`, status: 202}, &imported)
+	if imported.Status != pipeline.DatasetImporting || imported.Name != "chats.jsonl" || len(importsStarted) != 1 || importsStarted[0] != imported.ID {
+		t.Errorf("import = %+v (started %v), want importing, named after the file, started", imported, importsStarted)
+	}
+	c.do(x{method: "GET", path: "/v1/datasets/" + imported.ID, token: "alice-token", status: 200}, &d)
+	c.do(x{method: "GET", path: "/v1/datasets/" + imported.ID, token: "bob-token", status: 404}, nil)
+	c.do(x{method: "GET", path: "/v1/datasets/" + imported.ID + "/report", token: "alice-token", status: 409}, nil)
+	c.do(x{method: "POST", path: "/v1/datasets/import", token: "alice-token", body: `{"source":"s3://training-files/exports/a.jsonl","name":"from s3"}`, status: 202}, nil)
+	c.do(x{method: "POST", path: "/v1/datasets/import", token: "alice-token", body: `{"source":"s3://training-files/private/a.jsonl"}`, status: 400}, nil)
+	c.do(x{method: "POST", path: "/v1/datasets/import", token: "alice-token", body: `{"source":"https://169.254.169.254/latest/meta-data"}`, status: 400}, nil)
+	c.do(x{method: "POST", path: "/v1/datasets/import", token: "alice-token", body: `{"name":"no source"}`, status: 400, badRequest: true}, nil)
+	c.do(x{method: "DELETE", path: "/v1/datasets/" + imported.ID, token: "alice-token", status: 204}, nil)
+
 	var page struct {
 		Datasets   []api.DatasetView
 		NextCursor string `json:"next_cursor"`
@@ -733,6 +755,13 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 		t.Errorf("operations never exercised: %v", missed)
 	}
 	t.Logf("exercised %d of %d documented operations", len(c.hit), len(documented(c.doc)))
+}
+
+// startImportFunc is an httpapi.ImportStarter.
+type startImportFunc func(ctx context.Context, d *pipeline.Dataset) error
+
+func (f startImportFunc) StartImport(ctx context.Context, d *pipeline.Dataset) error {
+	return f(ctx, d)
 }
 
 // The document's Name pattern and pipeline.ValidateName accept exactly the

@@ -1,6 +1,9 @@
 package httpapi
 
-import "net/http"
+import (
+	"net/http"
+	"strings"
+)
 
 // Function names: each Lambda serves the routes of its function; the local
 // stack serves them all.
@@ -23,6 +26,7 @@ type Route struct {
 func (s *Server) Routes() []Route {
 	return []Route{
 		{FnUploads, "POST", "/v1/datasets", s.authed(s.createDataset)},
+		{FnUploads, "POST", "/v1/datasets/import", s.authed(s.importDataset)},
 		{FnUploads, "GET", "/v1/datasets", s.authed(s.listDatasets)},
 		{FnUploads, "GET", "/v1/datasets/{id}", s.authed(s.getDataset)},
 		{FnUploads, "GET", "/v1/datasets/{id}/report", s.authed(s.getReport)},
@@ -57,6 +61,10 @@ func (s *Server) Handler(functions ...string) http.Handler {
 		want[f] = true
 	}
 	mux := http.NewServeMux()
+	// A literal path is its own resource even where a wildcard pattern
+	// also matches it (/v1/datasets/import and /v1/datasets/{id}): its
+	// methods alone are allowed on it.
+	literal := map[string][]string{}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -64,7 +72,10 @@ func (s *Server) Handler(functions ...string) http.Handler {
 	for _, rt := range s.Routes() {
 		if len(want) == 0 || want[rt.Function] {
 			mux.Handle(rt.Method+" "+rt.Path, rt.handler)
+			if !strings.Contains(rt.Path, "{") {
+				literal[rt.Path] = append(literal[rt.Path], rt.Method)
+			}
 		}
 	}
-	return s.recoverer(notFoundShape(mux))
+	return s.recoverer(onlyItsMethods(literal, notFoundShape(mux)))
 }

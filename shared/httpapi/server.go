@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/brightrun/brightrun/shared/catalog"
+	"github.com/brightrun/brightrun/shared/netguard"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -32,9 +33,12 @@ type Server struct {
 	// DatasetCreated, when set, is told of each new dataset (the local
 	// stack over S3 watches for its upload, as S3 would send an event).
 	DatasetCreated func(d *pipeline.Dataset)
-	Log            *slog.Logger
-	Now            func() time.Time
-	Config         Config
+	// Imports starts dataset imports (nil: POST /v1/datasets/import
+	// answers 503).
+	Imports ImportStarter
+	Log     *slog.Logger
+	Now     func() time.Time
+	Config  Config
 }
 
 // Config holds the API's tunables; zero values take the defaults.
@@ -45,6 +49,13 @@ type Config struct {
 	PartSize int64
 	// UploadURLTTL is how long upload URLs stay valid.
 	UploadURLTTL time.Duration
+	// ImportPolicy is the network policy a source URL must pass:
+	// netguard.Cloud (the zero value) or, in the local stack,
+	// netguard.Local.
+	ImportPolicy netguard.Policy
+	// ImportS3Prefixes are the buckets and prefixes users may import
+	// from (none: S3 sources are refused).
+	ImportS3Prefixes []pipeline.S3Prefix
 }
 
 // Defaults for Config.

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/brightrun/brightrun/console"
 	"github.com/brightrun/brightrun/shared/awsapp"
 	"github.com/brightrun/brightrun/shared/catalog"
@@ -28,10 +30,12 @@ import (
 	"github.com/brightrun/brightrun/shared/ingest"
 	"github.com/brightrun/brightrun/shared/local"
 	"github.com/brightrun/brightrun/shared/localworker"
+	"github.com/brightrun/brightrun/shared/netguard"
 	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpod"
 	"github.com/brightrun/brightrun/shared/runpodemu"
+	"github.com/brightrun/brightrun/shared/s3blob"
 	"github.com/brightrun/brightrun/shared/services"
 )
 
@@ -88,7 +92,18 @@ type Config struct {
 	// bounds the runs of every owner together (default: none);
 	// BRIGHTRUN_FAIR_DISPATCH=off turns it off.
 	Fairness *pipeline.Fairness
-	Log      *slog.Logger
+	// ImportPolicy is the network policy of dataset imports from URLs
+	// (nil: netguard.Local, which also allows loopback so that a file
+	// served on this machine can be imported).
+	ImportPolicy *netguard.Policy
+	// ImportS3Prefixes are the "bucket/prefix,..." users may import from
+	// (BRIGHTRUN_IMPORT_S3_PREFIXES), read with the SDK's configuration
+	// (AWS_ENDPOINT_URL_S3 and the like).
+	ImportS3Prefixes string
+	// ImportRetryAfter is how long a failed import waits before its next
+	// try (default 5 s, times the tries so far).
+	ImportRetryAfter time.Duration
+	Log              *slog.Logger
 }
 
 // Defaults.
@@ -130,6 +145,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		Addr:             or("BRIGHTRUN_ADDR", DefaultAddr),
 		DataDir:          or("BRIGHTRUN_DATA", DefaultDataDir),
 		DevTokens:        or("BRIGHTRUN_DEV_TOKENS", DefaultDevTokens),
+		ImportS3Prefixes: getenv(awsapp.EnvImportS3Prefixes),
 	}
 }
 
@@ -158,9 +174,14 @@ type Stack struct {
 	Jobs *pipeline.Lifecycle
 	API  *httpapi.Server
 	// Validator runs after every upload, as the validate Lambda does on S3 events.
-	Validator  *ingest.Validator
-	Dispatcher *dispatch.Dispatcher
-	Reconciler *reconcile.Reconciler
+	Validator *ingest.Validator
+	// Importer copies imported datasets, fed by the embedded import
+	// queue as the import Lambda is by SQS, and validates the copy.
+	Importer    *ingest.Importer
+	importQueue pipeline.Queue
+	s3Sources   ingest.S3Sources
+	Dispatcher  *dispatch.Dispatcher
+	Reconciler  *reconcile.Reconciler
 	// Emulator is the embedded RunPod emulator (nil with a real RunPod).
 	Emulator *runpodemu.Emulator
 	gpu      gpuProvider
@@ -242,6 +263,30 @@ func (s *Stack) build() error {
 	default:
 		return fmt.Errorf("BRIGHTRUN_BACKEND %q: want local or aws", s.Config.Backend)
 	}
+	// Imports use an embedded queue on either backend: it is the stack's
+	// own work, as the validation after an upload is.
+	iq, err := local.NewQueue(s.db, "imports", local.QueueOptions{MaxReceives: maxImportAttempts})
+	if err != nil {
+		return err
+	}
+	s.importQueue = iq
+	prefixes, err := pipeline.ParseS3Prefixes(s.Config.ImportS3Prefixes)
+	if err != nil {
+		return fmt.Errorf("%s: %w", awsapp.EnvImportS3Prefixes, err)
+	}
+	if len(prefixes) > 0 {
+		cfg, err := config.LoadDefaultConfig(context.Background())
+		if err != nil {
+			return fmt.Errorf("AWS configuration for S3 imports: %w", err)
+		}
+		client := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = s.Config.Getenv("BRIGHTRUN_S3_PATH_STYLE") == "1" })
+		s.s3Sources = s3blob.Sources{Client: client}
+	}
+	s.Config.API.ImportS3Prefixes = prefixes
+	s.Config.API.ImportPolicy = netguard.Local
+	if s.Config.ImportPolicy != nil {
+		s.Config.API.ImportPolicy = *s.Config.ImportPolicy
+	}
 	cat, err := catalog.FromEnv(s.Config.Getenv)
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
@@ -258,10 +303,14 @@ func (s *Stack) buildServices(gpu services.GPU, publicURL string) error {
 		return err
 	}
 	svc := services.Build(services.Ports{Store: s.Store, Blobs: s.Blobs, Queue: s.Queue, GPU: gpu, Catalog: s.catalog,
-		Auth: s.Tokens, Counter: counter, CallbackSecret: s.callbackSecret, PublicURL: publicURL, Log: s.log},
-		services.Options{API: s.Config.API, MaxDispatchAttempts: 5, Reconcile: s.Config.Reconcile,
+		Auth: s.Tokens, Counter: counter, CallbackSecret: s.callbackSecret, PublicURL: publicURL, S3Sources: s.s3Sources, Log: s.log},
+		services.Options{API: s.Config.API, MaxDispatchAttempts: 5, Reconcile: s.Config.Reconcile, MaxImportAttempts: maxImportAttempts,
 			Fairness: s.Config.Fairness, ReleaseOnEnd: true})
 	s.Jobs, s.API, s.Validator, s.Dispatcher, s.Reconciler = svc.Jobs, svc.API, svc.Validator, svc.Dispatcher, svc.Reconciler
+	// No upload event follows a copy here: the importer validates it.
+	s.Importer = svc.Importer
+	s.Importer.Validate = s.Validator.ValidateObject
+	s.API.Imports = ingest.ImportQueue{Queue: s.importQueue}
 	if s.localBlobs == nil {
 		// S3 (or its emulator) sends the stack no upload event: watch
 		// each new dataset's object instead.
@@ -333,6 +382,7 @@ func (s *Stack) Start() error {
 	}()
 	s.goBackground(s.dispatchLoop)
 	s.goBackground(s.reconcileLoop)
+	s.goBackground(s.importLoop)
 	return nil
 }
 
@@ -411,6 +461,45 @@ func (s *Stack) dispatchLoop(ctx context.Context) {
 			}
 			if err := s.Queue.Delete(ctx, m.Receipt); err != nil {
 				s.log.Error("delete a dispatched message", "message_id", m.ID, "err", err)
+			}
+		}
+	}
+}
+
+// maxImportAttempts is how many tries an import has in the local stack.
+const maxImportAttempts = 3
+
+// importLoop consumes the import queue as the import Lambda's SQS
+// trigger does; a failed import is retried after ImportRetryAfter times
+// its tries so far, and its last try ends the dataset invalid.
+func (s *Stack) importLoop(ctx context.Context) {
+	retry := s.Config.ImportRetryAfter
+	if retry <= 0 {
+		retry = 5 * time.Second
+	}
+	for ctx.Err() == nil {
+		// One import at a time, so a message is not taken twice while its
+		// copy runs, however long; a short visibility has an import cut
+		// short by a restart taken up again soon after it (a delivery
+		// after the import ended finds the dataset no longer importing).
+		msgs, err := s.importQueue.Receive(ctx, 1, 2*time.Minute, time.Second)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("receive from the import queue", "err", err)
+				time.Sleep(time.Second)
+			}
+			continue
+		}
+		for _, m := range msgs {
+			if err := s.Importer.HandleMessage(ctx, m.Body, m.ReceiveCount); err != nil {
+				s.log.Warn("import failed: it will be retried", "message_id", m.ID, "receives", m.ReceiveCount, "err", err)
+				if err := s.importQueue.ChangeVisibility(ctx, m.Receipt, retry*time.Duration(m.ReceiveCount)); err != nil && ctx.Err() == nil {
+					s.log.Error("reschedule a failed import", "message_id", m.ID, "err", err)
+				}
+				continue
+			}
+			if err := s.importQueue.Delete(ctx, m.Receipt); err != nil && ctx.Err() == nil {
+				s.log.Error("delete an import message", "message_id", m.ID, "err", err)
 			}
 		}
 	}

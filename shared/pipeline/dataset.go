@@ -7,14 +7,18 @@ import (
 	"unicode/utf8"
 )
 
-// DatasetStatus is where a dataset is in its life: uploaded, checked, usable.
+// DatasetStatus is where a dataset is in its life: uploaded (or imported),
+// checked, usable.
 type DatasetStatus string
 
 const (
 	DatasetAwaitingUpload DatasetStatus = "awaiting_upload"
-	DatasetValidating     DatasetStatus = "validating"
-	DatasetReady          DatasetStatus = "ready"
-	DatasetInvalid        DatasetStatus = "invalid"
+	// DatasetImporting: the server is copying the file from the dataset's
+	// Source; validation follows as for an upload.
+	DatasetImporting  DatasetStatus = "importing"
+	DatasetValidating DatasetStatus = "validating"
+	DatasetReady      DatasetStatus = "ready"
+	DatasetInvalid    DatasetStatus = "invalid"
 )
 
 // DatasetFormat is the shape of an uploaded file's lines (package dataset
@@ -55,6 +59,9 @@ type Dataset struct {
 	SHA256 string `json:"sha256,omitempty"`
 	// ObjectKey is where the file lives in the blob store.
 	ObjectKey string `json:"object_key"`
+	// Source is where an imported dataset's file was copied from; nil for
+	// an upload.
+	Source *ImportSource `json:"source,omitempty"`
 	// UploadID is the multipart upload in progress, if any.
 	UploadID string `json:"upload_id,omitempty"`
 	// ObjectETag is the ETag of the object validation last ran on, so that a

@@ -58,6 +58,9 @@ type Ports struct {
 	CallbackSecret []byte
 	// PublicURL is the API's base URL as workers and RunPod reach it.
 	PublicURL string
+	// S3Sources reads the buckets users may import from (nil: imports
+	// from S3 are refused).
+	S3Sources ingest.S3Sources
 	Log       *slog.Logger
 	Now       func() time.Time
 }
@@ -79,6 +82,11 @@ type Options struct {
 	// the reconcile schedule does it once a minute).
 	Fairness     *pipeline.Fairness
 	ReleaseOnEnd bool
+	// MaxImportAttempts is how many tries an import has before a
+	// transient failure ends its dataset invalid: the import queue's
+	// maxReceiveCount. The network policy and the allowed S3 prefixes
+	// are API.ImportPolicy and API.ImportS3Prefixes.
+	MaxImportAttempts int
 }
 
 // Services are the pipeline's services over one set of ports.
@@ -89,6 +97,9 @@ type Services struct {
 	Dispatcher *dispatch.Dispatcher // nil without a GPU
 	Reconciler *reconcile.Reconciler
 	Validator  *ingest.Validator // nil without a counter
+	// Importer copies imported datasets from their sources, under the
+	// API's import policy and prefixes (nil without a store or blobs).
+	Importer *ingest.Importer
 }
 
 // Build wires the services over p.
@@ -135,6 +146,12 @@ func Build(p Ports, o Options) *Services {
 	}
 	if p.Counter != nil {
 		s.Validator = &ingest.Validator{Store: p.Store, Blobs: p.Blobs, Counter: p.Counter, Log: log, Now: p.Now}
+	}
+	if p.Store != nil && p.Blobs != nil {
+		// No whole-request timeout: a 5 GiB copy takes minutes; the
+		// caller's context (the Lambda's deadline) bounds it.
+		s.Importer = &ingest.Importer{Store: p.Store, Blobs: p.Blobs, HTTP: o.API.ImportPolicy.Client(0), S3: p.S3Sources,
+			Prefixes: o.API.ImportS3Prefixes, MaxAttempts: o.MaxImportAttempts, Log: log, Now: p.Now}
 	}
 	return s
 }

@@ -7,7 +7,11 @@ stated in the document's prose, with the 400 answer that enforces them:
 - gpu_type and base_model are ids of GET /v1/gpus and GET /v1/models;
 - the model, at the request's max_seq_length, lora_rank and batch, must fit
   the GPU named (or some GPU), within its context length;
-- budget_usd must not be below the lowest estimate.
+- budget_usd must not be below the lowest estimate;
+- an import's source is an https URL (http only to loopback on the local
+  stack) to an address the network policy allows, or s3://bucket/key under
+  a prefix the deployment allows, and a name left out is the source's file
+  name, which must be a valid name.
 
 A request that the schema allows but one of these rules refuses is not a
 drift between the document and the server, so the positive_data_acceptance
@@ -183,9 +187,33 @@ def _budget_below_estimate(case: Any, message: str, details: Any) -> bool:
     )
 
 
+def _refused_source(case: Any, message: str, details: Any) -> bool:
+    body = case.body if isinstance(case.body, dict) else {}
+    if case.path != "/v1/datasets/import" or not isinstance(body.get("source"), str):
+        return False
+    source = body["source"]
+    refused = (
+        message.startswith("source URL refused: ")
+        or message.startswith("source URL: ")
+        or (message.startswith("source ") and ("must be an https URL or s3://bucket/key" in message or "an S3 source is" in message))
+        or message.startswith("source has a space or control character")
+        or message.startswith("source is ") and "a URL may have at most" in message
+        or (message.startswith("source ") and "bucket name" in message)
+        or (message.startswith("source ") and "key has a control character" in message)
+        or message.endswith("is not under a bucket and prefix this deployment imports from")
+    )
+    # A name left out is the source's last path element.
+    unnamed = "name" not in body and message.startswith("name ")
+    return (refused and source not in _IMPORT_SOURCES) or unnamed
+
+
+# The sources schemathesis.toml offers, which the stack accepts.
+_IMPORT_SOURCES = {"https://example.invalid/exports/chats.jsonl", "http://127.0.0.1:9/chats.jsonl"}
+
+
 _RULES = {
     "GET": (_foreign_cursor,),
-    "POST": (_unknown_catalog_id, _does_not_fit, _budget_below_estimate),
+    "POST": (_unknown_catalog_id, _does_not_fit, _budget_below_estimate, _refused_source),
 }
 
 
