@@ -424,7 +424,10 @@ func TestAnotherOwnerCannotSeeChangeOrRedeliverAnEndpoint(t *testing.T) {
 		call func() error
 	}{
 		{"get", func() error { _, err := h.svc.Get(ctx, "bob", ep.ID); return err }},
-		{"update", func() error { _, err := h.svc.Update(ctx, "bob", ep.ID, webhooks.EndpointPatch{Disabled: &disabled}); return err }},
+		{"update", func() error {
+			_, err := h.svc.Update(ctx, "bob", ep.ID, webhooks.EndpointPatch{Disabled: &disabled})
+			return err
+		}},
 		{"rotate", func() error { _, err := h.svc.Rotate(ctx, "bob", ep.ID, nil); return err }},
 		{"list deliveries", func() error { _, _, err := h.svc.Deliveries(ctx, "bob", ep.ID, pipeline.Page{}); return err }},
 		{"get a delivery", func() error { _, err := h.svc.Delivery(ctx, "bob", ep.ID, d.ID); return err }},
