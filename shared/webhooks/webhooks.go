@@ -130,7 +130,8 @@ func (s *Service) schedule() []time.Duration {
 	return DefaultSchedule
 }
 
-// EndpointInput is what a new endpoint is made of.
+// EndpointInput is what a new endpoint is made of; no EventTypes
+// subscribes it to every type there is now.
 type EndpointInput struct {
 	URL         string
 	Description string
@@ -196,6 +197,9 @@ func (s *Service) Create(ctx context.Context, owner string, in EndpointInput) (*
 	}
 	if err := checkDescription(in.Description); err != nil {
 		return nil, err
+	}
+	if len(in.EventTypes) == 0 {
+		in.EventTypes = pipeline.OutboundEventTypes
 	}
 	types, err := eventTypes(in.EventTypes)
 	if err != nil {
@@ -278,6 +282,9 @@ func (s *Service) Update(ctx context.Context, owner, id string, p EndpointPatch)
 	}
 	var types []string
 	if p.EventTypes != nil {
+		if len(*p.EventTypes) == 0 {
+			return nil, pipeline.Errorf(pipeline.EInvalid, "event_types must name at least one type: disable the endpoint to receive none")
+		}
 		var err error
 		if types, err = eventTypes(*p.EventTypes); err != nil {
 			return nil, err
