@@ -29,11 +29,13 @@ import (
 	"github.com/brightrun/brightrun/shared/dynamo"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/ingest"
+	"github.com/brightrun/brightrun/shared/netguard"
 	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpod"
 	"github.com/brightrun/brightrun/shared/s3blob"
 	"github.com/brightrun/brightrun/shared/services"
 	"github.com/brightrun/brightrun/shared/sqsqueue"
+	"github.com/brightrun/brightrun/shared/webhooks"
 )
 
 // The environment variables template.yaml sets.
@@ -51,6 +53,10 @@ const (
 	EnvCallbackMasterARN = "BRIGHTRUN_CALLBACK_MASTER_ARN" // Callbacks
 	EnvCursorKeyARN      = "BRIGHTRUN_CURSOR_KEY_ARN"      // Cursors
 )
+
+// EnvWebhookQueueURL is the webhook queue: outbound events and their
+// deliveries (part Webhooks).
+const EnvWebhookQueueURL = "BRIGHTRUN_WEBHOOK_QUEUE_URL"
 
 // Part is one piece a function needs.
 type Part uint
@@ -75,6 +81,10 @@ const (
 	// worker callback signatures and RunPod webhook tokens derive from it.
 	Callbacks
 	Public // the API's public base URL (the dispatcher writes it into job specs)
+	// Webhooks is the webhook queue (BRIGHTRUN_WEBHOOK_QUEUE_URL): a
+	// function that changes a job or a dataset publishes its events
+	// there, and the webhooks function delivers them.
+	Webhooks
 )
 
 // MinCallbackMasterLen is the shortest callback master secret Load accepts.
@@ -86,6 +96,7 @@ type App struct {
 	Store          *dynamo.Store
 	Blobs          *s3blob.Blobs
 	Queue          *sqsqueue.Queue
+	WebhookQueue   *sqsqueue.Queue
 	GPU            *runpod.Client
 	Catalog        *catalog.Catalog
 	CallbackSecret []byte // nil without Callbacks
@@ -146,7 +157,7 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 		}
 		return v
 	}
-	var table, bucket, queueURL, publicURL, endpoint string
+	var table, bucket, queueURL, webhookQueueURL, publicURL, endpoint string
 	if parts&Store != 0 {
 		table = need(EnvTable)
 	}
@@ -155,6 +166,9 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	}
 	if parts&Queue != 0 {
 		queueURL = need(EnvQueueURL)
+	}
+	if parts&Webhooks != 0 {
+		webhookQueueURL = need(EnvWebhookQueueURL)
 	}
 	if parts&GPU != 0 {
 		endpoint = need(EnvEndpointID)
@@ -217,6 +231,14 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	if parts&Queue != 0 {
 		app.SQS = sqs.NewFromConfig(cfg)
 		if app.Queue, err = sqsqueue.New(app.SQS, sqsqueue.Options{QueueURL: queueURL, DeadLetterURL: getenv(EnvDLQURL)}); err != nil {
+			return nil, err
+		}
+	}
+	if parts&Webhooks != 0 {
+		if app.SQS == nil {
+			app.SQS = sqs.NewFromConfig(cfg)
+		}
+		if app.WebhookQueue, err = sqsqueue.New(app.SQS, sqsqueue.Options{QueueURL: webhookQueueURL}); err != nil {
 			return nil, err
 		}
 	}
@@ -294,6 +316,9 @@ func (a *App) Services(o services.Options) *services.Services {
 	if a.GPU != nil {
 		p.GPU = a.GPU
 	}
+	if a.WebhookQueue != nil {
+		p.WebhookQueue, p.WebhookPolicy = a.WebhookQueue, netguard.Cloud
+	}
 	return services.Build(p, o)
 }
 
@@ -308,6 +333,9 @@ func (a *App) Validator() (*ingest.Validator, error) {
 		return nil, err
 	}
 	p := services.Ports{Store: a.Store, Blobs: a.Blobs, Catalog: a.Catalog, Counter: counter}
+	if a.WebhookQueue != nil {
+		p.WebhookQueue, p.WebhookPolicy = a.WebhookQueue, netguard.Cloud
+	}
 	return services.Build(p, services.Options{}).Validator, nil
 }
 
@@ -315,6 +343,12 @@ func (a *App) Validator() (*ingest.Validator, error) {
 // must equal the queue's redrive maxReceiveCount.
 func (a *App) Dispatcher(maxAttempts int) *dispatch.Dispatcher {
 	return a.Services(services.Options{MaxDispatchAttempts: maxAttempts}).Dispatcher
+}
+
+// Webhooks delivers outbound events (the webhooks function); nil
+// without the Webhooks part.
+func (a *App) Webhooks() *webhooks.Service {
+	return a.Services(services.Options{}).Webhooks
 }
 
 // Reconciler repairs jobs (the reconcile function).

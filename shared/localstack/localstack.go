@@ -28,11 +28,13 @@ import (
 	"github.com/brightrun/brightrun/shared/ingest"
 	"github.com/brightrun/brightrun/shared/local"
 	"github.com/brightrun/brightrun/shared/localworker"
+	"github.com/brightrun/brightrun/shared/netguard"
 	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpod"
 	"github.com/brightrun/brightrun/shared/runpodemu"
 	"github.com/brightrun/brightrun/shared/services"
+	"github.com/brightrun/brightrun/shared/webhooks"
 )
 
 // Config is the local stack's configuration.
@@ -148,6 +150,10 @@ type Stack struct {
 	Validator  *ingest.Validator
 	Dispatcher *dispatch.Dispatcher
 	Reconciler *reconcile.Reconciler
+	// Webhooks delivers outbound events from the webhook queue, as the
+	// webhooks Lambda does (netguard.Local: loopback endpoints allowed).
+	Webhooks     *webhooks.Service
+	WebhookQueue pipeline.Queue
 	// Emulator is the embedded RunPod emulator (nil with a real RunPod).
 	Emulator *runpodemu.Emulator
 	gpu      gpuProvider
@@ -199,11 +205,18 @@ func (s *Stack) build() error {
 	var callbackSecret []byte
 	switch s.Config.Backend {
 	case BackendAWS:
-		app, err := awsapp.Load(context.Background(), s.Config.Getenv, awsapp.Store|awsapp.Cursors|awsapp.Blobs|awsapp.Queue|awsapp.Callbacks)
+		parts := awsapp.Store | awsapp.Cursors | awsapp.Blobs | awsapp.Queue | awsapp.Callbacks
+		if s.Config.Getenv(awsapp.EnvWebhookQueueURL) != "" {
+			parts |= awsapp.Webhooks
+		}
+		app, err := awsapp.Load(context.Background(), s.Config.Getenv, parts)
 		if err != nil {
 			return fmt.Errorf("BRIGHTRUN_BACKEND=aws: %w", err)
 		}
 		s.Store, s.Blobs, s.Queue, callbackSecret = app.Store, app.Blobs, app.Queue, app.CallbackSecret
+		if app.WebhookQueue != nil {
+			s.WebhookQueue = app.WebhookQueue
+		}
 	case "", BackendLocal:
 		store, err := local.NewStore(s.db)
 		if err != nil {
@@ -211,6 +224,11 @@ func (s *Stack) build() error {
 		}
 		queue, err := local.NewQueue(s.db, "jobs", local.QueueOptions{MaxReceives: 5})
 		if err != nil {
+			return err
+		}
+		// A delivery's message is received once per try and per early
+		// wake: 30 covers the schedule's 8 tries with room to spare.
+		if s.WebhookQueue, err = local.NewQueue(s.db, "webhooks", local.QueueOptions{MaxReceives: 30}); err != nil {
 			return err
 		}
 		secret, err := loadSecret(filepath.Join(s.Config.DataDir, "blob-signing.key"))
@@ -245,9 +263,11 @@ func (s *Stack) buildServices(gpu services.GPU, publicURL string) error {
 		return err
 	}
 	svc := services.Build(services.Ports{Store: s.Store, Blobs: s.Blobs, Queue: s.Queue, GPU: gpu, Catalog: s.catalog,
-		Auth: s.Tokens, Counter: counter, CallbackSecret: s.callbackSecret, PublicURL: publicURL, Log: s.log},
+		Auth: s.Tokens, Counter: counter, CallbackSecret: s.callbackSecret, PublicURL: publicURL, Log: s.log,
+		WebhookQueue: s.WebhookQueue, WebhookPolicy: netguard.Local},
 		services.Options{API: s.Config.API, MaxDispatchAttempts: 5, Reconcile: s.Config.Reconcile})
 	s.Jobs, s.API, s.Validator, s.Dispatcher, s.Reconciler = svc.Jobs, svc.API, svc.Validator, svc.Dispatcher, svc.Reconciler
+	s.Webhooks = svc.Webhooks
 	if s.localBlobs == nil {
 		// S3 (or its emulator) sends the stack no upload event: watch
 		// each new dataset's object instead.
@@ -319,8 +339,15 @@ func (s *Stack) Start() error {
 	}()
 	s.goBackground(s.dispatchLoop)
 	s.goBackground(s.reconcileLoop)
+	if s.Webhooks != nil {
+		s.goBackground(func(ctx context.Context) { s.Webhooks.Run(ctx, webhookVisibility) })
+	}
 	return nil
 }
+
+// webhookVisibility hides a webhook message while it is handled: longer
+// than a delivery attempt may take.
+const webhookVisibility = 2 * time.Minute
 
 // EmulatorPath is where the local stack serves the RunPod emulator.
 const EmulatorPath = "/runpod/"

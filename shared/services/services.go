@@ -15,9 +15,11 @@ import (
 	"github.com/brightrun/brightrun/shared/dispatch"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/ingest"
+	"github.com/brightrun/brightrun/shared/netguard"
 	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpod"
+	"github.com/brightrun/brightrun/shared/webhooks"
 )
 
 // Store is what the services need of a store.
@@ -26,6 +28,7 @@ type Store interface {
 	pipeline.JobLog
 	pipeline.JobScanner
 	pipeline.JobEraser
+	pipeline.WebhookStore
 }
 
 // Blobs is what the services need of a blob store.
@@ -57,8 +60,15 @@ type Ports struct {
 	CallbackSecret []byte
 	// PublicURL is the API's base URL as workers and RunPod reach it.
 	PublicURL string
-	Log       *slog.Logger
-	Now       func() time.Time
+	// WebhookQueue carries outbound events and their deliveries to the
+	// owners' webhook endpoints (nil: no webhooks; their routes answer
+	// 503 and no event is published).
+	WebhookQueue pipeline.Queue
+	// WebhookPolicy is where deliveries may go: netguard.Cloud on AWS,
+	// netguard.Local in the local stack.
+	WebhookPolicy netguard.Policy
+	Log           *slog.Logger
+	Now           func() time.Time
 }
 
 // Options tune the services; zero values take their defaults.
@@ -80,6 +90,9 @@ type Services struct {
 	Dispatcher *dispatch.Dispatcher // nil without a GPU
 	Reconciler *reconcile.Reconciler
 	Validator  *ingest.Validator // nil without a counter
+	// Webhooks registers endpoints, publishes events and delivers them
+	// (nil without a webhook queue).
+	Webhooks *webhooks.Service
 }
 
 // Build wires the services over p.
@@ -99,8 +112,12 @@ func Build(p Ports, o Options) *Services {
 		jobs.Runs = runCanceller{p.GPU}
 	}
 	s := &Services{Jobs: jobs}
+	if p.WebhookQueue != nil && p.Store != nil {
+		s.Webhooks = &webhooks.Service{Store: p.Store, Queue: p.WebhookQueue, Policy: p.WebhookPolicy, Log: log, Now: p.Now}
+		jobs.Events = s.Webhooks
+	}
 	s.API = &httpapi.Server{Store: p.Store, Blobs: p.Blobs, Auth: p.Auth, JobLog: jobs.JobLog, Jobs: jobs, Catalog: p.Catalog,
-		CallbackSecret: p.CallbackSecret, Log: log, Now: p.Now, Config: o.API}
+		CallbackSecret: p.CallbackSecret, Webhooks: s.Webhooks, Log: log, Now: p.Now, Config: o.API}
 	rc := o.Reconcile
 	s.Reconciler = &reconcile.Reconciler{Jobs: jobs, Scanner: p.Store, StaleAfter: rc.StaleAfter, CheckEvery: rc.CheckEvery,
 		EnqueueGrace: rc.EnqueueGrace, RequeueAfter: rc.RequeueAfter, MaxRequeues: rc.MaxRequeues, MaxRetries: rc.MaxRetries, Log: log, Now: p.Now}
@@ -112,6 +129,9 @@ func Build(p Ports, o Options) *Services {
 	}
 	if p.Counter != nil {
 		s.Validator = &ingest.Validator{Store: p.Store, Blobs: p.Blobs, Counter: p.Counter, Log: log, Now: p.Now}
+		if s.Webhooks != nil {
+			s.Validator.Events = s.Webhooks
+		}
 	}
 	return s
 }
