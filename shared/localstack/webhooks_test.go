@@ -194,7 +194,9 @@ func TestTheWebhookAPIRefusesADisallowedURLAndAnUnknownEventType(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			if status := call(t, "POST", s.URL()+"/v1/webhooks", tt.body, &e); status != 400 || e.Error.Code != "invalid" || e.Error.Message == "" {
 				t.Errorf("POST /v1/webhooks %s = %d %+v, want 400 invalid with a message", tt.body, status, e)
 			}
