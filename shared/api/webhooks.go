@@ -90,11 +90,11 @@ type WebhookDeliveryList struct {
 }
 
 // CreateWebhookRequest registers an endpoint. EventTypes left out
-// subscribes to every type.
+// subscribes to every type; an empty list is refused.
 type CreateWebhookRequest struct {
-	URL         string   `json:"url"`
-	Description string   `json:"description,omitempty"`
-	EventTypes  []string `json:"event_types,omitempty"`
+	URL         string    `json:"url"`
+	Description string    `json:"description,omitempty"`
+	EventTypes  *[]string `json:"event_types,omitempty"`
 }
 
 // UpdateWebhookRequest changes the fields it sets.

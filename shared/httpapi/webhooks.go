@@ -30,7 +30,14 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, owner str
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	e, err := svc.Create(r.Context(), owner, webhooks.EndpointInput{URL: req.URL, Description: req.Description, EventTypes: req.EventTypes})
+	in := webhooks.EndpointInput{URL: req.URL, Description: req.Description}
+	if req.EventTypes != nil {
+		if len(*req.EventTypes) == 0 {
+			return pipeline.Errorf(pipeline.EInvalid, "event_types must name at least one type; leave it out for every type")
+		}
+		in.EventTypes = *req.EventTypes
+	}
+	e, err := svc.Create(r.Context(), owner, in)
 	if err != nil {
 		return err
 	}

@@ -84,9 +84,11 @@ const (
 	DefaultTimeout = 15 * time.Second
 	// MaxEndpoints is how many endpoints an owner may register.
 	MaxEndpoints = 20
-	// MaxURLBytes and MaxDescriptionBytes bound an endpoint's fields.
-	MaxURLBytes         = 2048
-	MaxDescriptionBytes = 512
+	// MaxURLChars, MaxDescriptionChars and MaxEventTypes bound an
+	// endpoint's fields.
+	MaxURLChars         = 2048
+	MaxDescriptionChars = 512
+	MaxEventTypes       = 16
 	// secretBytes is the size of a signing key (Standard Webhooks: 24 to 64).
 	secretBytes = 32
 )
@@ -157,8 +159,8 @@ func NewSecret() (string, error) {
 }
 
 func (s *Service) checkURL(raw string) error {
-	if len(raw) > MaxURLBytes {
-		return pipeline.Errorf(pipeline.EInvalid, "url must be at most %d bytes", MaxURLBytes)
+	if utf8.RuneCountInString(raw) > MaxURLChars {
+		return pipeline.Errorf(pipeline.EInvalid, "url must be at most %d characters", MaxURLChars)
 	}
 	if _, err := s.Policy.CheckURL(raw); err != nil {
 		return &pipeline.Error{Code: pipeline.EInvalid, Message: "url is not allowed as a webhook endpoint: " + err.Error(),
@@ -168,14 +170,17 @@ func (s *Service) checkURL(raw string) error {
 }
 
 func checkDescription(d string) error {
-	if len(d) > MaxDescriptionBytes || !utf8.ValidString(d) {
-		return pipeline.Errorf(pipeline.EInvalid, "description must be valid UTF-8 of at most %d bytes", MaxDescriptionBytes)
+	if !utf8.ValidString(d) || utf8.RuneCountInString(d) > MaxDescriptionChars {
+		return pipeline.Errorf(pipeline.EInvalid, "description must be valid UTF-8 of at most %d characters", MaxDescriptionChars)
 	}
 	return nil
 }
 
 // eventTypes checks and sorts a subscription, without repeats.
 func eventTypes(types []string) ([]string, error) {
+	if len(types) > MaxEventTypes {
+		return nil, pipeline.Errorf(pipeline.EInvalid, "event_types may list at most %d types", MaxEventTypes)
+	}
 	out := make([]string, 0, len(types))
 	for _, t := range types {
 		if !pipeline.ValidEventType(t) {

@@ -358,7 +358,7 @@ func TestDisallowedEndpointURLsAreRefusedWhenRegistered(t *testing.T) {
 		{"no host", netguard.Cloud, "https:///path"},
 		{"not a URL", netguard.Cloud, "://nope"},
 		{"a private address locally", netguard.Local, "http://192.168.1.10/hook"},
-		{"a very long URL", netguard.Cloud, "https://hooks.example.com/" + strings.Repeat("a", webhooks.MaxURLBytes)},
+		{"a very long URL", netguard.Cloud, "https://hooks.example.com/" + strings.Repeat("a", webhooks.MaxURLChars)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
