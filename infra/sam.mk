@@ -12,7 +12,7 @@ sam_default_goal := $(.DEFAULT_GOAL)
 SAM_GO_BUILD = GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(ARTIFACTS_DIR)/bootstrap
 
 .PHONY: sam-artifacts-dir build-UploadsFunction build-ValidateFunction build-EstimateFunction \
-	build-JobsFunction build-DispatchFunction build-WebhookFunction build-ReconcileFunction
+	build-JobsFunction build-DispatchFunction build-WebhookFunction build-ReconcileFunction build-DeliverFunction
 
 sam-artifacts-dir:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: sam build runs these targets" >&2; exit 1; }
@@ -37,5 +37,8 @@ build-WebhookFunction: sam-artifacts-dir
 
 build-ReconcileFunction: sam-artifacts-dir
 	$(SAM_GO_BUILD) ./functions/reconcile
+
+build-DeliverFunction: sam-artifacts-dir
+	$(SAM_GO_BUILD) ./functions/deliver
 
 .DEFAULT_GOAL := $(sam_default_goal)
