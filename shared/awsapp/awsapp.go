@@ -83,7 +83,7 @@ const (
 	Public // the API's public base URL (the dispatcher writes it into job specs)
 	// Webhooks is the webhook queue (BRIGHTRUN_WEBHOOK_QUEUE_URL): a
 	// function that changes a job or a dataset publishes its events
-	// there, and the webhooks function delivers them.
+	// there, and the deliver function delivers them.
 	Webhooks
 )
 
@@ -345,7 +345,7 @@ func (a *App) Dispatcher(maxAttempts int) *dispatch.Dispatcher {
 	return a.Services(services.Options{MaxDispatchAttempts: maxAttempts}).Dispatcher
 }
 
-// Webhooks delivers outbound events (the webhooks function); nil
+// Webhooks delivers outbound events (the deliver function); nil
 // without the Webhooks part.
 func (a *App) Webhooks() *webhooks.Service {
 	return a.Services(services.Options{}).Webhooks

@@ -151,7 +151,7 @@ type Stack struct {
 	Dispatcher *dispatch.Dispatcher
 	Reconciler *reconcile.Reconciler
 	// Webhooks delivers outbound events from the webhook queue, as the
-	// webhooks Lambda does (netguard.Local: loopback endpoints allowed).
+	// deliver Lambda does (netguard.Local: loopback endpoints allowed).
 	Webhooks     *webhooks.Service
 	WebhookQueue pipeline.Queue
 	// Emulator is the embedded RunPod emulator (nil with a real RunPod).

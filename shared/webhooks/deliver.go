@@ -231,7 +231,7 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// Run consumes the webhook queue until ctx ends, as the webhooks Lambda's
+// Run consumes the webhook queue until ctx ends, as the deliver Lambda's
 // SQS trigger does (the local stack's loop).
 func (s *Service) Run(ctx context.Context, visibility time.Duration) {
 	s.client()
@@ -290,7 +290,7 @@ func (s *Service) handleBatch(ctx context.Context, msgs []pipeline.Delivery) {
 	wg.Wait()
 }
 
-// HandleSQSEvent is the webhooks Lambda's handler. A message whose next
+// HandleSQSEvent is the deliver Lambda's handler. A message whose next
 // try is not due is hidden until then (ChangeMessageVisibility) and
 // reported as a batch item failure, so that Lambda keeps it; a failed one
 // is reported too, and comes back after the queue's visibility timeout.
