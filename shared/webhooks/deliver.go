@@ -216,11 +216,13 @@ func (s *Service) attempt(ctx context.Context, e *pipeline.WebhookEndpoint, d *p
 	return a, retry
 }
 
+// client is Client, or the policy's guarded client made once.
 func (s *Service) client() *http.Client {
-	if s.Client != nil {
-		return s.Client
-	}
-	s.Client = s.Policy.Client(DefaultTimeout) // set once, before the consumer starts (Run, HandleSQSEvent)
+	s.clientOnce.Do(func() {
+		if s.Client == nil {
+			s.Client = s.Policy.Client(DefaultTimeout)
+		}
+	})
 	return s.Client
 }
 
@@ -234,7 +236,6 @@ func truncate(s string, n int) string {
 // Run consumes the webhook queue until ctx ends, as the deliver Lambda's
 // SQS trigger does (the local stack's loop).
 func (s *Service) Run(ctx context.Context, visibility time.Duration) {
-	s.client()
 	for ctx.Err() == nil {
 		msgs, err := s.Queue.Receive(ctx, 10, visibility, time.Second)
 		if err != nil {
@@ -251,7 +252,6 @@ func (s *Service) Run(ctx context.Context, visibility time.Duration) {
 // Drain handles the messages visible now, until none is left; tests call
 // it after moving their clock.
 func (s *Service) Drain(ctx context.Context, visibility time.Duration) error {
-	s.client()
 	for {
 		msgs, err := s.Queue.Receive(ctx, 10, visibility, 0)
 		if err != nil {
@@ -295,7 +295,6 @@ func (s *Service) handleBatch(ctx context.Context, msgs []pipeline.Delivery) {
 // reported as a batch item failure, so that Lambda keeps it; a failed one
 // is reported too, and comes back after the queue's visibility timeout.
 func (s *Service) HandleSQSEvent(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-	s.client()
 	var (
 		resp events.SQSEventResponse
 		mu   sync.Mutex

@@ -47,6 +47,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -82,6 +83,9 @@ const (
 	MaxHide = 11*time.Hour + 30*time.Minute
 	// DefaultTimeout bounds one delivery attempt.
 	DefaultTimeout = 15 * time.Second
+	// PublishTimeout bounds Publish, so that a slow queue cannot hold up
+	// the transition that published (the event is lost instead, logged).
+	PublishTimeout = 5 * time.Second
 	// MaxEndpoints is how many endpoints an owner may register.
 	MaxEndpoints = 20
 	// MaxURLChars, MaxDescriptionChars and MaxEventTypes bound an
@@ -107,6 +111,8 @@ type Service struct {
 	Schedule []time.Duration
 	Log      *slog.Logger
 	Now      func() time.Time
+
+	clientOnce sync.Once
 }
 
 var _ pipeline.EventPublisher = (*Service)(nil)
@@ -412,8 +418,11 @@ func Payload(e pipeline.OutboundEvent) ([]byte, error) {
 	}{e.Type, e.Time.UTC(), data})
 }
 
-// Publish queues e for the owner's endpoints: one message, no store read.
+// Publish queues e for the owner's endpoints: one message, no store
+// read, within PublishTimeout.
 func (s *Service) Publish(ctx context.Context, e pipeline.OutboundEvent) error {
+	ctx, cancel := context.WithTimeout(ctx, PublishTimeout)
+	defer cancel()
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
