@@ -76,6 +76,8 @@ type stack struct {
 	users  map[string]iamUser     // by logical id
 	hosts  map[string]*lambdaHost // the functions, with their own credentials
 	queue  sqsqueue.Options
+	hooks  string // the webhook queue's URL
+	table  string
 	bucket string
 	// sources is the bucket users may import from (its exports/ prefix:
 	// the ImportS3Prefixes parameter).
@@ -166,8 +168,14 @@ func deployStack(t *testing.T) *stack {
 		t.Fatalf("create the import queues: %v", err)
 	}
 	s.importQueue = iqs.QueueURL
+	hooks, err := sqsqueue.CreateQueues(ctx, sqsClient, "brightrun-proof-WebhookQueue-"+randomHex(4), 30)
+	if err != nil {
+		t.Fatalf("create the webhook queues: %v", err)
+	}
+	s.hooks, s.table = hooks.QueueURL, table
 	for id, u := range map[string]string{"JobsQueue": s.queue.QueueURL, "JobsDeadLetterQueue": s.queue.DeadLetterURL, "ValidateDeadLetterQueue": *vdlq.QueueUrl,
-		"ImportQueue": iqs.QueueURL, "ImportDeadLetterQueue": iqs.DeadLetterURL} {
+		"ImportQueue": iqs.QueueURL, "ImportDeadLetterQueue": iqs.DeadLetterURL,
+		"WebhookQueue": hooks.QueueURL, "WebhookDeadLetterQueue": hooks.DeadLetterURL} {
 		name := u[strings.LastIndex(u, "/")+1:]
 		s.scope.Refs[id] = u
 		s.scope.Attrs[id] = map[string]string{"Arn": fmt.Sprintf("arn:aws:sqs:%s:%s:%s", proofAccount.Region, proofAccount.ID, name), "QueueName": name}
@@ -663,6 +671,12 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A webhook endpoint (jobs), to which every event below is fanned
+	// out and tried (deliver): its host never resolves, so each try fails
+	// and waits for the next, hidden in the webhook queue.
+	var hook struct{ ID, Secret string }
+	s.expect(201, "POST", "/v1/webhooks", alice, `{"url":"https://hooks.example.invalid/brightrun","description":"proof"}`, &hook)
+
 	// A dataset: uploads hands out the URL, the browser uploads, S3
 	// notifies validate.
 	var ds created
@@ -860,6 +874,13 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 	s.expect(409, "DELETE", "/v1/datasets/"+ds.Dataset.ID, alice, "", nil)
 	s.expect(200, "POST", "/v1/jobs/"+second.ID+"/cancel", alice, "", nil)
 
+	// A job whose dataset is no longer ready when dispatch claims it: it
+	// fails at once (and dispatch publishes job.failed).
+	s.dispatchFails(ctx, ds.Dataset.ID, jobBody)
+	// A running job over its budget, on a run RunPod does not know:
+	// reconciliation cancels it and publishes job.budget_exceeded.
+	s.overBudgetJob(ctx, alice)
+
 	// Reconciliation's pass.
 	if res, err := s.hosts["ReconcileFunction"].invoke(map[string]any{"version": "0", "id": "proof", "detail-type": "Scheduled Event",
 		"source": "aws.events", "time": time.Now().UTC().Format(time.RFC3339), "detail": map[string]any{}}); err != nil || res.err != "" {
@@ -884,6 +905,10 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 	}
 
 	s.expect(204, "DELETE", "/v1/datasets/"+lost.Dataset.ID, alice, "", nil)
+
+	// Every event published above, delivered by deliver: fanned out to the
+	// endpoint, tried, and hidden until its next try.
+	s.deliverWebhooks(ctx, hook.ID)
 
 	s.probes(ctx, job.ID)
 	s.neighbours(ds.Dataset.ID, job.ID, jobBody)
@@ -1289,4 +1314,118 @@ func (s *stack) secretReaders(t *testing.T) {
 			}
 		}
 	}
+}
+
+// admin is the store with the emulator's own credentials: the proof sets
+// up states no API call makes.
+func (s *stack) admin() *dynamo.Store {
+	st, err := dynamo.New(dynamodb.NewFromConfig(s.moto.Config), dynamo.Options{Table: s.table, CursorKey: bytes.Repeat([]byte("k"), dynamo.MinCursorKeyLen)})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return st
+}
+
+// dispatchFails creates a job on datasetID, makes the dataset validate
+// again behind the functions' backs while the job waits in the queue, has
+// dispatch fail it, and makes the dataset ready again.
+func (s *stack) dispatchFails(ctx context.Context, datasetID, jobBody string) {
+	t := s.t
+	var j jobView
+	s.expect(201, "POST", "/v1/jobs", "alice", jobBody, &j)
+	admin := s.admin()
+	set := func(st pipeline.DatasetStatus) {
+		if _, err := pipeline.UpdateDataset(ctx, admin, "alice", datasetID, func(d *pipeline.Dataset) error { d.Status = st; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(pipeline.DatasetValidating)
+	defer set(pipeline.DatasetReady)
+	s.deliver(ctx)
+	s.expect(200, "GET", "/v1/jobs/"+j.ID, "alice", "", &j)
+	if j.Status != "failed" {
+		t.Errorf("a job whose dataset is validating again ended %s at dispatch, want failed", j.Status)
+	}
+}
+
+// overBudgetJob stores a running job of owner that has spent more than
+// its budget on a run RunPod does not know.
+func (s *stack) overBudgetJob(ctx context.Context, owner string) {
+	now := time.Now().UTC()
+	started := now.Add(-time.Hour)
+	budget := 1.0
+	j := &pipeline.Job{ID: pipeline.NewID("job", now), Owner: owner, DatasetID: "ds_gone", BaseModel: "m", GPUType: "g", Preset: "fast",
+		Status: pipeline.JobRunning, Attempt: 1, RunPodID: "rp-proof-over-budget", StartedAt: &started, BudgetUSD: &budget,
+		Estimate: &pipeline.JobEstimate{PriceUSDPerSecond: 0.01}, CreatedAt: started, UpdatedAt: started}
+	if err := s.admin().CreateJob(ctx, j); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// deliverWebhooks hands the webhook queue to deliver, as Lambda's event
+// source would, until no message is visible; it deletes the messages
+// deliver did not report as failed (a failed one was hidden until its next
+// try). Then the endpoint's delivery log shows the tries.
+func (s *stack) deliverWebhooks(ctx context.Context, endpointID string) {
+	t := s.t
+	client := sqs.NewFromConfig(s.moto.Config)
+	handled := 0
+	for round := 0; round < 20; round++ {
+		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(s.hooks), MaxNumberOfMessages: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			break
+		}
+		var ev events.SQSEvent
+		for _, m := range out.Messages {
+			ev.Records = append(ev.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle),
+				Body: aws.ToString(m.Body), EventSource: "aws:sqs", EventSourceARN: s.scope.Attrs["WebhookQueue"]["Arn"], AWSRegion: awstest.Region})
+		}
+		res, err := s.hosts["DeliverFunction"].invoke(ev)
+		if err != nil || res.err != "" {
+			t.Fatalf("deliver = %v %s", err, res.err)
+		}
+		var answer events.SQSEventResponse
+		_ = json.Unmarshal(res.body, &answer)
+		failed := map[string]bool{}
+		for _, f := range answer.BatchItemFailures {
+			failed[f.ItemIdentifier] = true
+		}
+		for _, m := range out.Messages {
+			if !failed[aws.ToString(m.MessageId)] {
+				_, _ = client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(s.hooks), ReceiptHandle: m.ReceiptHandle})
+			}
+		}
+		handled += len(out.Messages)
+	}
+	var log struct {
+		Deliveries []struct {
+			ID, Status   string
+			EventType    string `json:"event_type"`
+			AttemptCount int    `json:"attempt_count"`
+			Attempts     []struct{ Error string }
+		}
+	}
+	s.expect(200, "GET", "/v1/webhooks/"+endpointID+"/deliveries?limit=100", "alice", "", &log)
+	types := map[string]bool{}
+	for _, d := range log.Deliveries {
+		types[d.EventType] = true
+		if d.Status != "pending" || d.AttemptCount != 1 || len(d.Attempts) != 1 || d.Attempts[0].Error == "" {
+			t.Errorf("delivery %+v, want pending after one failed try", d)
+		}
+	}
+	for _, typ := range []string{pipeline.EventDatasetReady, pipeline.EventJobRunning, pipeline.EventJobCompleted, pipeline.EventJobFailed,
+		pipeline.EventJobCancelled, pipeline.EventJobBudgetExceeded} {
+		if !types[typ] {
+			t.Errorf("no %s delivery among %d (%d messages handled); deliver's log:\n%s", typ, len(log.Deliveries), handled, s.hosts["DeliverFunction"].logs)
+		}
+	}
+	if len(log.Deliveries) > 0 {
+		s.expect(202, "POST", "/v1/webhooks/"+endpointID+"/deliveries/"+log.Deliveries[0].ID+"/redeliver", "alice", "", nil)
+	}
+	s.expect(200, "POST", "/v1/webhooks/"+endpointID+"/rotate", "alice", "", nil)
+	s.expect(200, "PATCH", "/v1/webhooks/"+endpointID, "alice", `{"disabled":true}`, nil)
+	s.expect(204, "DELETE", "/v1/webhooks/"+endpointID, "alice", "", nil)
 }

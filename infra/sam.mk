@@ -13,7 +13,7 @@ SAM_GO_BUILD = GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.no
 
 .PHONY: sam-artifacts-dir build-UploadsFunction build-ValidateFunction build-EstimateFunction \
 	build-JobsFunction build-DispatchFunction build-WebhookFunction build-ReconcileFunction \
-	build-ImportsFunction
+	build-ImportsFunction build-DeliverFunction
 
 sam-artifacts-dir:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: sam build runs these targets" >&2; exit 1; }
@@ -41,5 +41,8 @@ build-WebhookFunction: sam-artifacts-dir
 
 build-ReconcileFunction: sam-artifacts-dir
 	$(SAM_GO_BUILD) ./functions/reconcile
+
+build-DeliverFunction: sam-artifacts-dir
+	$(SAM_GO_BUILD) ./functions/deliver
 
 .DEFAULT_GOAL := $(sam_default_goal)

@@ -221,6 +221,7 @@ func functionFolders(t testing.TB) []string {
 var partNames = map[string]awsapp.Part{
 	"Store": awsapp.Store, "Cursors": awsapp.Cursors, "Blobs": awsapp.Blobs, "Queue": awsapp.Queue, "GPU": awsapp.GPU,
 	"Callbacks": awsapp.Callbacks, "Public": awsapp.Public, "Imports": awsapp.Imports, "ImportSources": awsapp.ImportSources,
+	"Webhooks": awsapp.Webhooks,
 }
 
 // mainGo is what a function's main.go asks for: the awsapp parts it loads
@@ -591,6 +592,7 @@ var envValues = map[string]func(m *tmpl, t *testing.T, fn, v string) bool{
 	},
 	"BRIGHTRUN_QUEUE_URL":             func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref JobsQueue" },
 	"BRIGHTRUN_DEAD_LETTER_URL":       func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref JobsDeadLetterQueue" },
+	"BRIGHTRUN_WEBHOOK_QUEUE_URL":     func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref WebhookQueue" },
 	"RUNPOD_ENDPOINT_ID":              func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref RunPodEndpointId" },
 	"BRIGHTRUN_RUNPOD_URL":            func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref RunPodApiUrl" },
 	"BRIGHTRUN_MAX_DISPATCH_ATTEMPTS": func(_ *tmpl, _ *testing.T, _, v string) bool { return v == "!Ref MaxDispatchAttempts" },

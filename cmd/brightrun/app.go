@@ -60,6 +60,7 @@ Every command takes --json for scripts.`,
 		a.datasetsCommand(),
 		a.estimateCommand(),
 		a.jobsCommand(),
+		a.webhooksCommand(),
 		a.presetsCommand(),
 		a.gpusCommand(),
 	)

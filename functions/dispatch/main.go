@@ -23,7 +23,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	app, err := awsapp.Load(ctx, os.Getenv, awsapp.Store|awsapp.Blobs|awsapp.GPU|awsapp.Callbacks|awsapp.Public)
+	app, err := awsapp.Load(ctx, os.Getenv, awsapp.Store|awsapp.Blobs|awsapp.GPU|awsapp.Callbacks|awsapp.Public|awsapp.Webhooks)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	app, err := awsapp.Load(ctx, os.Getenv, awsapp.Store|awsapp.Cursors|awsapp.Blobs|awsapp.Queue|awsapp.GPU)
+	app, err := awsapp.Load(ctx, os.Getenv, awsapp.Store|awsapp.Cursors|awsapp.Blobs|awsapp.Queue|awsapp.GPU|awsapp.Webhooks)
 	if err != nil {
 		return err
 	}

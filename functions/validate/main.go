@@ -24,7 +24,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	app, err := awsapp.Load(ctx, os.Getenv, awsapp.Store|awsapp.Blobs)
+	app, err := awsapp.Load(ctx, os.Getenv, awsapp.Store|awsapp.Blobs|awsapp.Webhooks)
 	if err != nil {
 		return err
 	}

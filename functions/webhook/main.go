@@ -22,7 +22,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	app, err := awsapp.Load(ctx, os.Getenv, awsapp.Store|awsapp.Blobs|awsapp.GPU|awsapp.Callbacks)
+	app, err := awsapp.Load(ctx, os.Getenv, awsapp.Store|awsapp.Blobs|awsapp.GPU|awsapp.Callbacks|awsapp.Webhooks)
 	if err != nil {
 		return err
 	}

@@ -29,12 +29,14 @@ import (
 	"github.com/brightrun/brightrun/shared/dynamo"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/ingest"
+	"github.com/brightrun/brightrun/shared/netguard"
 	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpod"
 	"github.com/brightrun/brightrun/shared/s3blob"
 	"github.com/brightrun/brightrun/shared/services"
 	"github.com/brightrun/brightrun/shared/sqsqueue"
+	"github.com/brightrun/brightrun/shared/webhooks"
 )
 
 // The environment variables template.yaml sets.
@@ -56,6 +58,10 @@ const (
 	EnvImportQueueURL   = "BRIGHTRUN_IMPORT_QUEUE_URL"
 	EnvImportS3Prefixes = "BRIGHTRUN_IMPORT_S3_PREFIXES"
 )
+
+// EnvWebhookQueueURL is the webhook queue: outbound events and their
+// deliveries (part Webhooks).
+const EnvWebhookQueueURL = "BRIGHTRUN_WEBHOOK_QUEUE_URL"
 
 // Part is one piece a function needs.
 type Part uint
@@ -87,6 +93,10 @@ const (
 	// (BRIGHTRUN_IMPORT_S3_PREFIXES; empty: none), read through the S3
 	// client when Blobs is asked for too (the import function).
 	ImportSources
+	// Webhooks is the webhook queue (BRIGHTRUN_WEBHOOK_QUEUE_URL): a
+	// function that changes a job or a dataset publishes its events
+	// there, and the deliver function delivers them.
+	Webhooks
 )
 
 // MinCallbackMasterLen is the shortest callback master secret Load accepts.
@@ -98,6 +108,7 @@ type App struct {
 	Store          *dynamo.Store
 	Blobs          *s3blob.Blobs
 	Queue          *sqsqueue.Queue
+	WebhookQueue   *sqsqueue.Queue
 	GPU            *runpod.Client
 	Catalog        *catalog.Catalog
 	CallbackSecret []byte // nil without Callbacks
@@ -165,7 +176,7 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 		}
 		return v
 	}
-	var table, bucket, queueURL, publicURL, endpoint, importQueueURL string
+	var table, bucket, queueURL, webhookQueueURL, publicURL, endpoint, importQueueURL string
 	if parts&Store != 0 {
 		table = need(EnvTable)
 	}
@@ -174,6 +185,9 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 	}
 	if parts&Queue != 0 {
 		queueURL = need(EnvQueueURL)
+	}
+	if parts&Webhooks != 0 {
+		webhookQueueURL = need(EnvWebhookQueueURL)
 	}
 	if parts&GPU != 0 {
 		endpoint = need(EnvEndpointID)
@@ -260,6 +274,14 @@ func Load(ctx context.Context, getenv func(string) string, parts Part) (*App, er
 			return nil, err
 		}
 	}
+	if parts&Webhooks != 0 {
+		if app.SQS == nil {
+			app.SQS = sqs.NewFromConfig(cfg)
+		}
+		if app.WebhookQueue, err = sqsqueue.New(app.SQS, sqsqueue.Options{QueueURL: webhookQueueURL}); err != nil {
+			return nil, err
+		}
+	}
 	if parts&GPU != 0 {
 		if app.GPU, err = runpod.New(getenv(EnvRunPodURL), endpoint, values[GPU], runpod.WithLogger(slog.Default())); err != nil {
 			return nil, err
@@ -337,6 +359,9 @@ func (a *App) Services(o services.Options) *services.Services {
 	if a.S3 != nil {
 		p.S3Sources = s3blob.Sources{Client: a.S3}
 	}
+	if a.WebhookQueue != nil {
+		p.WebhookQueue, p.WebhookPolicy = a.WebhookQueue, netguard.Cloud
+	}
 	o.API.ImportS3Prefixes = a.ImportS3Prefixes // the cloud's network policy: netguard.Cloud, the zero value
 	svc := services.Build(p, o)
 	if a.ImportQueue != nil {
@@ -356,6 +381,9 @@ func (a *App) Validator() (*ingest.Validator, error) {
 		return nil, err
 	}
 	p := services.Ports{Store: a.Store, Blobs: a.Blobs, Catalog: a.Catalog, Counter: counter}
+	if a.WebhookQueue != nil {
+		p.WebhookQueue, p.WebhookPolicy = a.WebhookQueue, netguard.Cloud
+	}
 	return services.Build(p, services.Options{}).Validator, nil
 }
 
@@ -370,6 +398,12 @@ func (a *App) Dispatcher(maxAttempts int) *dispatch.Dispatcher {
 // must equal the import queue's redrive maxReceiveCount.
 func (a *App) Importer(maxAttempts int) *ingest.Importer {
 	return a.Services(services.Options{MaxImportAttempts: maxAttempts}).Importer
+}
+
+// Webhooks delivers outbound events (the deliver function); nil
+// without the Webhooks part.
+func (a *App) Webhooks() *webhooks.Service {
+	return a.Services(services.Options{}).Webhooks
 }
 
 // Reconciler repairs jobs (the reconcile function).

@@ -16,7 +16,9 @@ import (
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/local"
+	"github.com/brightrun/brightrun/shared/netguard"
 	"github.com/brightrun/brightrun/shared/pipeline"
+	"github.com/brightrun/brightrun/shared/webhooks"
 )
 
 // testAPI is the API over real local adapters, served by httptest, with
@@ -53,7 +55,13 @@ func newTestAPI(t *testing.T, cfg httpapi.Config) *testAPI {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	jobs := &pipeline.Lifecycle{Store: store, JobLog: store, Queue: queue, Objects: blobs, Log: log}
-	api := &httpapi.Server{Store: store, Blobs: blobs, Auth: tokens, Config: cfg, JobLog: store, Jobs: jobs, Catalog: catalog.Default(), Log: log}
+	hooksQueue, err := local.NewQueue(db, "webhooks", local.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks := &webhooks.Service{Store: store, Queue: hooksQueue, Policy: netguard.Local, Log: log}
+	api := &httpapi.Server{Store: store, Blobs: blobs, Auth: tokens, Config: cfg, JobLog: store, Jobs: jobs, Catalog: catalog.Default(), Log: log,
+		Webhooks: hooks}
 	mux := http.NewServeMux()
 	mux.Handle(local.BlobsPath, blobs)
 	mux.Handle("/", api.Handler())

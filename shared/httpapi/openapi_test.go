@@ -724,6 +724,8 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 		t.Errorf("cancelling a completed job made it %s, want it left completed", v.Status)
 	}
 
+	c.webhookExchanges()
+
 	// RunPod's completion webhook.
 	runpod := func(token string, status int, badRequest bool) api.CallbackAnswer {
 		var ans api.CallbackAnswer
@@ -796,4 +798,86 @@ func TestOpenAPINamePatternIsValidateName(t *testing.T) {
 	for _, name := range []string{"", " ", "   ", " a ", "a b", "\u00a0", strings.Repeat("x", 200), strings.Repeat("x", 201), strings.Repeat("é", 200)} {
 		check(name)
 	}
+}
+
+// webhookExchanges drives every webhook operation: an endpoint registered,
+// changed, rotated, a delivery made, listed and redelivered, and what
+// another owner and bad requests get.
+func (c *contractTest) webhookExchanges() {
+	c.Helper()
+	type x = exchange
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer recv.Close()
+	svc := c.api.Webhooks
+
+	var ep api.WebhookEndpointSecret
+	c.do(x{method: "POST", path: "/v1/webhooks", token: "alice-token", status: 201,
+		body: fmt.Sprintf(`{"url":%q,"description":"CI trigger","event_types":["job.completed","job.failed"]}`, recv.URL+"/hook")}, &ep)
+	if !strings.HasPrefix(ep.Secret, "whsec_") || len(ep.EventTypes) != 2 {
+		c.Fatalf("created endpoint = %+v, want its whsec_ secret and 2 event types", ep)
+	}
+	c.do(x{method: "POST", path: "/v1/webhooks", token: "alice-token", body: `{"url":"https://10.0.0.1/hook"}`, status: 400}, nil)
+	c.do(x{method: "POST", path: "/v1/webhooks", token: "alice-token", body: `{"url":"https://hooks.example.com/","event_types":[]}`, status: 400, badRequest: true}, nil)
+	c.do(x{method: "POST", path: "/v1/webhooks", token: "alice-token", body: `{"url":"https://hooks.example.com/","event_types":["job.exploded"]}`, status: 400, badRequest: true}, nil)
+	c.do(x{method: "POST", path: "/v1/webhooks", body: `{"url":"https://hooks.example.com/"}`, status: 401}, nil)
+	var list api.WebhookEndpointList
+	c.do(x{method: "GET", path: "/v1/webhooks", token: "alice-token", status: 200}, &list)
+	c.do(x{method: "GET", path: "/v1/webhooks?limit=1", token: "alice-token", status: 200}, nil)
+	c.do(x{method: "GET", path: "/v1/webhooks?limit=0", token: "alice-token", status: 400, badRequest: true}, nil)
+	if len(list.Webhooks) != 1 {
+		c.Errorf("alice's endpoints = %d, want 1", len(list.Webhooks))
+	}
+	c.do(x{method: "GET", path: "/v1/webhooks", token: "bob-token", status: 200}, &list)
+	if len(list.Webhooks) != 0 {
+		c.Errorf("bob sees %d endpoints, want 0", len(list.Webhooks))
+	}
+	epPath := "/v1/webhooks/" + ep.ID
+	c.do(x{method: "GET", path: epPath, token: "alice-token", status: 200}, nil)
+	c.do(x{method: "GET", path: epPath, token: "bob-token", status: 404}, nil)
+	c.do(x{method: "PATCH", path: epPath, token: "alice-token", body: `{"description":"CI","event_types":["job.completed"]}`, status: 200}, nil)
+	c.do(x{method: "PATCH", path: epPath, token: "alice-token", body: `{"url":"ftp://hooks.example.com/"}`, status: 400}, nil)
+	c.do(x{method: "PATCH", path: epPath, token: "alice-token", body: `{"colour":"blue"}`, status: 400, badRequest: true}, nil)
+	c.do(x{method: "PATCH", path: epPath, token: "bob-token", body: `{"disabled":true}`, status: 404}, nil)
+	var rotated api.WebhookEndpointSecret
+	c.do(x{method: "POST", path: epPath + "/rotate", token: "alice-token", status: 200}, &rotated)
+	if rotated.Secret == ep.Secret || rotated.PreviousSecretExpiresAt == nil {
+		c.Errorf("rotated = %+v, want a new secret and the old one's overlap", rotated)
+	}
+	c.do(x{method: "POST", path: epPath + "/rotate", token: "alice-token", body: `{"overlap_seconds":60}`, status: 200}, nil)
+	c.do(x{method: "POST", path: epPath + "/rotate", token: "alice-token", body: `{"overlap_seconds":-1}`, status: 400, badRequest: true}, nil)
+	c.do(x{method: "POST", path: epPath + "/rotate", token: "bob-token", status: 404}, nil)
+
+	// An event, delivered.
+	now := time.Now().UTC()
+	j := &pipeline.Job{ID: pipeline.NewID("job", now), Owner: "alice", Status: pipeline.JobCompleted, CreatedAt: now, UpdatedAt: now}
+	if err := svc.Publish(context.Background(), pipeline.OutboundEvent{Type: pipeline.EventJobCompleted, Owner: "alice", Time: now, Job: j}); err != nil {
+		c.Fatal(err)
+	}
+	if err := svc.Drain(context.Background(), time.Minute); err != nil {
+		c.Fatal(err)
+	}
+	var deliveries api.WebhookDeliveryList
+	c.do(x{method: "GET", path: epPath + "/deliveries", token: "alice-token", status: 200}, &deliveries)
+	if len(deliveries.Deliveries) != 1 || deliveries.Deliveries[0].Status != pipeline.DeliveryDelivered {
+		c.Fatalf("deliveries = %+v, want one delivered", deliveries.Deliveries)
+	}
+	c.do(x{method: "GET", path: epPath + "/deliveries?limit=1", token: "alice-token", status: 200}, nil)
+	c.do(x{method: "GET", path: epPath + "/deliveries", token: "bob-token", status: 404}, nil)
+	dPath := epPath + "/deliveries/" + deliveries.Deliveries[0].ID
+	c.do(x{method: "GET", path: dPath, token: "alice-token", status: 200}, nil)
+	c.do(x{method: "GET", path: dPath, token: "bob-token", status: 404}, nil)
+	c.do(x{method: "GET", path: epPath + "/deliveries/whd_00000000000000000000000000", token: "alice-token", status: 404}, nil)
+	c.do(x{method: "POST", path: dPath + "/redeliver", token: "bob-token", status: 404}, nil)
+	var again api.WebhookDeliveryView
+	c.do(x{method: "POST", path: dPath + "/redeliver", token: "alice-token", status: 202}, &again)
+	if again.Status != pipeline.DeliveryPending {
+		c.Errorf("redelivered = %s, want pending", again.Status)
+	}
+	c.do(x{method: "PATCH", path: epPath, token: "alice-token", body: `{"disabled":true}`, status: 200}, nil)
+	c.do(x{method: "POST", path: dPath + "/redeliver", token: "alice-token", status: 409}, nil)
+
+	c.do(x{method: "DELETE", path: epPath, token: "bob-token", status: 404}, nil)
+	c.do(x{method: "DELETE", path: epPath, token: "alice-token", status: 204}, nil)
+	c.do(x{method: "GET", path: epPath, token: "alice-token", status: 404}, nil)
+	c.do(x{method: "GET", path: dPath, token: "alice-token", status: 404}, nil)
 }

@@ -48,6 +48,16 @@ func (s *Server) Routes() []Route {
 		{FnJobs, "GET", "/v1/jobs/{id}/artifacts", s.authed(s.listArtifacts)},
 		{FnJobs, "GET", "/v1/notifications", s.authed(s.listNotifications)},
 
+		{FnJobs, "POST", "/v1/webhooks", s.authed(s.createWebhook)},
+		{FnJobs, "GET", "/v1/webhooks", s.authed(s.listWebhooks)},
+		{FnJobs, "GET", "/v1/webhooks/{id}", s.authed(s.getWebhook)},
+		{FnJobs, "PATCH", "/v1/webhooks/{id}", s.authed(s.updateWebhook)},
+		{FnJobs, "DELETE", "/v1/webhooks/{id}", s.authed(s.deleteWebhook)},
+		{FnJobs, "POST", "/v1/webhooks/{id}/rotate", s.authed(s.rotateWebhook)},
+		{FnJobs, "GET", "/v1/webhooks/{id}/deliveries", s.authed(s.listWebhookDeliveries)},
+		{FnJobs, "GET", "/v1/webhooks/{id}/deliveries/{delivery_id}", s.authed(s.getWebhookDelivery)},
+		{FnJobs, "POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", s.authed(s.redeliverWebhook)},
+
 		{FnWebhook, "POST", "/v1/callbacks/worker", http.HandlerFunc(s.workerCallback)},
 		{FnWebhook, "POST", "/v1/callbacks/runpod/{token}", http.HandlerFunc(s.runpodWebhook)},
 	}

@@ -106,6 +106,11 @@ func (a *testAPI) sweepState(t *testing.T, owner string) string {
 		state["events "+j.ID], state["metrics "+j.ID] = evs, pts
 	}
 	state["notifications"], _, _ = a.store.ListNotifications(ctx, owner, all)
+	eps, _, _ := a.store.ListWebhookEndpoints(ctx, owner, all)
+	state["webhooks"] = eps
+	for _, e := range eps {
+		state["deliveries "+e.ID], _, _ = a.store.ListWebhookDeliveries(ctx, owner, e.ID, all)
+	}
 	out, _ := json.Marshal(state)
 	return string(out)
 }
@@ -114,6 +119,8 @@ func (a *testAPI) sweepState(t *testing.T, owner string) string {
 type sweepFixture struct {
 	datasets []string // awaiting a single upload, mid multipart upload, ready with its report
 	jobs     []string // queued, completed with artifacts, metrics and a notification
+	// webhook is an endpoint and delivery one of its deliveries.
+	webhook, delivery string
 }
 
 func (a *testAPI) sweepRecords(t *testing.T) sweepFixture {
@@ -163,6 +170,18 @@ func (a *testAPI) sweepRecords(t *testing.T) sweepFixture {
 		t.Fatalf("job_alice_done is %s with %d artifacts, want completed with 2", j.Status, len(j.Artifacts))
 	}
 	fx.jobs = []string{queued.ID, "job_alice_done"}
+
+	var ep api.WebhookEndpointSecret
+	if status := a.call("POST", "/v1/webhooks", "alice-token", `{"url":"http://127.0.0.1:9/hook"}`, &ep); status != 201 {
+		t.Fatalf("create webhook = %d", status)
+	}
+	now := time.Now().UTC()
+	d := &pipeline.WebhookDelivery{ID: "whd_alice", Owner: "alice", EndpointID: ep.ID, EventID: "msg_alice", EventType: pipeline.EventJobCompleted,
+		Payload: json.RawMessage(`{"type":"job.completed"}`), Status: pipeline.DeliveryDelivered, CreatedAt: now, UpdatedAt: now}
+	if err := a.store.CreateWebhookDelivery(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	fx.webhook, fx.delivery = ep.ID, d.ID
 	return fx
 }
 
@@ -178,6 +197,8 @@ func sweepPaths(t *testing.T, rt httpapi.Route, fx sweepFixture) []string {
 		ids = fx.datasets
 	case strings.HasPrefix(rt.Path, "/v1/jobs/{id}"):
 		ids = fx.jobs
+	case strings.HasPrefix(rt.Path, "/v1/webhooks/{id}"):
+		return []string{strings.NewReplacer("{id}", fx.webhook, "{delivery_id}", fx.delivery).Replace(rt.Path)}
 	default:
 		t.Fatalf("route %s %s has a path parameter the sweep cannot fill: give it records in sweepRecords and ids in sweepPaths", rt.Method, rt.Path)
 	}
@@ -195,6 +216,8 @@ var sweepBodies = map[string]string{
 	"POST /v1/datasets":               `{"name":"x","size_bytes":10}`,
 	"POST /v1/estimates":              `{"dataset_id":"ds_alice_ready"}`,
 	"POST /v1/jobs":                   `{"dataset_id":"ds_alice_ready"}`,
+	"POST /v1/webhooks":               `{"url":"https://hooks.example.com/"}`,
+	"PATCH /v1/webhooks/{id}":         `{"description":"x"}`,
 }
 
 func TestSecuritySweep(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/brightrun/brightrun/shared/catalog"
 	"github.com/brightrun/brightrun/shared/netguard"
 	"github.com/brightrun/brightrun/shared/pipeline"
+	"github.com/brightrun/brightrun/shared/webhooks"
 )
 
 // Server holds what the handlers need.
@@ -30,6 +31,9 @@ type Server struct {
 	// Runs confirms a RunPod webhook's news with RunPod (nil: left to
 	// scheduled reconciliation).
 	Runs RunChecker
+	// Webhooks registers the caller's webhook endpoints and shows their
+	// deliveries (nil: the webhook routes answer 503).
+	Webhooks *webhooks.Service
 	// DatasetCreated, when set, is told of each new dataset (the local
 	// stack over S3 watches for its upload, as S3 would send an event).
 	DatasetCreated func(d *pipeline.Dataset)

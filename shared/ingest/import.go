@@ -69,8 +69,12 @@ type Importer struct {
 	// before a transient failure ends the dataset invalid (the import
 	// queue's maxReceiveCount); 0 means 1.
 	MaxAttempts int
-	Log         *slog.Logger
-	Now         func() time.Time
+	// Events, when set, hears of each import that failed (dataset.invalid,
+	// as a failed validation sends); one that copied is validated, and
+	// validation sends its outcome.
+	Events pipeline.EventPublisher
+	Log    *slog.Logger
+	Now    func() time.Time
 }
 
 func (im *Importer) now() time.Time {
@@ -213,11 +217,14 @@ func (im *Importer) Import(ctx context.Context, owner, id string, last bool) err
 
 // fail ends an importing dataset invalid with the reason.
 func (im *Importer) fail(ctx context.Context, log *slog.Logger, d *pipeline.Dataset, reason string) error {
-	_, err := pipeline.UpdateDataset(ctx, im.Store, d.Owner, d.ID, func(cur *pipeline.Dataset) error {
+	ended := false
+	failed, err := pipeline.UpdateDataset(ctx, im.Store, d.Owner, d.ID, func(cur *pipeline.Dataset) error {
+		ended = false // a retry after a conflict judges the stored dataset again
 		if cur.Status != pipeline.DatasetImporting {
 			return pipeline.ErrNoChange
 		}
 		cur.Status, cur.Error, cur.UpdatedAt = pipeline.DatasetInvalid, reason, im.now()
+		ended = true
 		return nil
 	})
 	switch {
@@ -228,6 +235,11 @@ func (im *Importer) fail(ctx context.Context, log *slog.Logger, d *pipeline.Data
 		return fmt.Errorf("record the failed import of dataset %s: %w", d.ID, err)
 	}
 	log.WarnContext(ctx, "import failed: dataset invalid", "reason", reason)
+	if im.Events != nil && ended {
+		if err := im.Events.Publish(ctx, pipeline.OutboundEvent{Type: pipeline.EventDatasetInvalid, Owner: failed.Owner, Time: im.now(), Dataset: failed}); err != nil {
+			log.WarnContext(ctx, "publish webhook event: its deliveries are lost", "type", pipeline.EventDatasetInvalid, "err", err)
+		}
+	}
 	return nil
 }
 

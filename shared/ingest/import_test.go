@@ -125,6 +125,11 @@ func TestATransientImportFailureIsRetriedThenEndsInvalid(t *testing.T) {
 	ctx := context.Background()
 	d := e.importing(t, "ds_busy", srv.URL+"/a.jsonl?X-Amz-Signature=secret")
 	im := e.importer()
+	var published []pipeline.OutboundEvent
+	im.Events = publisherFunc(func(_ context.Context, ev pipeline.OutboundEvent) error {
+		published = append(published, ev)
+		return nil
+	})
 	resp, err := im.HandleSQSEvent(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1",
 		Body: `{"owner":"alice","dataset_id":"ds_busy"}`, Attributes: map[string]string{"ApproximateReceiveCount": "1"}}}})
 	if err != nil || len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "m1" {
@@ -145,7 +150,20 @@ func TestATransientImportFailureIsRetriedThenEndsInvalid(t *testing.T) {
 	if strings.Contains(got.Error, "secret") {
 		t.Errorf("the reason %q shows the URL's query (a signature, perhaps)", got.Error)
 	}
+	// The owner's webhooks hear of it once, after the last try only.
+	if len(published) != 1 || published[0].Type != pipeline.EventDatasetInvalid || published[0].Dataset == nil || published[0].Dataset.ID != d.ID {
+		t.Errorf("published %+v, want one dataset.invalid of %s", published, d.ID)
+	}
+	im.HandleSQSEvent(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1",
+		Body: `{"owner":"alice","dataset_id":"ds_busy"}`, Attributes: map[string]string{"ApproximateReceiveCount": "3"}}}})
+	if len(published) != 1 {
+		t.Errorf("a redelivery after the end published again: %d events", len(published))
+	}
 }
+
+type publisherFunc func(ctx context.Context, e pipeline.OutboundEvent) error
+
+func (f publisherFunc) Publish(ctx context.Context, e pipeline.OutboundEvent) error { return f(ctx, e) }
 
 // A copy still running when the invocation's time is nearly up stops in
 // time to record why: on the last try the dataset ends invalid.

@@ -59,8 +59,12 @@ type Validator struct {
 	Store   pipeline.Store
 	Blobs   Blobs
 	Counter chat.Counter
-	Log     *slog.Logger
-	Now     func() time.Time
+	// Events, when set, hears of each dataset that becomes ready or
+	// invalid (dataset.ready, dataset.invalid) for its owner's webhooks;
+	// a failure to publish is logged.
+	Events pipeline.EventPublisher
+	Log    *slog.Logger
+	Now    func() time.Time
 	// Options tune the dataset validator (zero: its defaults).
 	Options dataset.Options
 	// MaxConvertedBytes caps a converted dataset, the file jobs train
@@ -224,7 +228,24 @@ func (v *Validator) ValidateObject(ctx context.Context, obj pipeline.ObjectInfo)
 			"tokens_trained", report.Tokens.Trained, "errors", sumCounts(report.ErrorCounts))
 	}
 	log.InfoContext(ctx, "dataset validated", attrs...)
+	v.publish(ctx, final)
 	return nil
+}
+
+// publish hands the dataset's outcome on to its owner's webhooks; a
+// failure is logged, as the jobs' lifecycle does: the dataset's status
+// stands.
+func (v *Validator) publish(ctx context.Context, d *pipeline.Dataset) {
+	if v.Events == nil {
+		return
+	}
+	typ := pipeline.EventDatasetInvalid
+	if d.Status == pipeline.DatasetReady {
+		typ = pipeline.EventDatasetReady
+	}
+	if err := v.Events.Publish(ctx, pipeline.OutboundEvent{Type: typ, Owner: d.Owner, Time: v.now(), Dataset: d}); err != nil {
+		v.log().WarnContext(ctx, "publish webhook event: its deliveries are lost", "dataset_id", d.ID, "type", typ, "err", err)
+	}
 }
 
 var (

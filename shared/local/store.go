@@ -36,7 +36,7 @@ var (
 // NewStore returns the store kept in db.
 func NewStore(db *DB) (*Store, error) {
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, name := range append([][]byte{datasets.records, datasets.byTime, jobs.records, jobs.byTime, jobs.byStatus}, jobLogBuckets...) {
+		for _, name := range append([][]byte{datasets.records, datasets.byTime, jobs.records, jobs.byTime, jobs.byStatus}, append(jobLogBuckets, webhookBuckets...)...) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

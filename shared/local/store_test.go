@@ -38,3 +38,13 @@ func TestJobLogConformance(t *testing.T) {
 		return s
 	})
 }
+
+func TestWebhookStoreConformance(t *testing.T) {
+	storetest.RunWebhooks(t, func(t *testing.T) pipeline.WebhookStore {
+		s, err := local.NewStore(MustOpenDB(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

@@ -37,6 +37,7 @@ import (
 	"github.com/brightrun/brightrun/shared/runpodemu"
 	"github.com/brightrun/brightrun/shared/s3blob"
 	"github.com/brightrun/brightrun/shared/services"
+	"github.com/brightrun/brightrun/shared/webhooks"
 )
 
 // Config is the local stack's configuration.
@@ -182,6 +183,10 @@ type Stack struct {
 	s3Sources   ingest.S3Sources
 	Dispatcher  *dispatch.Dispatcher
 	Reconciler  *reconcile.Reconciler
+	// Webhooks delivers outbound events from the webhook queue, as the
+	// deliver Lambda does (netguard.Local: loopback endpoints allowed).
+	Webhooks     *webhooks.Service
+	WebhookQueue pipeline.Queue
 	// Emulator is the embedded RunPod emulator (nil with a real RunPod).
 	Emulator *runpodemu.Emulator
 	gpu      gpuProvider
@@ -233,11 +238,18 @@ func (s *Stack) build() error {
 	var callbackSecret []byte
 	switch s.Config.Backend {
 	case BackendAWS:
-		app, err := awsapp.Load(context.Background(), s.Config.Getenv, awsapp.Store|awsapp.Cursors|awsapp.Blobs|awsapp.Queue|awsapp.Callbacks)
+		parts := awsapp.Store | awsapp.Cursors | awsapp.Blobs | awsapp.Queue | awsapp.Callbacks
+		if s.Config.Getenv(awsapp.EnvWebhookQueueURL) != "" {
+			parts |= awsapp.Webhooks
+		}
+		app, err := awsapp.Load(context.Background(), s.Config.Getenv, parts)
 		if err != nil {
 			return fmt.Errorf("BRIGHTRUN_BACKEND=aws: %w", err)
 		}
 		s.Store, s.Blobs, s.Queue, callbackSecret = app.Store, app.Blobs, app.Queue, app.CallbackSecret
+		if app.WebhookQueue != nil {
+			s.WebhookQueue = app.WebhookQueue
+		}
 	case "", BackendLocal:
 		store, err := local.NewStore(s.db)
 		if err != nil {
@@ -245,6 +257,11 @@ func (s *Stack) build() error {
 		}
 		queue, err := local.NewQueue(s.db, "jobs", local.QueueOptions{MaxReceives: 5})
 		if err != nil {
+			return err
+		}
+		// A delivery's message is received once per try and per early
+		// wake: 30 covers the schedule's 8 tries with room to spare.
+		if s.WebhookQueue, err = local.NewQueue(s.db, "webhooks", local.QueueOptions{MaxReceives: 30}); err != nil {
 			return err
 		}
 		secret, err := loadSecret(filepath.Join(s.Config.DataDir, "blob-signing.key"))
@@ -303,7 +320,8 @@ func (s *Stack) buildServices(gpu services.GPU, publicURL string) error {
 		return err
 	}
 	svc := services.Build(services.Ports{Store: s.Store, Blobs: s.Blobs, Queue: s.Queue, GPU: gpu, Catalog: s.catalog,
-		Auth: s.Tokens, Counter: counter, CallbackSecret: s.callbackSecret, PublicURL: publicURL, S3Sources: s.s3Sources, Log: s.log},
+		Auth: s.Tokens, Counter: counter, CallbackSecret: s.callbackSecret, PublicURL: publicURL, S3Sources: s.s3Sources, Log: s.log,
+		WebhookQueue: s.WebhookQueue, WebhookPolicy: netguard.Local},
 		services.Options{API: s.Config.API, MaxDispatchAttempts: 5, Reconcile: s.Config.Reconcile, MaxImportAttempts: maxImportAttempts,
 			Fairness: s.Config.Fairness, ReleaseOnEnd: true})
 	s.Jobs, s.API, s.Validator, s.Dispatcher, s.Reconciler = svc.Jobs, svc.API, svc.Validator, svc.Dispatcher, svc.Reconciler
@@ -311,6 +329,7 @@ func (s *Stack) buildServices(gpu services.GPU, publicURL string) error {
 	s.Importer = svc.Importer
 	s.Importer.Validate = s.Validator.ValidateObject
 	s.API.Imports = ingest.ImportQueue{Queue: s.importQueue}
+	s.Webhooks = svc.Webhooks
 	if s.localBlobs == nil {
 		// S3 (or its emulator) sends the stack no upload event: watch
 		// each new dataset's object instead.
@@ -383,8 +402,15 @@ func (s *Stack) Start() error {
 	s.goBackground(s.dispatchLoop)
 	s.goBackground(s.reconcileLoop)
 	s.goBackground(s.importLoop)
+	if s.Webhooks != nil {
+		s.goBackground(func(ctx context.Context) { s.Webhooks.Run(ctx, webhookVisibility) })
+	}
 	return nil
 }
+
+// webhookVisibility hides a webhook message while it is handled: longer
+// than a delivery attempt may take.
+const webhookVisibility = 2 * time.Minute
 
 // EmulatorPath is where the local stack serves the RunPod emulator.
 const EmulatorPath = "/runpod/"

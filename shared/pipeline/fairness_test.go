@@ -149,3 +149,62 @@ func TestParseOwnerLimits(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseOwnerLimits(f *testing.F) {
+	for _, s := range []string{"", "alice=5,bob=1", " alice = 2 ", "a=0", "=3", "a=1,a=2", "a=x", ",,", "a=99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := pipeline.ParseOwnerLimits(s)
+		if err != nil {
+			return
+		}
+		for owner, n := range got {
+			if owner == "" || strings.TrimSpace(owner) != owner || n < 1 {
+				t.Fatalf("ParseOwnerLimits(%q) accepted owner %q limit %d", s, owner, n)
+			}
+			f := pipeline.Fairness{OwnerLimits: got}
+			if f.Limit(owner) != n {
+				t.Fatalf("Limit(%q) = %d, want the parsed %d", owner, f.Limit(owner), n)
+			}
+		}
+	})
+}
+
+func TestFairnessFromEnv(t *testing.T) {
+	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    string // fmt of the settings, "off" for nil
+		wantErr string
+	}{
+		{"defaults", nil, "{0 map[] 0}", ""},
+		{"every setting", map[string]string{"BRIGHTRUN_OWNER_LIMIT": "5", "BRIGHTRUN_OWNER_LIMITS": "alice=2", "BRIGHTRUN_MAX_IN_FLIGHT": "12"}, "{5 map[alice:2] 12}", ""},
+		{"turned off", map[string]string{"BRIGHTRUN_FAIR_DISPATCH": "off", "BRIGHTRUN_OWNER_LIMIT": "x"}, "off", ""},
+		{"a limit that is not a number", map[string]string{"BRIGHTRUN_OWNER_LIMIT": "three"}, "", "BRIGHTRUN_OWNER_LIMIT must be a whole number"},
+		{"a negative slot count", map[string]string{"BRIGHTRUN_MAX_IN_FLIGHT": "-1"}, "", "BRIGHTRUN_MAX_IN_FLIGHT must be a whole number"},
+		{"a malformed override", map[string]string{"BRIGHTRUN_OWNER_LIMITS": "alice"}, "", "BRIGHTRUN_OWNER_LIMITS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := pipeline.FairnessFromEnv(env(tt.env))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("FairnessFromEnv = %v, want an error about %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := "off"
+			if got != nil {
+				s = fmt.Sprint(*got)
+			}
+			if s != tt.want {
+				t.Errorf("FairnessFromEnv = %s, want %s", s, tt.want)
+			}
+		})
+	}
+}

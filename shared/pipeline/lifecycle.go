@@ -23,7 +23,8 @@ import (
 //   - the attempt is a fencing token: a change made for one attempt never
 //     lands on a job that has moved on to another;
 //   - a job ends in one place (Finish): its cost (one formula), its
-//     FinishedAt, its event and its owner's notification are made there.
+//     FinishedAt, its event, its owner's notification and its webhook
+//     event (Events) are made there.
 type Lifecycle struct {
 	Store Store
 	// JobLog keeps events, notifications and measurements (nil: none kept).
@@ -45,8 +46,12 @@ type Lifecycle struct {
 	// Ended, when set, is told of every job that Finish ended, after the
 	// write (fair dispatch starts the held jobs whose turn came).
 	Ended func(ctx context.Context, j *Job)
-	Log   *slog.Logger
-	Now   func() time.Time
+	// Events, when set, hears of the job's start and end (job.running,
+	// job.completed, job.failed, job.cancelled, job.budget_exceeded) for
+	// the owner's webhooks; a failure to publish is logged.
+	Events EventPublisher
+	Log    *slog.Logger
+	Now    func() time.Time
 }
 
 // ObjectReader reads stored objects.
@@ -283,6 +288,7 @@ func (l *Lifecycle) Finish(ctx context.Context, j *Job, o Outcome) (*Job, bool, 
 	case JobFailed:
 		l.notify(ctx, done, "job_failed", failedNotice(done))
 	}
+	l.publish(ctx, endEvents[o.Status], done)
 	if l.Ended != nil {
 		l.Ended(ctx, done)
 	}

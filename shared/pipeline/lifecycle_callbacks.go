@@ -199,6 +199,7 @@ func (l *Lifecycle) record(ctx context.Context, j *Job, cb *contract.Callback, a
 				return nil, fmt.Errorf("copy job %s: %w", j.ID, err)
 			}
 		}
+		from := cur.Status
 		if to := apply(cur); to != "" && forward[to] > forward[cur.Status] && CanTransition(cur.Status, to) {
 			cur.Status = to
 		}
@@ -228,6 +229,9 @@ func (l *Lifecycle) record(ctx context.Context, j *Job, cb *contract.Callback, a
 		}
 		if err != nil {
 			return nil, fmt.Errorf("update job %s: %w", j.ID, err)
+		}
+		if cur.Status == JobRunning && forward[from] < forward[JobRunning] {
+			l.publish(ctx, EventJobRunning, cur)
 		}
 		return cur, nil
 	}

@@ -69,6 +69,7 @@ func (l *Lifecycle) EnforceBudget(ctx context.Context, j *Job) (*Job, bool, erro
 	}
 	l.Event(ctx, moved, string(JobCancelRequested), msg)
 	l.notify(ctx, moved, "budget_exceeded", msg)
+	l.publish(ctx, EventJobBudgetExceeded, moved)
 	l.log().WarnContext(ctx, "job over budget: cancelling", "job_id", j.ID)
 	return moved, true, nil
 }

@@ -15,9 +15,11 @@ import (
 	"github.com/brightrun/brightrun/shared/dispatch"
 	"github.com/brightrun/brightrun/shared/httpapi"
 	"github.com/brightrun/brightrun/shared/ingest"
+	"github.com/brightrun/brightrun/shared/netguard"
 	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/reconcile"
 	"github.com/brightrun/brightrun/shared/runpod"
+	"github.com/brightrun/brightrun/shared/webhooks"
 )
 
 // Store is what the services need of a store.
@@ -27,6 +29,7 @@ type Store interface {
 	pipeline.JobScanner
 	pipeline.JobKeyScanner
 	pipeline.JobEraser
+	pipeline.WebhookStore
 }
 
 // Blobs is what the services need of a blob store.
@@ -61,8 +64,15 @@ type Ports struct {
 	// S3Sources reads the buckets users may import from (nil: imports
 	// from S3 are refused).
 	S3Sources ingest.S3Sources
-	Log       *slog.Logger
-	Now       func() time.Time
+	// WebhookQueue carries outbound events and their deliveries to the
+	// owners' webhook endpoints (nil: no webhooks; their routes answer
+	// 503 and no event is published).
+	WebhookQueue pipeline.Queue
+	// WebhookPolicy is where deliveries may go: netguard.Cloud on AWS,
+	// netguard.Local in the local stack.
+	WebhookPolicy netguard.Policy
+	Log           *slog.Logger
+	Now           func() time.Time
 }
 
 // Options tune the services; zero values take their defaults.
@@ -100,6 +110,9 @@ type Services struct {
 	// Importer copies imported datasets from their sources, under the
 	// API's import policy and prefixes (nil without a store or blobs).
 	Importer *ingest.Importer
+	// Webhooks registers endpoints, publishes events and delivers them
+	// (nil without a webhook queue).
+	Webhooks *webhooks.Service
 }
 
 // Build wires the services over p.
@@ -119,8 +132,12 @@ func Build(p Ports, o Options) *Services {
 		jobs.Runs = runCanceller{p.GPU}
 	}
 	s := &Services{Jobs: jobs}
+	if p.WebhookQueue != nil && p.Store != nil {
+		s.Webhooks = &webhooks.Service{Store: p.Store, Queue: p.WebhookQueue, Policy: p.WebhookPolicy, Log: log, Now: p.Now}
+		jobs.Events = s.Webhooks
+	}
 	s.API = &httpapi.Server{Store: p.Store, Blobs: p.Blobs, Auth: p.Auth, JobLog: jobs.JobLog, Jobs: jobs, Catalog: p.Catalog,
-		CallbackSecret: p.CallbackSecret, Log: log, Now: p.Now, Config: o.API}
+		CallbackSecret: p.CallbackSecret, Webhooks: s.Webhooks, Log: log, Now: p.Now, Config: o.API}
 	rc := o.Reconcile
 	s.Reconciler = &reconcile.Reconciler{Jobs: jobs, Scanner: p.Store, StaleAfter: rc.StaleAfter, CheckEvery: rc.CheckEvery,
 		EnqueueGrace: rc.EnqueueGrace, RequeueAfter: rc.RequeueAfter, MaxRequeues: rc.MaxRequeues, MaxRetries: rc.MaxRetries, Log: log, Now: p.Now}
@@ -146,12 +163,18 @@ func Build(p Ports, o Options) *Services {
 	}
 	if p.Counter != nil {
 		s.Validator = &ingest.Validator{Store: p.Store, Blobs: p.Blobs, Counter: p.Counter, Log: log, Now: p.Now}
+		if s.Webhooks != nil {
+			s.Validator.Events = s.Webhooks
+		}
 	}
 	if p.Store != nil && p.Blobs != nil {
 		// No whole-request timeout: a 5 GiB copy takes minutes; the
 		// caller's context (the Lambda's deadline) bounds it.
 		s.Importer = &ingest.Importer{Store: p.Store, Blobs: p.Blobs, HTTP: o.API.ImportPolicy.Client(0), S3: p.S3Sources,
 			Prefixes: o.API.ImportS3Prefixes, MaxAttempts: o.MaxImportAttempts, Log: log, Now: p.Now}
+		if s.Webhooks != nil {
+			s.Importer.Events = s.Webhooks
+		}
 	}
 	return s
 }

@@ -12,6 +12,8 @@ stated in the document's prose, with the 400 answer that enforces them:
   stack) to an address the network policy allows, or s3://bucket/key under
   a prefix the deployment allows, and a name left out is the source's file
   name, which must be a valid name.
+- an account registers at most 20 webhook endpoints (409), and a disabled
+  endpoint is not redelivered to (409).
 
 A request that the schema allows but one of these rules refuses is not a
 drift between the document and the server, so the positive_data_acceptance
@@ -26,6 +28,11 @@ completions then list the parts the uploads answered, so that the stateful
 phase follows create -> complete -> get to a 200; and validating a dataset,
 so positive estimates and jobs use the ready dataset the test uploaded, which
 no generated request deletes.
+
+Positive webhook registrations and URL changes point at a closed port on
+loopback (the local stack allows http to loopback), never at a generated
+host: the stack delivers events to its endpoints, and a generated URL may
+name a real host.
 """
 
 from __future__ import annotations
@@ -91,6 +98,9 @@ def _upload_parts(created: Any) -> None:
         _note(f"upload_failed {e}")
 
 
+# Where positive webhook registrations point: loopback's discard port, closed.
+_NOWHERE = "http://127.0.0.1:9/brightrun-webhook"
+
 # The ready dataset the test uploaded: the only one estimates and jobs can
 # use (no generated request can upload and validate a file).
 _READY = os.environ.get("BRIGHTRUN_DATASET_ID", "")
@@ -130,6 +140,9 @@ def map_case(context: Any, case: Any) -> Any:
         # The run has no second ready dataset to evaluate on: positive
         # requests hold out a share instead (negative ones keep the field).
         case.body.pop("validation_dataset_id", None)
+    # Webhook endpoints registered by positive requests point nowhere real.
+    if method in ("POST", "PATCH") and path in ("/v1/webhooks", "/v1/webhooks/{id}") and positive and isinstance(case.body, dict) and "url" in case.body:
+        case.body["url"] = _NOWHERE
     # Nothing deletes the ready dataset: it stays for the others.
     if method == "DELETE" and path == "/v1/datasets/{id}" and (case.path_parameters or {}).get("id") == _READY:
         case.path_parameters["id"] = "ds_00000000000000000000000000"
@@ -211,18 +224,27 @@ def _refused_source(case: Any, message: str, details: Any) -> bool:
 _IMPORT_SOURCES = {"https://example.invalid/exports/chats.jsonl", "http://127.0.0.1:9/chats.jsonl"}
 
 
+def _endpoint_limit(case: Any, message: str, details: Any) -> bool:
+    return case.path == "/v1/webhooks" and message.startswith("an account may register at most ") and "webhook endpoints" in message
+
+
+def _disabled_endpoint(case: Any, message: str, details: Any) -> bool:
+    return case.path.endswith("/redeliver") and " is disabled " in message and message.endswith("enable it first")
+
+
 _RULES = {
-    "GET": (_foreign_cursor,),
-    "POST": (_unknown_catalog_id, _does_not_fit, _budget_below_estimate, _refused_source),
+    (400, "GET"): (_foreign_cursor,),
+    (400, "POST"): (_unknown_catalog_id, _does_not_fit, _budget_below_estimate, _refused_source),
+    (409, "POST"): (_endpoint_limit, _disabled_endpoint),
 }
 
 
 @schemathesis.hook
 def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
-    if getattr(failure, "code", None) != "ST202" or response.status_code != 400:
+    if getattr(failure, "code", None) != "ST202" or response.status_code not in (400, 409):
         return True
     message, details = _error(response)
-    for rule in _RULES.get(case.method.upper(), ()):
+    for rule in _RULES.get((response.status_code, case.method.upper()), ()):
         if rule(case, message, details):
             _note(f"{rule.__name__.strip('_')} {case.method.upper()} {case.path}")
             return False

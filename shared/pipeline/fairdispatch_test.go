@@ -1,0 +1,149 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/brightrun/brightrun/shared/local"
+	"github.com/brightrun/brightrun/shared/pipeline"
+)
+
+// sentQueue records the messages sent; receiving is not its job.
+type sentQueue struct {
+	mu   sync.Mutex
+	sent []pipeline.JobMessage
+}
+
+func (q *sentQueue) Send(_ context.Context, m pipeline.Message) (string, error) {
+	var msg pipeline.JobMessage
+	if err := json.Unmarshal(m.Body, &msg); err != nil {
+		return "", err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.sent = append(q.sent, msg)
+	return fmt.Sprint(len(q.sent)), nil
+}
+func (q *sentQueue) Receive(context.Context, int, time.Duration, time.Duration) ([]pipeline.Delivery, error) {
+	return nil, nil
+}
+func (q *sentQueue) Delete(context.Context, string) error                         { return nil }
+func (q *sentQueue) ChangeVisibility(context.Context, string, time.Duration) error { return nil }
+func (q *sentQueue) DeadLetters(context.Context, int) ([]pipeline.Delivery, error) {
+	return nil, nil
+}
+
+func newFairEnv(t *testing.T, f pipeline.Fairness) (*pipeline.FairDispatch, *local.Store, *sentQueue) {
+	t.Helper()
+	db, err := local.OpenDB(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, err := local.NewStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &sentQueue{}
+	jobs := &pipeline.Lifecycle{Store: store, JobLog: store, Queue: q, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return &pipeline.FairDispatch{Jobs: jobs, Scanner: store, Fairness: f}, store, q
+}
+
+// Many deliveries admitted at once, as concurrent dispatchers in one
+// process would: no owner passes its limit, the slots are never passed,
+// the rest are held with their place and reason; when a job ends, Release
+// sends the next job in turn, and only it.
+func TestConcurrentAdmissionsKeepTheLimits(t *testing.T) {
+	ctx := context.Background()
+	fair, store, q := newFairEnv(t, pipeline.Fairness{OwnerLimit: 2, MaxInFlight: 5, OwnerLimits: map[string]int{"cy": 1}})
+	owners := []string{"ann", "bo", "cy"}
+	base := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	var all []*pipeline.Job
+	for i := 0; i < 5; i++ {
+		for k, o := range owners {
+			at := base.Add(time.Duration(i*len(owners)+k) * time.Second)
+			j := &pipeline.Job{ID: fmt.Sprintf("job_%s_%d", o, i), Owner: o, Status: pipeline.JobQueued, CreatedAt: at, UpdatedAt: at}
+			if err := store.CreateJob(ctx, j); err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, j)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, j := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := fair.Admit(ctx, j.Owner, j.ID, func() error {
+				_, err := fair.Jobs.Claim(ctx, j.Owner, j.ID, time.Minute)
+				return err
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+
+	count := func() (map[string]int, int, int) {
+		per, total, held := map[string]int{}, 0, 0
+		for _, j := range all {
+			got, err := store.GetJob(ctx, j.Owner, j.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case got.Status == pipeline.JobDispatching:
+				per[got.Owner]++
+				total++
+			case got.Status == pipeline.JobQueued && got.Wait != nil:
+				held++
+				if got.Wait.Position < 1 || got.Wait.Reason == "" || got.Wait.Message == "" {
+					t.Errorf("held job %s: wait %+v, want a place, a reason and a message", got.ID, got.Wait)
+				}
+			}
+		}
+		return per, total, held
+	}
+	per, total, held := count()
+	if per["ann"] != 2 || per["bo"] != 2 || per["cy"] != 1 || total != 5 || held != len(all)-5 {
+		t.Fatalf("admitted %v (%d), held %d; want ann 2, bo 2, cy 1 (its limit), 5 in all, the other %d held", per, total, held, len(all)-5)
+	}
+
+	// One of ann's jobs ends: her next job is the one whose turn it is
+	// (bo and cy are at their limits; the slots had been full).
+	var ended *pipeline.Job
+	for _, j := range all {
+		if got, _ := store.GetJob(ctx, j.Owner, j.ID); got.Owner == "ann" && got.Status == pipeline.JobDispatching {
+			ended = got
+			break
+		}
+	}
+	if _, err := pipeline.TransitionJob(ctx, store, ended.Owner, ended.ID, pipeline.JobFailed, nil); err != nil {
+		t.Fatal(err)
+	}
+	n, err := fair.Release(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || len(q.sent) != 1 || q.sent[0].Owner != "ann" {
+		t.Fatalf("Release sent %d: %+v, want one message, for ann's next job", n, q.sent)
+	}
+	next, err := store.GetJob(ctx, "ann", q.sent[0].JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Wait != nil || !next.Enqueued {
+		t.Errorf("the released job: wait %+v, enqueued %v; want no wait and its message recorded", next.Wait, next.Enqueued)
+	}
+	// Releasing again sends nothing more: the slot is promised.
+	if n, err := fair.Release(ctx); err != nil || n != 0 {
+		t.Errorf("a second Release sent %d (%v), want 0", n, err)
+	}
+}
