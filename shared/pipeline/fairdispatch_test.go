@@ -33,7 +33,7 @@ func (q *sentQueue) Send(_ context.Context, m pipeline.Message) (string, error) 
 func (q *sentQueue) Receive(context.Context, int, time.Duration, time.Duration) ([]pipeline.Delivery, error) {
 	return nil, nil
 }
-func (q *sentQueue) Delete(context.Context, string) error                         { return nil }
+func (q *sentQueue) Delete(context.Context, string) error                          { return nil }
 func (q *sentQueue) ChangeVisibility(context.Context, string, time.Duration) error { return nil }
 func (q *sentQueue) DeadLetters(context.Context, int) ([]pipeline.Delivery, error) {
 	return nil, nil
