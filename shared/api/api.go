@@ -133,10 +133,21 @@ func ViewJob(j *pipeline.Job) JobView { return ViewJobAt(j, time.Now()) }
 func ViewJobAt(j *pipeline.Job, now time.Time) JobView {
 	return JobView{CostSoFar: pipeline.CostSoFar(j, now),
 		ID: j.ID, Name: j.Name, Status: j.Status, Stage: j.Stage, DatasetID: j.DatasetID, BaseModel: j.BaseModel,
-		GPUType: j.GPUType, Preset: j.Preset, Hyperparameters: j.Hyperparameters, Attempt: j.Attempt, Progress: j.Progress, Wait: j.Wait,
+		GPUType: j.GPUType, Preset: j.Preset, Hyperparameters: j.Hyperparameters, Attempt: j.Attempt, Progress: j.Progress, Wait: viewWait(j),
 		Validation: j.Validation, Estimate: j.Estimate, Cost: j.Cost, BudgetUSD: j.BudgetUSD, Error: j.Error, StartedAt: j.StartedAt,
 		FinishedAt: j.FinishedAt, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
 	}
+}
+
+// viewWait is where a queued job held by fair dispatch stands; a job that
+// left the queue shows none.
+func viewWait(j *pipeline.Job) *pipeline.JobWait {
+	if j.Wait == nil || j.Status != pipeline.JobQueued {
+		return nil
+	}
+	w := *j.Wait
+	w.Holds = 0 // bookkeeping, not for the user
+	return &w
 }
 
 // JobList is one page of jobs, newest first.

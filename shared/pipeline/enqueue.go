@@ -26,8 +26,7 @@ func (l *Lifecycle) Enqueue(ctx context.Context, j *Job) error {
 // reports whether the job was still as j says (status and attempt) and
 // recorded the message; otherwise the message is a harmless duplicate.
 func (l *Lifecycle) send(ctx context.Context, j *Job, requeue bool) (bool, error) {
-	body, _ := json.Marshal(JobMessage{Owner: j.Owner, JobID: j.ID})
-	if _, err := l.Queue.Send(ctx, Message{Body: body, Attributes: map[string]string{"job_id": j.ID}}); err != nil {
+	if _, err := l.Queue.Send(ctx, jobMessage(j)); err != nil {
 		return false, fmt.Errorf("enqueue job %s: %w", j.ID, err)
 	}
 	moved := false
@@ -56,6 +55,12 @@ func (l *Lifecycle) send(ctx context.Context, j *Job, requeue bool) (bool, error
 	return !moved, nil
 }
 
+// jobMessage is j's jobs-queue message.
+func jobMessage(j *Job) Message {
+	body, _ := json.Marshal(JobMessage{Owner: j.Owner, JobID: j.ID})
+	return Message{Body: body, Attributes: map[string]string{"job_id": j.ID}}
+}
+
 // RequeuePolicy says when reconciliation sends the message of a job that
 // has not reached the GPU provider again.
 type RequeuePolicy struct {
@@ -70,6 +75,10 @@ type RequeuePolicy struct {
 	// Max is how many times a job's message is sent again before the job
 	// fails. Default 5.
 	Max int
+	// Fair says fair dispatch runs: a job it holds (Wait) waits for its
+	// release. Without it (turned off after holding some), a held job is
+	// one whose message was dropped, and is sent again like one never sent.
+	Fair bool
 }
 
 func (p RequeuePolicy) withDefaults() RequeuePolicy {
@@ -110,7 +119,7 @@ func (l *Lifecycle) RepairUndispatched(ctx context.Context, j *Job, p RequeuePol
 		since = *j.EnqueuedAt
 	}
 	switch {
-	case j.Status == JobQueued && j.Wait != nil:
+	case j.Status == JobQueued && j.Wait != nil && p.Fair:
 		return RepairNone, nil // held by fair dispatch: FairDispatch.Release sends it
 	case j.Status == JobQueued && !j.Enqueued:
 		if now.Sub(j.CreatedAt) < p.EnqueueGrace {

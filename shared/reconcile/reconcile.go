@@ -124,7 +124,7 @@ func (r *Reconciler) Run(ctx context.Context) (Report, error) {
 	}
 	// Jobs that never reached RunPod and wait for a message that never
 	// came or is gone.
-	policy := pipeline.RequeuePolicy{EnqueueGrace: r.EnqueueGrace, After: r.RequeueAfter, Max: r.MaxRequeues}
+	policy := pipeline.RequeuePolicy{EnqueueGrace: r.EnqueueGrace, After: r.RequeueAfter, Max: r.MaxRequeues, Fair: r.Fair != nil}
 	for _, st := range []pipeline.JobStatus{pipeline.JobQueued, pipeline.JobDispatching} {
 		err := r.scan(ctx, st, func(j *pipeline.Job) {
 			if r.Jobs.Queue == nil {
