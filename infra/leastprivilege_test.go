@@ -199,8 +199,8 @@ func deployStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"exports/sample.jsonl", "private/sample.jsonl"} {
-		if _, err := admin.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.sources), Key: aws.String(key), Body: bytes.NewReader(sample)}); err != nil {
+	for key, body := range map[string][]byte{"exports/sample.jsonl": sample, "private/sample.jsonl": sample, "exports/empty.jsonl": nil} {
+		if _, err := admin.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.sources), Key: aws.String(key), Body: bytes.NewReader(body)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -740,6 +740,20 @@ func TestEveryFunctionRunsUnderItsOwnPolicyAndNoMore(t *testing.T) {
 		t.Fatalf("imported dataset after validation = %+v, want ready; imports' log:\n%s", got, s.hosts["ImportsFunction"].logs)
 	}
 	s.expect(204, "DELETE", "/v1/datasets/"+imp.ID, alice, "", nil)
+	// An import that cannot succeed (an empty file under the prefix)
+	// ends invalid at once, and imports tells the owner's webhooks. (A
+	// missing key would be a denial: without s3:ListBucket on the
+	// operator's bucket, S3 answers AccessDenied for it.)
+	var missing dataset
+	s.expect(202, "POST", "/v1/datasets/import", alice, fmt.Sprintf(`{"source":"s3://%s/exports/empty.jsonl"}`, s.sources), &missing)
+	if n := s.deliverImports(ctx); n != 1 {
+		t.Fatalf("the import queue held %d messages, want the failing import's", n)
+	}
+	s.expect(200, "GET", "/v1/datasets/"+missing.ID, alice, "", &got)
+	if got.Status != "invalid" {
+		t.Fatalf("a failed import = %+v, want invalid; imports' log:\n%s", got, s.hosts["ImportsFunction"].logs)
+	}
+	s.expect(204, "DELETE", "/v1/datasets/"+missing.ID, alice, "", nil)
 
 	// A second dataset whose report is lost (deleted by hand): reading it
 	// is a 409 telling the user to upload again, which needs S3's 404 for
@@ -1416,7 +1430,7 @@ func (s *stack) deliverWebhooks(ctx context.Context, endpointID string) {
 			t.Errorf("delivery %+v, want pending after one failed try", d)
 		}
 	}
-	for _, typ := range []string{pipeline.EventDatasetReady, pipeline.EventJobRunning, pipeline.EventJobCompleted, pipeline.EventJobFailed,
+	for _, typ := range []string{pipeline.EventDatasetReady, pipeline.EventDatasetInvalid, pipeline.EventJobRunning, pipeline.EventJobCompleted, pipeline.EventJobFailed,
 		pipeline.EventJobCancelled, pipeline.EventJobBudgetExceeded} {
 		if !types[typ] {
 			t.Errorf("no %s delivery among %d (%d messages handled); deliver's log:\n%s", typ, len(log.Deliveries), handled, s.hosts["DeliverFunction"].logs)

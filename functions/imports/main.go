@@ -25,7 +25,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	app, err := awsapp.Load(ctx, os.Getenv, awsapp.Store|awsapp.Blobs|awsapp.ImportSources)
+	app, err := awsapp.Load(ctx, os.Getenv, awsapp.Store|awsapp.Blobs|awsapp.ImportSources|awsapp.Webhooks)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ func (s Sources) OpenObject(ctx context.Context, bucket, key string) (io.ReadClo
 	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err != nil {
 		if code := apiErrorCode(err); code == "AccessDenied" || code == "Forbidden" || code == "NoSuchBucket" {
-			return nil, 0, pipeline.Errorf(pipeline.EPrecondition, "s3://%s/%s cannot be read (%s): the bucket's policy must let this deployment read it", bucket, key, code)
+			return nil, 0, pipeline.Errorf(pipeline.EPrecondition, "s3://%s/%s cannot be read (%s): it does not exist, or the bucket's policy does not let this deployment read it", bucket, key, code)
 		}
 		return nil, 0, translate(err, "open", "s3://"+bucket+"/"+key)
 	}
