@@ -58,6 +58,10 @@ func (s *Store) RecordLive(ctx context.Context, owner, jobID string, l pipeline.
 	item[attrStep] = &types.AttributeValueMemberN{Value: strconv.Itoa(l.Progress.Step)}
 	item[attrSent] = &types.AttributeValueMemberS{Value: timeKey(l.Progress.Time)}
 	item[attrRun] = &types.AttributeValueMemberS{Value: l.Run}
+	if s.logRetention > 0 {
+		// Kept as long as the job's log, which it belongs to.
+		item[AttrExpiresAt] = &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().Add(s.logRetention).Unix(), 10)}
+	}
 	if err := checkSize(liveKind, jobID, item); err != nil {
 		return err
 	}

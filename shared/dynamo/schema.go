@@ -71,8 +71,8 @@ import (
 //	            job item, only when newer)
 //	notification  pk OWNER#<owner>  sk NOTIFICATION#T(created_at)#<id>
 //
-// These items hold no version and no index attributes; each but live may
-// hold expires_at when the store is given a LogRetention.
+// These items hold no version and no index attributes; each may hold
+// expires_at when the store is given a LogRetention.
 //
 // What completed jobs measured (pipeline.Measurement) lives in a partition
 // per GPU type and model, across owners; a GPU id holding '#' is refused.

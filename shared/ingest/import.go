@@ -377,7 +377,7 @@ func classifyFetchError(name string, err error) error {
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
 		return permanent("%s: no such host %s", name, dnsErr.Name)
 	}
-	return fmt.Errorf("fetch %s: %w", name, err)
+	return fmt.Errorf("fetch %s: %w", name, unwrapURLError(err))
 }
 
 // unwrapURLError drops url.Error's method and URL (the URL may carry a

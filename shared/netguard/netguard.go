@@ -66,6 +66,9 @@ var blocked = []netip.Prefix{
 	netip.MustParsePrefix("2001:db8::/32"),   // documentation
 	netip.MustParsePrefix("2002::/16"),       // 6to4: embeds an IPv4 address
 	netip.MustParsePrefix("100::/64"),        // discard-only
+	netip.MustParsePrefix("::/96"),           // IPv4-compatible: embeds an IPv4 address
+	netip.MustParsePrefix("2001::/32"),       // Teredo: tunnels to an IPv4 address
+	netip.MustParsePrefix("fec0::/10"),       // site-local (deprecated, still routed on some networks)
 }
 
 // CheckAddr says whether the policy lets a connection reach addr, and why
@@ -154,6 +157,12 @@ func (p Policy) DialContext(timeout time.Duration) func(ctx context.Context, net
 	return d.DialContext
 }
 
+// Display is u for logs and messages: scheme, host and path, without user
+// information, query or fragment (a presigned URL's signature, a token).
+func Display(u *url.URL) string {
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+}
+
 // MaxRedirects is how many redirects a guarded client follows.
 const MaxRedirects = 5
 
@@ -181,7 +190,7 @@ func (p Policy) Client(timeout time.Duration) *http.Client {
 				return fmt.Errorf("stopped after %d redirects", MaxRedirects)
 			}
 			if _, err := p.CheckURL(req.URL.String()); err != nil {
-				return fmt.Errorf("redirect to %s: %w", req.URL.Redacted(), err)
+				return fmt.Errorf("redirect to %s: %w", Display(req.URL), err)
 			}
 			return nil
 		},

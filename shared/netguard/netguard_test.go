@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,9 @@ func TestCheckAddr(t *testing.T) {
 		{"198.18.0.1", false, false},
 		{"64:ff9b::a00:1", false, false}, // NAT64 of 10.0.0.1
 		{"2002:a00:1::", false, false},   // 6to4 of 10.0.0.1
+		{"::a00:1", false, false},        // IPv4-compatible 10.0.0.1
+		{"2001:0:a00:1::", false, false}, // Teredo
+		{"fec0::1", false, false},        // site-local
 	}
 	for _, tt := range tests {
 		addr := netip.MustParseAddr(tt.addr)
@@ -129,9 +133,13 @@ func TestTheClientChecksTheAddressItConnectsTo(t *testing.T) {
 		}
 	})
 	t.Run("a redirect to a private address is refused", func(t *testing.T) {
-		_, err := netguard.Local.Client(5 * time.Second).Get(srv.URL + "/redirect?to=http://10.0.0.1/x")
+		_, err := netguard.Local.Client(5 * time.Second).Get(srv.URL + "/redirect?to=" + url.QueryEscape("http://10.0.0.1/x?X-Amz-Signature=SECRET"))
 		if !errors.Is(err, netguard.ErrForbidden) {
 			t.Fatalf("redirect to 10.0.0.1 = %v, want ErrForbidden", err)
+		}
+		var uerr *url.Error
+		if errors.As(err, &uerr) && strings.Contains(uerr.Err.Error(), "SECRET") {
+			t.Errorf("the refusal %q shows the redirect's query", uerr.Err)
 		}
 	})
 	t.Run("a redirect to a name resolving to a private address is refused when dialled", func(t *testing.T) {

@@ -46,8 +46,8 @@ func ParseOwnerLimits(s string) (map[string]int, error) {
 			continue
 		}
 		owner, n, ok := strings.Cut(part, "=")
-		var limit int
-		if _, err := fmt.Sscan(n, &limit); !ok || err != nil || strings.TrimSpace(owner) == "" || limit < 1 {
+		limit, err := strconv.Atoi(strings.TrimSpace(n))
+		if !ok || err != nil || strings.TrimSpace(owner) == "" || limit < 1 {
 			return nil, fmt.Errorf("owner limit %q: want owner=N with N ≥ 1", part)
 		}
 		out[strings.TrimSpace(owner)] = limit

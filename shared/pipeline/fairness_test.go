@@ -141,6 +141,8 @@ func TestParseOwnerLimits(t *testing.T) {
 		{"alice", "", true},
 		{"=3", "", true},
 		{"alice=x", "", true},
+		{"alice=5x", "", true},
+		{" alice = 2 ", "map[alice:2]", false},
 	}
 	for _, tt := range tests {
 		got, err := pipeline.ParseOwnerLimits(tt.in)

@@ -136,7 +136,12 @@ func ParseS3Prefixes(s string) ([]S3Prefix, error) {
 			continue
 		}
 		entry = strings.TrimPrefix(entry, "s3://")
-		bucket, prefix, _ := strings.Cut(entry, "/")
+		bucket, prefix, slash := strings.Cut(entry, "/")
+		if !slash {
+			// The role's grant is arn:aws:s3:::<entry>*: without its slash
+			// a bucket name would match every bucket it begins.
+			return nil, fmt.Errorf("import prefix %q: write %s/ for the whole bucket (each entry is bucket/prefix)", entry, entry)
+		}
 		if err := checkBucketName(bucket); err != nil {
 			return nil, fmt.Errorf("import prefix %q: %w", entry, err)
 		}

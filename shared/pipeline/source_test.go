@@ -47,7 +47,7 @@ func TestParseImportSource(t *testing.T) {
 }
 
 func TestParseS3PrefixesAndAllowedS3(t *testing.T) {
-	prefixes, err := pipeline.ParseS3Prefixes(" training-files/exports/ , s3://whole-bucket , ")
+	prefixes, err := pipeline.ParseS3Prefixes(" training-files/exports/ , s3://whole-bucket/ , ")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,9 @@ func TestParseS3PrefixesAndAllowedS3(t *testing.T) {
 			t.Errorf("AllowedS3(%q) = %v, want %v", tt.src, got, tt.want)
 		}
 	}
-	for _, bad := range []string{"UPPER/x", "bucket/x*", "ab", "bucket/a\x00"} {
+	// A bucket without its slash would grant every bucket it begins
+	// (arn:aws:s3:::whole-bucket* matches whole-bucket-private).
+	for _, bad := range []string{"UPPER/x", "bucket/x*", "ab", "bucket/a\x00", "whole-bucket"} {
 		if _, err := pipeline.ParseS3Prefixes(bad); err == nil {
 			t.Errorf("ParseS3Prefixes(%q) = nil error, want a refusal", bad)
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,7 +186,7 @@ func (s *Service) attempt(ctx context.Context, e *pipeline.WebhookEndpoint, d *p
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL, bytes.NewReader(d.Payload))
 	if err != nil {
-		a.Error = "bad endpoint URL: " + err.Error()
+		a.Error = "bad endpoint URL"
 		return a, forbidden
 	}
 	req.Header.Set("Content-Type", "application/json")
@@ -197,7 +198,8 @@ func (s *Service) attempt(ctx context.Context, e *pipeline.WebhookEndpoint, d *p
 	resp, err := s.client().Do(req)
 	a.DurationMS = time.Since(start).Milliseconds()
 	if err != nil {
-		a.Error = truncate(err.Error(), 300)
+		// Without the URL: an endpoint's path often holds its token.
+		a.Error = truncate(withoutURL(err).Error(), 300)
 		if errors.Is(err, netguard.ErrForbidden) {
 			return a, forbidden
 		}
@@ -221,9 +223,21 @@ func (s *Service) client() *http.Client {
 	s.clientOnce.Do(func() {
 		if s.Client == nil {
 			s.Client = s.Policy.Client(DefaultTimeout)
+			// A redirect would turn the POST into a bodiless GET whose 2xx
+			// is no delivery: a 3xx is an answer like any other non-2xx.
+			s.Client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		}
 	})
 	return s.Client
+}
+
+// withoutURL drops url.Error's method and URL, keeping the cause.
+func withoutURL(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
+	}
+	return err
 }
 
 func truncate(s string, n int) string {

@@ -521,3 +521,46 @@ func FuzzHandleMessage(f *testing.F) {
 		_ = err // a store failure may be returned; a malformed body is dropped (nil)
 	})
 }
+
+// A redirect is an answer, not a delivery: following it would turn the
+// POST into a bodiless GET whose 2xx says nothing. And an attempt's error
+// never shows the endpoint's URL (its path often holds a token).
+func TestARedirectIsNotFollowedAndErrorsHideTheURL(t *testing.T) {
+	var gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			gets.Add(1)
+			return
+		}
+		http.Redirect(w, r, "/elsewhere", http.StatusFound)
+	}))
+	defer srv.Close()
+	h := newHarness(t, netguard.Local)
+	ctx := context.Background()
+	ep, err := h.svc.Create(ctx, "alice", webhooks.EndpointInput{URL: srv.URL + "/hooks/T0KEN-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.publishJob(t, "alice", pipeline.EventJobCompleted, pipeline.JobCompleted)
+	h.drain(t)
+	d := h.onlyDelivery(t, "alice", ep.ID)
+	if d.Status != pipeline.DeliveryPending || d.LastStatusCode != http.StatusFound || gets.Load() != 0 {
+		t.Errorf("delivery %+v after a 302 (GETs %d), want pending with 302 and no GET", d, gets.Load())
+	}
+
+	// An endpoint whose host does not answer: the recorded error names
+	// the cause, not the URL.
+	closed := httptest.NewServer(http.NotFoundHandler())
+	dead := closed.URL + "/hooks/T0KEN-secret"
+	closed.Close()
+	ep2, err := h.svc.Create(ctx, "bob", webhooks.EndpointInput{URL: dead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.publishJob(t, "bob", pipeline.EventJobCompleted, pipeline.JobCompleted)
+	h.drain(t)
+	d2 := h.onlyDelivery(t, "bob", ep2.ID)
+	if len(d2.Attempts) == 0 || d2.Attempts[0].Error == "" || strings.Contains(d2.Attempts[0].Error, "T0KEN") {
+		t.Errorf("attempts %+v, want an error without the URL's token", d2.Attempts)
+	}
+}
