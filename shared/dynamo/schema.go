@@ -74,6 +74,10 @@ import (
 // These items hold no version and no index attributes; each may hold
 // expires_at when the store is given a LogRetention.
 //
+// Outbound webhook endpoints (in the owner's partition, sk WEBHOOK#<id>)
+// and their deliveries (a partition per endpoint) are described in
+// webhooks.go; they use no index.
+//
 // What completed jobs measured (pipeline.Measurement) lives in a partition
 // per GPU type and model, across owners; a GPU id holding '#' is refused.
 // It never expires:
