@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,6 +190,30 @@ func TestADomainExpertTrainsAnAdapterInTheBrowser(t *testing.T) {
 	j.run(chromedp.Navigate(j.url + "/#/datasets"))
 	j.waitFor(`document.querySelectorAll('#dataset-list tbody tr').length === 3`, "the three datasets listed")
 	j.page("datasets")
+
+	// Import from a link: the server copies a file served on this machine
+	// (the local stack allows loopback), then validates it. A link the
+	// server refuses says why, next to the field.
+	files := httptest.NewServer(http.StripPrefix("/exports/", http.FileServer(http.Dir(filepath.Dir(sample)))))
+	defer files.Close()
+	j.run(chromedp.SendKeys(`form.import input[name=source]`, "ftp://example.com/chats.jsonl", chromedp.ByQuery),
+		chromedp.Click(`form.import button[type=submit]`, chromedp.ByQuery))
+	j.waitFor(`document.querySelector('.import-status [role=alert]')?.textContent.includes('https')`, "a refused link's reason next to the field")
+	j.page("import-refused")
+	j.run(clear(`form.import input[name=source]`),
+		chromedp.SendKeys(`form.import input[name=source]`, files.URL+"/exports/sample.jsonl", chromedp.ByQuery),
+		chromedp.Click(`form.import button[type=submit]`, chromedp.ByQuery))
+	j.waitFor(`/^#\/datasets\/ds_/.test(location.hash) && document.querySelector('main .status')?.textContent === 'ready'`, "the imported dataset ready")
+	if facts := j.text(`document.querySelector('.facts').innerText`); !strings.Contains(facts, "Imported from") || !strings.Contains(facts, "/exports/sample.jsonl") {
+		t.Errorf("the imported dataset's facts %q lack where it came from", facts)
+	}
+	j.page("dataset-imported")
+	importedID := strings.TrimPrefix(j.text(`location.hash`), "#/datasets/")
+	req, _ := http.NewRequest(http.MethodDelete, stack.URL()+"/v1/datasets/"+importedID, nil)
+	req.Header.Set("Authorization", "Bearer dev-token")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE the imported dataset = %v %v, want 204", resp, err)
+	}
 
 	// Configure: preset fast, then one override; the estimate follows each.
 	j.run(chromedp.Navigate(j.url + "/#/configure?dataset=" + sampleID))

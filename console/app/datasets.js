@@ -1,5 +1,6 @@
 // Datasets: the upload (drop or pick, the browser's check, progress,
-// validation as it happens) and the list; a dataset's page with its
+// validation as it happens), the import from a link (https or s3://) and
+// the list; a dataset's page with its
 // statistics, the validation report and delete.
 import * as api from './api.js';
 import { check, upload, formats } from './upload.js';
@@ -67,7 +68,7 @@ function uploader(done) {
   const shape = h('p', { class: 'help', id: 'format-shape' });
   const formatSel = h('select', { id: 'f-format', name: 'format', 'aria-describedby': 'format-shape' },
     Object.entries(formats).map(([value, f]) => h('option', { value }, f.label)));
-  const showShape = () => { shape.textContent = `One conversation per line: ${formats[formatSel.value].shape}. Up to 500 MB.`; };
+  const showShape = () => { shape.textContent = `One conversation per line: ${formats[formatSel.value].shape}. Up to 5 GiB.`; };
   formatSel.addEventListener('change', showShape);
   showShape();
   const zone = h('div', { class: 'dropzone' },
@@ -76,7 +77,7 @@ function uploader(done) {
     h('label', { for: inputID, class: 'button' }, 'Choose a file…'),
     input,
     shape);
-  const section = h('section', { class: 'upload', 'aria-label': 'Upload a dataset' }, zone, status);
+  const section = h('section', { class: 'upload', 'aria-label': 'Upload a dataset' }, zone, importer(formatSel, done), status);
 
   const start = async (file) => {
     replace(status, h('p', {}, `Checking the first lines of ${file.name}…`));
@@ -139,6 +140,45 @@ function uploader(done) {
     if (f) start(f);
   });
   return section;
+}
+
+// importer asks the server to copy a file from where it already is: an
+// https link, or s3://bucket/key in a bucket this deployment imports from.
+// The dataset is importing, then validating, as an upload is; done(id)
+// runs once the server took the request.
+function importer(formatSel, done) {
+  const sourceID = uid('source');
+  const source = h('input', { id: sourceID, type: 'text', name: 'source', inputmode: 'url', autocomplete: 'off', spellcheck: 'false',
+    placeholder: 'https://… or s3://bucket/key', 'aria-describedby': `${sourceID}-help` });
+  const go = h('button', { type: 'submit' }, 'Import');
+  const status = h('div', { class: 'import-status', 'aria-live': 'polite' });
+  const form = h('form', { class: 'import', 'aria-label': 'Import a dataset from a link' },
+    h('label', { for: sourceID }, 'Or import it from a link'),
+    h('div', { class: 'inline' }, source, go),
+    h('p', { class: 'help', id: `${sourceID}-help` }, 'The server copies the file (https, or s3:// in a bucket this deployment imports from) in the format chosen above, then checks it as an upload.'),
+    status);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const value = source.value.trim();
+    if (!value) {
+      replace(status, h('p', { class: 'state error', role: 'alert' }, 'Paste the link of the file first.'));
+      source.focus();
+      return;
+    }
+    go.disabled = true;
+    replace(status, h('p', {}, 'Asking the server to copy it…'));
+    try {
+      const d = await api.post('/v1/datasets/import', { source: value, format: formatSel.value });
+      announce(`${d.name} is being imported; validation follows.`);
+      done(d.id);
+    } catch (err) {
+      replace(status, failure(err, null, 'Check the link: the server names what is wrong with it.'));
+      source.focus();
+    } finally {
+      go.disabled = false;
+    }
+  });
+  return form;
 }
 
 export async function datasetPage(main, ctx, id) {
