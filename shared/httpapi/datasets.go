@@ -251,7 +251,7 @@ func (s *Server) listDatasets(w http.ResponseWriter, r *http.Request, owner stri
 	}
 	out := api.DatasetList{Datasets: make([]api.DatasetView, 0, len(list)), NextCursor: next}
 	for _, d := range list {
-		out.Datasets = append(out.Datasets, api.ViewDataset(d))
+		out.Datasets = append(out.Datasets, api.ViewDataset(s.endStaleImport(r.Context(), d)))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -262,8 +262,35 @@ func (s *Server) getDataset(w http.ResponseWriter, r *http.Request, owner string
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.ViewDataset(d))
+	writeJSON(w, http.StatusOK, api.ViewDataset(s.endStaleImport(r.Context(), d)))
 	return nil
+}
+
+// endStaleImport ends an import that has been importing past
+// pipeline.ImportDeadline (every try crashed before recording why) when
+// it is read; a failure to record it is logged, and the dataset shown as
+// stored. (No webhook event: the uploads function publishes none, and
+// the imports dead-letter queue's alarm has told the operator.)
+func (s *Server) endStaleImport(ctx context.Context, d *pipeline.Dataset) *pipeline.Dataset {
+	if !pipeline.EndStaleImport(&pipeline.Dataset{Status: d.Status, UpdatedAt: d.UpdatedAt}, s.now()) {
+		return d
+	}
+	ended := false
+	got, err := pipeline.UpdateDataset(ctx, s.Store, d.Owner, d.ID, func(cur *pipeline.Dataset) error {
+		ended = pipeline.EndStaleImport(cur, s.now())
+		if !ended {
+			return pipeline.ErrNoChange
+		}
+		return nil
+	})
+	if err != nil {
+		s.log().WarnContext(ctx, "end a stale import", "dataset_id", d.ID, "err", err)
+		return d
+	}
+	if ended {
+		s.log().WarnContext(ctx, "import ended invalid: no copy recorded in time", "dataset_id", d.ID, "deadline", pipeline.ImportDeadline)
+	}
+	return got
 }
 
 // deleteDataset removes the object first, then the record, so that a

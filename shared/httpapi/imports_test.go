@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/brightrun/brightrun/shared/api"
 	"github.com/brightrun/brightrun/shared/httpapi"
@@ -125,5 +126,50 @@ func TestTheImportPathAllowsOnlyPost(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD, POST" {
 		t.Errorf("PUT /v1/datasets = %d, Allow %q; want 405, Allow GET, HEAD, POST", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+}
+
+// An import whose every try crashed before recording why (its message in
+// the dead-letter queue) does not stay importing for ever: read after
+// pipeline.ImportDeadline, it is invalid with the reason.
+func TestAnImportStuckPastItsDeadlineEndsInvalidWhenRead(t *testing.T) {
+	a := newTestAPI(t, httpapi.Config{})
+	ctx := context.Background()
+	src, err := pipeline.ParseImportSource("https://example.com/chats.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := time.Now().UTC().Add(-pipeline.ImportDeadline - time.Minute)
+	recent := time.Now().UTC().Add(-time.Hour)
+	for id, at := range map[string]time.Time{"ds_stuck": long, "ds_busy": recent} {
+		d := &pipeline.Dataset{ID: id, Owner: "alice", Name: id, Status: pipeline.DatasetImporting, Source: &src,
+			ObjectKey: pipeline.DatasetKey("alice", id), CreatedAt: at, UpdatedAt: at}
+		if err := a.store.CreateDataset(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var list api.DatasetList
+	if status := a.call("GET", "/v1/datasets", "alice-token", "", &list); status != 200 || len(list.Datasets) != 2 {
+		t.Fatalf("GET /v1/datasets = %d, %d datasets", status, len(list.Datasets))
+	}
+	for _, d := range list.Datasets {
+		want := pipeline.DatasetImporting
+		if d.ID == "ds_stuck" {
+			want = pipeline.DatasetInvalid
+		}
+		if d.Status != want {
+			t.Errorf("%s in the list is %s, want %s", d.ID, d.Status, want)
+		}
+	}
+	stored, err := a.store.GetDataset(ctx, "alice", "ds_stuck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Status != pipeline.DatasetInvalid || !strings.Contains(stored.Error, "did not finish") {
+		t.Errorf("stored: %s %q, want invalid with the reason", stored.Status, stored.Error)
+	}
+	var one api.DatasetView
+	if status := a.call("GET", "/v1/datasets/ds_busy", "alice-token", "", &one); status != 200 || one.Status != pipeline.DatasetImporting {
+		t.Errorf("GET ds_busy = %d %s, want importing (within its deadline)", status, one.Status)
 	}
 }

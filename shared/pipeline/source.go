@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -168,4 +169,23 @@ func AllowedS3(prefixes []S3Prefix, src ImportSource) bool {
 		}
 	}
 	return false
+}
+
+// ImportDeadline is how long a dataset may stay importing after its last
+// change before it is taken for failed: longer than every try of the copy
+// with the waits between them (on AWS: 3 tries of up to 15 minutes, 90
+// minutes apart). An import whose every try crashed before it could say
+// why (its message went to the dead-letter queue) ends invalid when it is
+// next read, instead of importing for ever.
+const ImportDeadline = 6 * time.Hour
+
+// EndStaleImport ends d invalid when it has been importing since longer
+// than ImportDeadline before now, and reports whether it did.
+func EndStaleImport(d *Dataset, now time.Time) bool {
+	if d.Status != DatasetImporting || now.Sub(d.UpdatedAt) <= ImportDeadline {
+		return false
+	}
+	d.Status, d.UpdatedAt = DatasetInvalid, now
+	d.Error = fmt.Sprintf("the import did not finish: no copy was recorded within %s; import it again, or upload the file", ImportDeadline)
+	return true
 }
