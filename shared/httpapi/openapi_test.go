@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -652,7 +653,11 @@ func TestOpenAPIDescribesRealExchanges(t *testing.T) {
 	c.do(x{method: "POST", path: workerURL("bob"), header: h, body: body, status: 410}, nil)
 	otherID := h.Clone()
 	otherID.Set("webhook-id", contract.WebhookID(first.ID, 2, 21))
-	otherID.Set("webhook-signature", contract.Sign(contract.DeriveSecret(master, first.ID), otherID.Get("webhook-id"), time.Now(), []byte(body)))
+	// Signed at the time the header says (the clock may have passed a
+	// second since the original was signed).
+	signedAt := time.Now()
+	otherID.Set(contract.HeaderTimestamp, strconv.FormatInt(signedAt.Unix(), 10))
+	otherID.Set("webhook-signature", contract.Sign(contract.DeriveSecret(master, first.ID), otherID.Get("webhook-id"), signedAt, []byte(body)))
 	c.do(x{method: "POST", path: workerURL("alice"), header: otherID, body: body, status: 400}, nil)
 	broken, bh := signed("alice", first.ID, 2, 22, contract.TypeProgress, `{"step":0}`)
 	c.do(x{method: "POST", path: workerURL("alice"), header: bh, body: broken, status: 400, badRequest: true}, nil)
