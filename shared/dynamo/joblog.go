@@ -480,13 +480,18 @@ func (s *Store) walkUnfinished(ctx context.Context, index string, status pipelin
 }
 
 // DeleteJobLog removes a job's events and metric points: every item of
-// its log partition, read by key and deleted in batches of 25 (a job
-// without any is no error).
+// its log partition (a job without any is no error).
 func (s *Store) DeleteJobLog(ctx context.Context, owner, jobID string) error {
 	pk, err := jobLogPK(owner, jobID)
 	if err != nil {
 		return err
 	}
+	return s.deletePartition(ctx, pk, "the log of job "+jobID)
+}
+
+// deletePartition removes every item of the partition pk, read by key
+// and deleted in batches of 25; what names it in errors.
+func (s *Store) deletePartition(ctx context.Context, pk, what string) error {
 	var start map[string]types.AttributeValue
 	for {
 		out, err := s.client.Query(ctx, &dynamodb.QueryInput{
@@ -499,7 +504,7 @@ func (s *Store) DeleteJobLog(ctx context.Context, owner, jobID string) error {
 			ConsistentRead:            aws.Bool(true),
 		})
 		if err != nil {
-			return s.translate(err, "list the log of job %s", jobID)
+			return s.translate(err, "list %s", what)
 		}
 		for items := out.Items; len(items) > 0; {
 			n := min(batchSize, len(items))
@@ -509,7 +514,7 @@ func (s *Store) DeleteJobLog(ctx context.Context, owner, jobID string) error {
 					Key: map[string]types.AttributeValue{attrPK: it[attrPK], attrSK: it[attrSK]}}})
 			}
 			if err := s.batchWrite(ctx, reqs); err != nil {
-				return fmt.Errorf("delete the log of job %s: %w", jobID, err)
+				return fmt.Errorf("delete %s: %w", what, err)
 			}
 			items = items[n:]
 		}

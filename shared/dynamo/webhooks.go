@@ -136,37 +136,7 @@ func (s *Store) DeleteWebhookEndpoint(ctx context.Context, owner, id string) err
 	if err != nil {
 		return nil
 	}
-	var start map[string]types.AttributeValue
-	for {
-		out, err := s.client.Query(ctx, &dynamodb.QueryInput{
-			TableName:                 aws.String(s.table),
-			KeyConditionExpression:    aws.String("#pk = :pk"),
-			ProjectionExpression:      aws.String("#pk, #sk"),
-			ExpressionAttributeNames:  map[string]string{"#pk": attrPK, "#sk": attrSK},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: pk}},
-			ExclusiveStartKey:         start,
-			ConsistentRead:            aws.Bool(true),
-		})
-		if err != nil {
-			return s.translate(err, "list the deliveries of webhook endpoint %s", id)
-		}
-		for items := out.Items; len(items) > 0; {
-			n := min(batchSize, len(items))
-			reqs := make([]types.WriteRequest, 0, n)
-			for _, it := range items[:n] {
-				reqs = append(reqs, types.WriteRequest{DeleteRequest: &types.DeleteRequest{
-					Key: map[string]types.AttributeValue{attrPK: it[attrPK], attrSK: it[attrSK]}}})
-			}
-			if err := s.batchWrite(ctx, reqs); err != nil {
-				return fmt.Errorf("delete the deliveries of webhook endpoint %s: %w", id, err)
-			}
-			items = items[n:]
-		}
-		if len(out.LastEvaluatedKey) == 0 {
-			return nil
-		}
-		start = out.LastEvaluatedKey
-	}
+	return s.deletePartition(ctx, pk, "the deliveries of webhook endpoint "+id)
 }
 
 // ListWebhookEndpoints returns one page of the owner's endpoints, newest first.

@@ -26,6 +26,24 @@ type createDatasetRequest struct {
 	Format *string `json:"format,omitempty"`
 }
 
+// digestAndFormat reads a new dataset's optional sha256 (64 hex digits,
+// lower-cased) and format (messages when left out), for an upload and an
+// import alike.
+func digestAndFormat(sha256, format *string) (string, pipeline.DatasetFormat, error) {
+	var sha string
+	if sha256 != nil {
+		sha = strings.ToLower(*sha256)
+		if b, err := hex.DecodeString(sha); err != nil || len(b) != 32 {
+			return "", "", pipeline.Errorf(pipeline.EInvalid, "sha256 must be 64 hex digits (or left out), got %q", *sha256)
+		}
+	}
+	if format == nil {
+		return sha, pipeline.FormatMessages, nil
+	}
+	f, err := pipeline.ParseDatasetFormat(*format)
+	return sha, f, err
+}
+
 func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner string) error {
 	var req createDatasetRequest
 	if err := decodeJSON(w, r, &req); err != nil {
@@ -46,20 +64,9 @@ func (s *Server) createDataset(w http.ResponseWriter, r *http.Request, owner str
 		return &pipeline.Error{Code: pipeline.ETooLarge,
 			Message: fmt.Sprintf("size_bytes is %d: datasets are limited to %d bytes (5 GiB)", *req.SizeBytes, pipeline.MaxDatasetBytes)}
 	}
-	var sha string
-	if req.SHA256 != nil {
-		sha = strings.ToLower(*req.SHA256)
-		if b, err := hex.DecodeString(sha); err != nil || len(b) != 32 {
-			return pipeline.Errorf(pipeline.EInvalid, "sha256 must be 64 hex digits (or left out), got %q", *req.SHA256)
-		}
-	}
-	format := pipeline.FormatMessages
-	if req.Format != nil {
-		f, err := pipeline.ParseDatasetFormat(*req.Format)
-		if err != nil {
-			return err
-		}
-		format = f
+	sha, format, err := digestAndFormat(req.SHA256, req.Format)
+	if err != nil {
+		return err
 	}
 	now := s.now()
 	id := pipeline.NewID("ds", now)

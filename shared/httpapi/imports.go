@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -60,18 +59,9 @@ func (s *Server) importDataset(w http.ResponseWriter, r *http.Request, owner str
 	if err := pipeline.ValidateName("name", name); err != nil {
 		return err
 	}
-	var sha string
-	if req.SHA256 != nil {
-		sha = strings.ToLower(*req.SHA256)
-		if b, err := hex.DecodeString(sha); err != nil || len(b) != 32 {
-			return pipeline.Errorf(pipeline.EInvalid, "sha256 must be 64 hex digits (or left out), got %q", *req.SHA256)
-		}
-	}
-	format := pipeline.FormatMessages
-	if req.Format != nil {
-		if format, err = pipeline.ParseDatasetFormat(*req.Format); err != nil {
-			return err
-		}
+	sha, format, err := digestAndFormat(req.SHA256, req.Format)
+	if err != nil {
+		return err
 	}
 	if s.Imports == nil {
 		return pipeline.Errorf(pipeline.EUnavailable, "this deployment does not import datasets: upload the file instead")

@@ -48,23 +48,42 @@ func startWith(t *testing.T, speed float64, faults map[string]runpodemu.Fault) *
 // readyDataset uploads the sample dataset and waits until it is ready.
 func readyDataset(t *testing.T, s *localstack.Stack) string {
 	t.Helper()
+	return readyDatasetAs(t, s, "dev-token")
+}
+
+// readyDatasetAs uploads the sample dataset as the token's owner and
+// waits until it is ready.
+func readyDatasetAs(t *testing.T, s *localstack.Stack, token string) string {
+	t.Helper()
 	sample, err := os.ReadFile("../../testdata/datasets/sample.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}
+	id, status := uploadAs(t, s, token, "sample", sample)
+	if status != "ready" {
+		t.Fatalf("the sample dataset ended %s, want ready", status)
+	}
+	return id
+}
+
+// uploadAs uploads content as a dataset of the token's owner with the
+// presigned request the API hands out, and waits until it is validated;
+// it returns the dataset's id and status (ready or invalid).
+func uploadAs(t *testing.T, s *localstack.Stack, token, name string, content []byte) (string, string) {
+	t.Helper()
 	var created struct {
 		Dataset struct{ ID string }
 		Upload  struct {
 			Request struct {
-				Method, URL string
-				Headers     map[string]string
+				URL     string
+				Headers map[string]string
 			}
 		}
 	}
-	if status := call(t, "POST", s.URL()+"/v1/datasets", fmt.Sprintf(`{"name":"sample","size_bytes":%d}`, len(sample)), &created); status != 201 {
+	if status := callAs(t, token, "POST", s.URL()+"/v1/datasets", fmt.Sprintf(`{"name":%q,"size_bytes":%d}`, name, len(content)), &created); status != 201 {
 		t.Fatalf("POST /v1/datasets = %d", status)
 	}
-	req, _ := http.NewRequest("PUT", created.Upload.Request.URL, bytes.NewReader(sample))
+	req, _ := http.NewRequest("PUT", created.Upload.Request.URL, bytes.NewReader(content))
 	for k, v := range created.Upload.Request.Headers {
 		if !strings.EqualFold(k, "Content-Length") {
 			req.Header.Set(k, v) // the signed headers a client must send
@@ -75,12 +94,12 @@ func readyDataset(t *testing.T, s *localstack.Stack) string {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	waitFor(t, 20*time.Second, func() bool {
-		var d struct{ Status string }
-		call(t, "GET", s.URL()+"/v1/datasets/"+created.Dataset.ID, "", &d)
-		return d.Status == "ready"
-	}, "dataset ready")
-	return created.Dataset.ID
+	var d struct{ Status string }
+	waitFor(t, 30*time.Second, func() bool {
+		callAs(t, token, "GET", s.URL()+"/v1/datasets/"+created.Dataset.ID, "", &d)
+		return d.Status == "ready" || d.Status == "invalid"
+	}, "the dataset validated")
+	return created.Dataset.ID, d.Status
 }
 
 func waitFor(t *testing.T, limit time.Duration, ok func() bool, what string) {

@@ -1,13 +1,10 @@
 package localstack_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,44 +14,6 @@ import (
 	"github.com/brightrun/brightrun/shared/pipeline"
 	"github.com/brightrun/brightrun/shared/runpodemu"
 )
-
-// readyDatasetAs uploads the sample dataset as the token's owner.
-func readyDatasetAs(t *testing.T, s *localstack.Stack, token string) string {
-	t.Helper()
-	sample, err := os.ReadFile("../../testdata/datasets/sample.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var created struct {
-		Dataset struct{ ID string }
-		Upload  struct {
-			Request struct {
-				URL     string
-				Headers map[string]string
-			}
-		}
-	}
-	if status := callAs(t, token, "POST", s.URL()+"/v1/datasets", fmt.Sprintf(`{"name":"sample","size_bytes":%d}`, len(sample)), &created); status != 201 {
-		t.Fatalf("POST /v1/datasets = %d", status)
-	}
-	req, _ := http.NewRequest("PUT", created.Upload.Request.URL, bytes.NewReader(sample))
-	for k, v := range created.Upload.Request.Headers {
-		if !strings.EqualFold(k, "Content-Length") {
-			req.Header.Set(k, v)
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	waitFor(t, 30*time.Second, func() bool {
-		var d struct{ Status string }
-		callAs(t, token, "GET", s.URL()+"/v1/datasets/"+created.Dataset.ID, "", &d)
-		return d.Status == "ready"
-	}, "dataset ready")
-	return created.Dataset.ID
-}
 
 // Many owners submit at once to a slow GPU: no owner ever has more jobs
 // on GPUs than its limit, the runs in flight never pass the endpoint's

@@ -1,7 +1,6 @@
 package localstack_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -37,41 +36,6 @@ func callAs(t *testing.T, token, method, url, body string, out any) int {
 	return resp.StatusCode
 }
 
-// uploadDataset uploads content as a dataset and waits until it is
-// validated; it returns the dataset's id and status.
-func uploadDataset(t *testing.T, s *localstack.Stack, content []byte) (string, string) {
-	t.Helper()
-	var created struct {
-		Dataset struct{ ID string }
-		Upload  struct {
-			Request struct {
-				Method, URL string
-				Headers     map[string]string
-			}
-		}
-	}
-	if status := call(t, "POST", s.URL()+"/v1/datasets", fmt.Sprintf(`{"name":"upload","size_bytes":%d}`, len(content)), &created); status != 201 {
-		t.Fatalf("POST /v1/datasets = %d", status)
-	}
-	req, _ := http.NewRequest("PUT", created.Upload.Request.URL, bytes.NewReader(content))
-	for k, v := range created.Upload.Request.Headers {
-		if !strings.EqualFold(k, "Content-Length") {
-			req.Header.Set(k, v)
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	var d struct{ Status string }
-	waitFor(t, 20*time.Second, func() bool {
-		call(t, "GET", s.URL()+"/v1/datasets/"+created.Dataset.ID, "", &d)
-		return d.Status == "ready" || d.Status == "invalid"
-	}, "the dataset validated")
-	return created.Dataset.ID, d.Status
-}
-
 func TestJobsAndDatasetsInTheLocalStackSendTheirEventsToARegisteredEndpoint(t *testing.T) {
 	recv := webhookstest.Start(t, 0)
 	id := func(key string) string { return pipeline.IdempotentJobID("dev", key) }
@@ -95,7 +59,7 @@ func TestJobsAndDatasetsInTheLocalStackSendTheirEventsToARegisteredEndpoint(t *t
 	}
 
 	ds := readyDataset(t, s)
-	if _, status := uploadDataset(t, s, []byte("this is not JSON\n")); status != "invalid" {
+	if _, status := uploadAs(t, s, "dev-token", "upload", []byte("this is not JSON\n")); status != "invalid" {
 		t.Fatalf("a bad upload ended %s, want invalid", status)
 	}
 	done := createJob(t, s, ds, `,"preset":"fast","hyperparameters":{"batch_size":1,"gradient_accumulation":1}`)

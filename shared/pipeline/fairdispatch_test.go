@@ -41,15 +41,7 @@ func (q *sentQueue) DeadLetters(context.Context, int) ([]pipeline.Delivery, erro
 
 func newFairEnv(t *testing.T, f pipeline.Fairness) (*pipeline.FairDispatch, *local.Store, *sentQueue) {
 	t.Helper()
-	db, err := local.OpenDB(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := local.NewStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := newStore(t)
 	q := &sentQueue{}
 	jobs := &pipeline.Lifecycle{Store: store, JobLog: store, Queue: q, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	return &pipeline.FairDispatch{Jobs: jobs, Scanner: store, Fairness: f}, store, q

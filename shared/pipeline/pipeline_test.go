@@ -126,7 +126,9 @@ func TestValidateName(t *testing.T) {
 	}
 }
 
-func newStore(t *testing.T) pipeline.Store {
+// newStore is the embedded store in a folder of the test's own.
+func newStore(t *testing.T) *local.Store {
+	t.Helper()
 	db, err := local.OpenDB(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/brightrun/brightrun/shared/local"
 	"github.com/brightrun/brightrun/shared/pipeline"
 )
 
@@ -40,15 +39,7 @@ func (p *publisher) types() []string {
 
 func newLifecycle(t *testing.T, events pipeline.EventPublisher, log *bytes.Buffer) *pipeline.Lifecycle {
 	t.Helper()
-	db, err := local.OpenDB(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := local.NewStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := newStore(t)
 	return &pipeline.Lifecycle{Store: store, JobLog: store, Events: events, Log: slog.New(slog.NewTextHandler(log, nil))}
 }
 
